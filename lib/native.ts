@@ -1,0 +1,152 @@
+// The one typed description of what lowrank.node exports, and its loader. Nothing outside
+// lib/ should call these directly: the public functions validate first.
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+type F32 = Float32Array;
+type Seed = bigint;
+
+export interface NativeLoraDims {
+  t: number;
+  in: number;
+  out: number;
+  r: number;
+}
+
+export interface NativeCudaDevice {
+  index: number;
+  name: string;
+  computeCapability: string;
+  memoryBytes: number;
+  multiprocessors: number;
+}
+
+export interface NativeBackends {
+  cpu: { isa: 'avx512' | 'avx2' | 'generic'; threads: number };
+  cuda: {
+    compiled: boolean;
+    available: boolean;
+    reason?: string;
+    runtimeVersion: number;
+    driverVersion: number;
+    devices: NativeCudaDevice[];
+  };
+}
+
+export interface NativeGemmTerm {
+  a: F32;
+  lda: number;
+  ta: boolean;
+  b: F32;
+  ldb: number;
+  tb: boolean;
+  k: number;
+  alpha: number;
+  aDropout?: { p: number; seed: Seed };
+}
+
+/** Async-capable calls take `async = true` and then return a Promise. */
+type Call<A> = {
+  (args: A, async?: false): void;
+  (args: A, async: true): Promise<void>;
+};
+
+export interface Native {
+  backends(): NativeBackends;
+  setThreads(n: number): number;
+  convert: Call<{ src: F32 | Uint16Array; srcDtype: number; dst: F32 | Uint16Array; dstDtype: number }>;
+  fillRandom: Call<{ out: F32; seed: Seed; normal: boolean; a: number; b: number }>;
+  philox(args: { counter: Uint32Array; key: Uint32Array; out: Uint32Array }): void;
+  dropoutMask(args: { out: Uint8Array; offset: number; p: number; seed: Seed }): void;
+  gemm(args: {
+    m: number;
+    n: number;
+    terms: NativeGemmTerm[];
+    c: F32;
+    ldc: number;
+    beta: number;
+    bias: F32 | null;
+    reference: boolean;
+  }): void;
+  loraForward: Call<
+    NativeLoraDims & { x: F32; W: F32; bias: F32 | null; A: F32; B: F32; y: F32; xa: F32; scale: number; p: number; seed: Seed }
+  >;
+  loraBackward: Call<
+    NativeLoraDims & {
+      dy: F32;
+      x: F32 | null;
+      W: F32;
+      A: F32;
+      B: F32;
+      xa: F32;
+      dx: F32 | null;
+      dA: F32 | null;
+      dB: F32;
+      scale: number;
+      p: number;
+      seed: Seed;
+    }
+  >;
+  loraMerge: Call<{ W: F32; A: F32; B: F32; out: number; in: number; r: number; scale: number; safe: boolean }>;
+  cudaDropoutMask(args: { out: Uint8Array; offset: number; p: number; seed: Seed }): void;
+  cudaLoraMerge(args: { W: F32; A: F32; B: F32; out: number; in: number; r: number; scale: number }): void;
+}
+
+/** The package root (where package.json, build/ and prebuilds/ live). */
+export const packageRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+
+let cached: Native | undefined;
+
+function errorText(e: unknown): string {
+  return e instanceof Error ? e.message.split('\n')[0] : String(e);
+}
+
+function load(): Native {
+  const require = createRequire(import.meta.url);
+  const tried: string[] = [];
+  const explicit = process.env.LOWRANK_NATIVE;
+  if (explicit) {
+    try {
+      return require(path.resolve(explicit)) as Native;
+    } catch (e) {
+      tried.push(`LOWRANK_NATIVE=${explicit}: ${errorText(e)}`);
+    }
+  }
+  try {
+    const nodeGypBuild = require('node-gyp-build') as (dir: string) => unknown;
+    return nodeGypBuild(packageRoot) as Native;
+  } catch (e) {
+    tried.push(`node-gyp-build in ${packageRoot} (prebuilds/${process.platform}-${process.arch}/, build/Release/, build/Debug/): ${errorText(e)}`);
+  }
+  // node-gyp-build says only "not found" when a file exists but fails to load; load the local
+  // builds directly so the dynamic loader's own reason shows.
+  for (const rel of ['build/Release/lowrank.node', 'build/Debug/lowrank.node']) {
+    const file = path.join(packageRoot, rel);
+    if (!existsSync(file)) {
+      tried.push(`${rel}: no such file`);
+      continue;
+    }
+    try {
+      return require(file) as Native;
+    } catch (e) {
+      tried.push(`${rel}: ${errorText(e)}`);
+    }
+  }
+  throw new Error(
+    [
+      'lowrank: the native module could not be loaded. Tried:',
+      ...tried.map((t) => `  - ${t}`),
+      'To fix: run `npm rebuild lowrank` (or `npm run build` in a clone); the build needs a C++17',
+      'compiler, make and python3, and nvcc + cmake for the optional CUDA backend.',
+      'Set LOWRANK_NATIVE=/path/to/lowrank.node to load a specific binary.',
+    ].join('\n'),
+  );
+}
+
+/** The loaded native module (loaded on first use). */
+export function native(): Native {
+  cached ??= load();
+  return cached;
+}

@@ -1,0 +1,268 @@
+// LoRA (SPEC section 2): y = x Wᵀ + b0 + s · (D(x) Aᵀ) Bᵀ, its backward, merge and unmerge.
+// The `frozenA` option is LoRA-FA's path: A stays fixed, backward keeps only xa, never x.
+import { invalidRange, invalidType } from '../errors.js';
+import { native, type NativeLoraDims } from '../native.js';
+import { rand, randn, Tensor, zeros } from '../tensor.js';
+import { bool, dropout, type DropoutOption, f32, finite, options, sameDevice, shapeIs } from './check.js';
+
+export interface LoraForwardOptions {
+  /** s: alpha / r (or alpha / sqrt(r) with rsLoRA). Required. */
+  scale: number;
+  /** Base bias b0 [out]. */
+  bias?: Tensor;
+  /** Inverted dropout on the adapter's input; the mask is regenerated in backward, never stored. */
+  dropout?: DropoutOption;
+  /** LoRA-FA: A is frozen, backward returns no dA and `saved` never holds x. */
+  frozenA?: boolean;
+}
+
+/** What forward keeps for backward. `bytes` counts the activations it holds. */
+export class LoraSaved {
+  #x: Tensor | null;
+  #xa: Tensor;
+  readonly #W: Tensor;
+  readonly #A: Tensor;
+  readonly #B: Tensor;
+  /** @internal */ readonly dims: NativeLoraDims;
+  /** @internal */ readonly leading: readonly number[];
+  readonly scale: number;
+  readonly p: number;
+  /** @internal */ readonly seed: bigint;
+  readonly frozenA: boolean;
+
+  /** @internal */
+  constructor(
+    x: Tensor | null,
+    xa: Tensor,
+    W: Tensor,
+    A: Tensor,
+    B: Tensor,
+    dims: NativeLoraDims,
+    leading: readonly number[],
+    scale: number,
+    drop: { p: number; seed: bigint },
+  ) {
+    this.#x = x;
+    this.#xa = xa;
+    this.#W = W;
+    this.#A = A;
+    this.#B = B;
+    this.dims = dims;
+    this.leading = leading;
+    this.scale = scale;
+    this.p = drop.p;
+    this.seed = drop.seed;
+    this.frozenA = x === null;
+  }
+
+  /** Bytes of activations kept for backward: T·(in + r)·4 for LoRA, T·r·4 with frozenA. */
+  get bytes(): number {
+    return (this.#x?.nbytes ?? 0) + this.#xa.nbytes;
+  }
+
+  /** xa = D(x) Aᵀ [T, r], as computed by forward. */
+  get xa(): Tensor {
+    return this.#xa;
+  }
+
+  /** @internal */
+  parts(name: string) {
+    if (this.#xa.disposed) throw invalidType('live saved state', name, this, 'it was disposed');
+    return {
+      x: this.#x === null ? null : f32(this.#x, `${name} input x`),
+      xa: f32(this.#xa, `${name}.xa`),
+      W: f32(this.#W, `${name} weight W`),
+      A: f32(this.#A, `${name} adapter A`),
+      B: f32(this.#B, `${name} adapter B`),
+    };
+  }
+
+  /** Releases xa and the reference to x. */
+  dispose(): void {
+    this.#xa.dispose();
+    this.#x = null;
+  }
+
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+
+  describe(): string {
+    return `LoraSaved(T=${this.dims.t}, in=${this.dims.in}, out=${this.dims.out}, r=${this.dims.r}${this.#xa.disposed ? ', disposed' : ''})`;
+  }
+}
+
+export interface LoraForwardResult {
+  y: Tensor;
+  saved: LoraSaved;
+}
+
+export interface LoraGrads {
+  dx: Tensor;
+  /** Absent when forward ran with frozenA. */
+  dA?: Tensor;
+  dB: Tensor;
+}
+
+function prepareForward(x: Tensor, W: Tensor, A: Tensor, B: Tensor, opts: LoraForwardOptions | undefined) {
+  const o = options<LoraForwardOptions>(opts, 'options');
+  const xs = f32(x, 'x'), Ws = f32(W, 'W'), As = f32(A, 'A'), Bs = f32(B, 'B');
+  if (W.shape.length !== 2) throw invalidRange('a 2-D weight [out, in]', 'W', W);
+  const [out, inDim] = W.shape as [number, number];
+  if (x.shape.length < 1 || x.shape[x.shape.length - 1] !== inDim)
+    throw invalidRange(`a tensor [..., in] with in = ${inDim} (W's columns)`, 'x', x);
+  if (A.shape.length !== 2 || A.shape[0] < 1)
+    throw invalidRange('a 2-D adapter [r, in] with rank r >= 1', 'A', A);
+  const r = A.shape[0];
+  shapeIs(A, 'A', [r, inDim], ['r', 'in']);
+  shapeIs(B, 'B', [out, r], ['out', 'r']);
+  const bias = o.bias;
+  const biasS = bias === undefined ? null : f32(bias, 'options.bias');
+  if (bias) shapeIs(bias, 'options.bias', [out], ['out']);
+  sameDevice([
+    [x, 'x'],
+    [W, 'W'],
+    [A, 'A'],
+    [B, 'B'],
+    [bias, 'options.bias'],
+  ]);
+  const scale = finite(o.scale, 'options.scale');
+  const drop = dropout(o.dropout, 'options.dropout');
+  const frozenA = bool(o.frozenA, 'options.frozenA', false);
+  const leading = x.shape.slice(0, -1);
+  const t = x.size / inDim;
+  if (t < 1) throw invalidRange('at least one row', 'x', x);
+  const dims: NativeLoraDims = { t, in: inDim, out, r };
+  const y = new Tensor(new Float32Array(t * out), [...leading, out], 'float32', x.device);
+  const xa = new Tensor(new Float32Array(t * r), [t, r], 'float32', x.device);
+  const args = { ...dims, x: xs, W: Ws, bias: biasS, A: As, B: Bs, y: y.storage() as Float32Array, xa: xa.storage() as Float32Array, scale, p: drop.p, seed: drop.seed };
+  const saved = new LoraSaved(frozenA ? null : x, xa, W, A, B, dims, leading, scale, drop);
+  return { args, result: { y, saved } };
+}
+
+function prepareBackward(dy: Tensor, saved: LoraSaved) {
+  if (!(saved instanceof LoraSaved)) throw invalidType('the saved state from lora.forward', 'saved', saved);
+  const parts = saved.parts('saved');
+  const dys = f32(dy, 'dy');
+  const { t, in: inDim, out, r } = saved.dims;
+  const want = [...saved.leading, out];
+  shapeIs(dy, 'dy', want, [...saved.leading.map((_, i) => `d${i}`), 'out']);
+  const dx = new Tensor(new Float32Array(t * inDim), [...saved.leading, inDim], 'float32', dy.device);
+  const dA = saved.frozenA ? undefined : new Tensor(new Float32Array(r * inDim), [r, inDim], 'float32', dy.device);
+  const dB = new Tensor(new Float32Array(out * r), [out, r], 'float32', dy.device);
+  const args = {
+    ...saved.dims,
+    dy: dys,
+    ...parts,
+    dx: dx.storage() as Float32Array,
+    dA: dA ? (dA.storage() as Float32Array) : null,
+    dB: dB.storage() as Float32Array,
+    scale: saved.scale,
+    p: saved.p,
+    seed: saved.seed,
+  };
+  const grads: LoraGrads = dA ? { dx, dA, dB } : { dx, dB };
+  return { args, grads };
+}
+
+function prepareMerge(W: Tensor, A: Tensor, B: Tensor, scale: number, safe: boolean) {
+  const Ws = f32(W, 'W'), As = f32(A, 'A'), Bs = f32(B, 'B');
+  if (W.shape.length !== 2) throw invalidRange('a 2-D weight [out, in]', 'W', W);
+  const [out, inDim] = W.shape as [number, number];
+  if (A.shape.length !== 2 || A.shape[0] < 1) throw invalidRange('a 2-D adapter [r, in] with rank r >= 1', 'A', A);
+  const r = A.shape[0];
+  shapeIs(A, 'A', [r, inDim], ['r', 'in']);
+  shapeIs(B, 'B', [out, r], ['out', 'r']);
+  sameDevice([
+    [W, 'W'],
+    [A, 'A'],
+    [B, 'B'],
+  ]);
+  return { W: Ws, A: As, B: Bs, out, in: inDim, r, scale: finite(scale, 'scale'), safe };
+}
+
+function mergeOptions(opts: unknown): boolean {
+  return bool(options<{ safe: boolean }>(opts, 'options').safe, 'options.safe', false);
+}
+
+/** y = x Wᵀ + bias + scale · (D(x) Aᵀ) Bᵀ for x [..., in], W [out, in], A [r, in], B [out, r]. */
+export function forward(x: Tensor, W: Tensor, A: Tensor, B: Tensor, opts: LoraForwardOptions): LoraForwardResult {
+  const { args, result } = prepareForward(x, W, A, B, opts);
+  native().loraForward(args);
+  return result;
+}
+
+/** forward off the event loop; the result equals forward's bit for bit. Inputs must not change until it settles. */
+export async function forwardAsync(x: Tensor, W: Tensor, A: Tensor, B: Tensor, opts: LoraForwardOptions): Promise<LoraForwardResult> {
+  const { args, result } = prepareForward(x, W, A, B, opts);
+  await native().loraForward(args, true);
+  return result;
+}
+
+/** Gradients for upstream gradient dy [..., out]: dx, dA (unless frozenA) and dB. W is frozen. */
+export function backward(dy: Tensor, saved: LoraSaved): LoraGrads {
+  const { args, grads } = prepareBackward(dy, saved);
+  native().loraBackward(args);
+  return grads;
+}
+
+/** backward off the event loop; the result equals backward's bit for bit. */
+export async function backwardAsync(dy: Tensor, saved: LoraSaved): Promise<LoraGrads> {
+  const { args, grads } = prepareBackward(dy, saved);
+  await native().loraBackward(args, true);
+  return grads;
+}
+
+export interface MergeOptions {
+  /** Compute into a copy, check every value is finite, and leave W untouched (RangeError) if not. */
+  safe?: boolean;
+}
+
+/** W ← W + scale · B A, in place. */
+export function merge(W: Tensor, A: Tensor, B: Tensor, scale: number, opts?: MergeOptions): void {
+  native().loraMerge(prepareMerge(W, A, B, scale, mergeOptions(opts)));
+}
+
+export async function mergeAsync(W: Tensor, A: Tensor, B: Tensor, scale: number, opts?: MergeOptions): Promise<void> {
+  await native().loraMerge(prepareMerge(W, A, B, scale, mergeOptions(opts)), true);
+}
+
+/** W ← W − scale · B A, in place (undoes merge up to rounding). */
+export function unmerge(W: Tensor, A: Tensor, B: Tensor, scale: number, opts?: MergeOptions): void {
+  const args = prepareMerge(W, A, B, scale, mergeOptions(opts));
+  native().loraMerge({ ...args, scale: -args.scale });
+}
+
+export async function unmergeAsync(W: Tensor, A: Tensor, B: Tensor, scale: number, opts?: MergeOptions): Promise<void> {
+  const args = prepareMerge(W, A, B, scale, mergeOptions(opts));
+  await native().loraMerge({ ...args, scale: -args.scale }, true);
+}
+
+export interface LoraInitOptions {
+  inFeatures: number;
+  outFeatures: number;
+  rank: number;
+  /** 'kaiming' (PEFT's default): A ~ U(±1/√in); 'gaussian': A ~ N(0, 1/r). B = 0 either way. */
+  method?: 'kaiming' | 'gaussian';
+  seed?: number | bigint;
+}
+
+/** Fresh adapter matrices A [r, in], B [out, r] initialised as PEFT does. */
+export function init(opts: LoraInitOptions): { A: Tensor; B: Tensor } {
+  const o = options<LoraInitOptions>(opts, 'options');
+  const dim = (v: unknown, name: string) => {
+    if (typeof v !== 'number' || !Number.isSafeInteger(v)) throw invalidType('a positive integer', name, v);
+    if (v < 1) throw invalidRange('a positive integer', name, v);
+    return v;
+  };
+  const inDim = dim(o.inFeatures, 'options.inFeatures');
+  const out = dim(o.outFeatures, 'options.outFeatures');
+  const r = dim(o.rank, 'options.rank');
+  const method = o.method ?? 'kaiming';
+  if (method !== 'kaiming' && method !== 'gaussian') throw invalidType("'kaiming' or 'gaussian'", 'options.method', method);
+  const A =
+    method === 'kaiming'
+      ? rand([r, inDim], { seed: o.seed, low: -1 / Math.sqrt(inDim), high: 1 / Math.sqrt(inDim) })
+      : randn([r, inDim], { seed: o.seed, std: 1 / Math.sqrt(r) });
+  return { A, B: zeros([out, r]) };
+}

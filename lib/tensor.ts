@@ -1,0 +1,310 @@
+// Tensors: a shape, a dtype, a device and storage. float32 is first-class; bfloat16 and
+// float16 are storage formats (Uint16Array of raw bits) converted with round-to-nearest-even.
+// A CPU float32 tensor made from a Float32Array wraps it without copying.
+import { randomBytes } from 'node:crypto';
+import { describe, invalidRange, invalidRangeText, invalidType } from './errors.js';
+import { native } from './native.js';
+
+export type DType = 'float32' | 'bfloat16' | 'float16';
+export type Device = 'cpu' | 'cuda';
+export type Shape = readonly number[];
+/** Raw storage: float32 values, or bfloat16 / float16 bit patterns. */
+export type Storage = Float32Array | Uint16Array;
+
+export const DTYPES: readonly DType[] = ['float32', 'bfloat16', 'float16'];
+const DTYPE_CODE: Record<DType, number> = { float32: 0, bfloat16: 1, float16: 2 };
+const DTYPE_BYTES: Record<DType, number> = { float32: 4, bfloat16: 2, float16: 2 };
+
+export interface TensorOptions {
+  dtype?: DType;
+  device?: Device;
+}
+
+export interface MemoryInfo {
+  /** Live (not disposed, not collected) tensors on all devices. */
+  numTensors: number;
+  /** Bytes of their storage. */
+  numBytes: number;
+  cpu: { tensors: number; bytes: number };
+  cuda: { tensors: number; bytes: number };
+}
+
+const live = {
+  cpu: { tensors: 0, bytes: 0 },
+  cuda: { tensors: 0, bytes: 0 },
+};
+
+function release(device: Device, bytes: number): void {
+  live[device].tensors -= 1;
+  live[device].bytes -= bytes;
+}
+
+// A backstop for tensors dropped without dispose(): the count follows the collector.
+const registry = new FinalizationRegistry<{ device: Device; bytes: number }>((held) =>
+  release(held.device, held.bytes),
+);
+
+/** Live tensors and their bytes per device (dispose() and garbage collection both release). */
+export function memory(): MemoryInfo {
+  return {
+    numTensors: live.cpu.tensors + live.cuda.tensors,
+    numBytes: live.cpu.bytes + live.cuda.bytes,
+    cpu: { ...live.cpu },
+    cuda: { ...live.cuda },
+  };
+}
+
+function sizeOf(shape: Shape): number {
+  let n = 1;
+  for (const d of shape) n *= d;
+  return n;
+}
+
+export function formatShape(shape: Shape): string {
+  return `[${shape.join(', ')}]`;
+}
+
+export class Tensor {
+  #storage: Storage | null;
+  readonly #shape: Shape;
+  readonly #dtype: DType;
+  readonly #device: Device;
+  readonly #size: number;
+
+  /** @internal Use tensor(), zeros() or randn(). */
+  constructor(storage: Storage, shape: Shape, dtype: DType, device: Device) {
+    this.#storage = storage;
+    this.#shape = Object.freeze([...shape]);
+    this.#dtype = dtype;
+    this.#device = device;
+    this.#size = sizeOf(shape);
+    live[device].tensors += 1;
+    live[device].bytes += this.nbytes;
+    registry.register(this, { device, bytes: this.nbytes }, this);
+  }
+
+  get shape(): Shape {
+    return this.#shape;
+  }
+  get dtype(): DType {
+    return this.#dtype;
+  }
+  get device(): Device {
+    return this.#device;
+  }
+  /** Number of elements. */
+  get size(): number {
+    return this.#size;
+  }
+  /** Bytes of storage. */
+  get nbytes(): number {
+    return this.#size * DTYPE_BYTES[this.#dtype];
+  }
+  get disposed(): boolean {
+    return this.#storage === null;
+  }
+
+  /** @internal The raw storage; throws a TypeError naming `name` after dispose(). */
+  storage(name = 'tensor'): Storage {
+    if (this.#storage === null) throw invalidType('a live Tensor', name, this, 'it was disposed');
+    return this.#storage;
+  }
+
+  /** A new Float32Array with the values (converted from bfloat16 / float16), synchronously. */
+  toFloat32Array(): Float32Array {
+    const src = this.storage();
+    if (this.#dtype === 'float32') return (src as Float32Array).slice();
+    const out = new Float32Array(this.#size);
+    native().convert({ src, srcDtype: DTYPE_CODE[this.#dtype], dst: out, dstDtype: 0 });
+    return out;
+  }
+
+  /** The values as a Float32Array, once every pending operation on the tensor is done. */
+  async data(): Promise<Float32Array> {
+    return this.toFloat32Array();
+  }
+
+  /** A copy on `device` (a copy even when already there). */
+  to(device: Device): Tensor {
+    const src = this.storage();
+    checkDevice(device, 'device');
+    return new Tensor(src.slice(), this.#shape, this.#dtype, device);
+  }
+
+  /** A copy converted to `dtype`. */
+  astype(dtype: DType): Tensor {
+    checkDType(dtype, 'dtype');
+    const src = this.storage();
+    if (dtype === this.#dtype) return new Tensor(src.slice(), this.#shape, dtype, this.#device);
+    const dst = dtype === 'float32' ? new Float32Array(this.#size) : new Uint16Array(this.#size);
+    native().convert({ src, srcDtype: DTYPE_CODE[this.#dtype], dst, dstDtype: DTYPE_CODE[dtype] });
+    return new Tensor(dst, this.#shape, dtype, this.#device);
+  }
+
+  /** A copy with its own storage. */
+  clone(): Tensor {
+    return new Tensor(this.storage().slice(), this.#shape, this.#dtype, this.#device);
+  }
+
+  /** The same storage seen with another shape of the same size. */
+  reshape(shape: readonly number[]): Tensor {
+    const s = checkShape(shape, 'shape');
+    if (sizeOf(s) !== this.#size)
+      throw invalidRangeText(`a shape of ${this.#size} elements`, 'shape', `${formatShape(s)} (${sizeOf(s)} elements)`);
+    return new Tensor(this.storage(), s, this.#dtype, this.#device);
+  }
+
+  /** Frees the storage; safe to call twice. Every other method throws afterwards. */
+  dispose(): void {
+    if (this.#storage === null) return;
+    this.#storage = null;
+    registry.unregister(this);
+    release(this.#device, this.nbytes);
+  }
+
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+
+  /** Short text for messages: Tensor(float32, [3, 4], cpu). */
+  describe(): string {
+    return `Tensor(${this.#dtype}, ${formatShape(this.#shape)}, ${this.#device}${this.disposed ? ', disposed' : ''})`;
+  }
+
+  toString(): string {
+    return this.describe();
+  }
+}
+
+// ---- argument checks shared by the constructors ----------------------------------------
+
+export function checkDType(dtype: unknown, name: string): DType {
+  if (typeof dtype !== 'string' || !(DTYPES as readonly string[]).includes(dtype))
+    throw invalidType("'float32', 'bfloat16' or 'float16'", name, dtype);
+  return dtype as DType;
+}
+
+export function checkDevice(device: unknown, name: string): Device {
+  if (device !== 'cpu' && device !== 'cuda') throw invalidType("'cpu' or 'cuda'", name, device);
+  if (device === 'cuda') {
+    const cuda = native().backends().cuda;
+    if (!cuda.available)
+      throw invalidRange('an available device', name, device, `CUDA is unavailable: ${cuda.reason ?? 'unknown reason'}`);
+    throw invalidRange(
+      "'cpu' (CUDA tensors are not in this version yet)",
+      name,
+      device,
+      'the CUDA backend is compiled in and reports a device, but device tensors arrive with the full CUDA backend',
+    );
+  }
+  return device;
+}
+
+export function checkShape(shape: unknown, name: string): number[] {
+  if (!Array.isArray(shape)) throw invalidType('an array of non-negative integers', name, shape);
+  shape.forEach((d, i) => {
+    if (typeof d !== 'number' || !Number.isSafeInteger(d) || d < 0)
+      throw invalidRange('a non-negative integer', `${name}[${i}]`, d);
+  });
+  return [...shape] as number[];
+}
+
+function checkOptions(opts: unknown, name: string): { dtype: DType; device: Device } {
+  if (opts === undefined) return { dtype: 'float32', device: 'cpu' };
+  if (typeof opts !== 'object' || opts === null) throw invalidType('an options object', name, opts);
+  const o = opts as TensorOptions;
+  return {
+    dtype: o.dtype === undefined ? 'float32' : checkDType(o.dtype, `${name}.dtype`),
+    device: o.device === undefined ? 'cpu' : checkDevice(o.device, `${name}.device`),
+  };
+}
+
+/**
+ * A tensor from values. `data` is a Float32Array (wrapped without a copy for float32), an
+ * array of numbers (copied), or for bfloat16 / float16 a Uint16Array of raw bits (wrapped) or
+ * a Float32Array (converted, round-to-nearest-even).
+ */
+export function tensor(data: Float32Array | Uint16Array | readonly number[], shape: readonly number[], options?: TensorOptions): Tensor {
+  const s = checkShape(shape, 'shape');
+  const { dtype, device } = checkOptions(options, 'options');
+  const n = sizeOf(s);
+  let values: Float32Array | Uint16Array;
+  if (data instanceof Float32Array) values = data;
+  else if (data instanceof Uint16Array && dtype !== 'float32') values = data;
+  else if (Array.isArray(data)) {
+    data.forEach((v, i) => {
+      if (typeof v !== 'number') throw invalidType('a number', `data[${i}]`, v);
+    });
+    values = Float32Array.from(data as number[]);
+  } else {
+    const expected =
+      dtype === 'float32'
+        ? 'a Float32Array or an array of numbers'
+        : `a Float32Array, a Uint16Array of ${dtype} bits or an array of numbers`;
+    throw invalidType(expected, 'data', data);
+  }
+  if (values.length !== n)
+    throw invalidRangeText(`${n} elements (shape ${formatShape(s)})`, 'data', `${describe(data)} with ${values.length} elements`);
+  if (values instanceof Uint16Array || dtype === 'float32') return new Tensor(values, s, dtype, device);
+  const bits = new Uint16Array(n);
+  native().convert({ src: values, srcDtype: 0, dst: bits, dstDtype: DTYPE_CODE[dtype] });
+  return new Tensor(bits, s, dtype, device);
+}
+
+export function zeros(shape: readonly number[], options?: TensorOptions): Tensor {
+  const s = checkShape(shape, 'shape');
+  const { dtype, device } = checkOptions(options, 'options');
+  const n = sizeOf(s);
+  return new Tensor(dtype === 'float32' ? new Float32Array(n) : new Uint16Array(n), s, dtype, device);
+}
+
+/** Converts a seed option to the native 64-bit form; undefined draws a fresh random seed. */
+export function checkSeed(seed: unknown, name: string): bigint {
+  if (seed === undefined) return randomBytes(8).readBigUInt64LE(0);
+  if (typeof seed === 'bigint') {
+    if (seed < 0n || seed >= 1n << 64n) throw invalidRange('an integer in [0, 2^64)', name, seed);
+    return seed;
+  }
+  if (typeof seed !== 'number') throw invalidType('a non-negative integer or bigint', name, seed);
+  if (!Number.isSafeInteger(seed) || seed < 0) throw invalidRange('a non-negative safe integer', name, seed);
+  return BigInt(seed);
+}
+
+export interface RandomOptions extends TensorOptions {
+  /** Same seed, same values (on every backend). Drawn at random when omitted. */
+  seed?: number | bigint;
+}
+
+function filled(shape: readonly number[], options: RandomOptions | undefined, normal: boolean, a: number, b: number): Tensor {
+  const s = checkShape(shape, 'shape');
+  const { dtype, device } = checkOptions(options, 'options');
+  const seed = checkSeed(options?.seed, 'options.seed');
+  const values = new Float32Array(sizeOf(s));
+  native().fillRandom({ out: values, seed, normal, a, b });
+  const t = new Tensor(values, s, 'float32', device);
+  if (dtype === 'float32') return t;
+  const converted = t.astype(dtype);
+  t.dispose();
+  return converted;
+}
+
+function checkFinite(v: unknown, name: string, fallback: number): number {
+  if (v === undefined) return fallback;
+  if (typeof v !== 'number') throw invalidType('a finite number', name, v);
+  if (!Number.isFinite(v)) throw invalidRange('a finite number', name, v);
+  return v;
+}
+
+/** Normal values, mean + std · N(0, 1), from the counter-based generator. */
+export function randn(shape: readonly number[], options?: RandomOptions & { mean?: number; std?: number }): Tensor {
+  const mean = checkFinite(options?.mean, 'options.mean', 0);
+  const std = checkFinite(options?.std, 'options.std', 1);
+  return filled(shape, options, true, mean, std);
+}
+
+/** Uniform values in [low, high), from the counter-based generator. */
+export function rand(shape: readonly number[], options?: RandomOptions & { low?: number; high?: number }): Tensor {
+  const low = checkFinite(options?.low, 'options.low', 0);
+  const high = checkFinite(options?.high, 'options.high', 1);
+  return filled(shape, options, false, low, high);
+}

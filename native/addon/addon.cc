@@ -1,0 +1,29 @@
+// The export table of lowrank.node. lib/native.ts is the typed description of these names.
+#include <napi.h>
+
+#include "backends.h"
+#include "lora.h"
+#include "tensor.h"
+
+namespace {
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  using namespace lowrank::addon;
+  exports.Set("backends", Napi::Function::New(env, Backends, "backends"));
+  exports.Set("setThreads", Napi::Function::New(env, SetThreads, "setThreads"));
+  exports.Set("convert", Napi::Function::New(env, Convert, "convert"));
+  exports.Set("fillRandom", Napi::Function::New(env, FillRandom, "fillRandom"));
+  exports.Set("philox", Napi::Function::New(env, Philox, "philox"));
+  exports.Set("dropoutMask", Napi::Function::New(env, DropoutMask, "dropoutMask"));
+  exports.Set("gemm", Napi::Function::New(env, Gemm, "gemm"));
+  exports.Set("loraForward", Napi::Function::New(env, LoraForward, "loraForward"));
+  exports.Set("loraBackward", Napi::Function::New(env, LoraBackward, "loraBackward"));
+  exports.Set("loraMerge", Napi::Function::New(env, LoraMerge, "loraMerge"));
+  exports.Set("cudaDropoutMask", Napi::Function::New(env, CudaDropoutMask, "cudaDropoutMask"));
+  exports.Set("cudaLoraMerge", Napi::Function::New(env, CudaLoraMerge, "cudaLoraMerge"));
+  return exports;
+}
+
+}  // namespace
+
+NODE_API_MODULE(lowrank, Init)

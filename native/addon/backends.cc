@@ -1,0 +1,81 @@
+// Node-API boundary for backend discovery and settings, and the CUDA self-test hooks.
+#include "backends.h"
+
+#include "../cpu/gemm.h"
+#include "../cpu/threadpool.h"
+#include "../cuda/cuda.h"
+#include "common.h"
+
+namespace lowrank::addon {
+
+Napi::Value Backends(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object cpu = Napi::Object::New(env);
+  cpu.Set("isa", cpu::gemm_isa());
+  cpu.Set("threads", cpu::threads());
+
+  const cuda::Info ci = cuda::info();
+  Napi::Object cuda = Napi::Object::New(env);
+  cuda.Set("compiled", ci.compiled);
+  cuda.Set("available", ci.available);
+  if (!ci.available) cuda.Set("reason", ci.reason);
+  cuda.Set("runtimeVersion", ci.runtime_version);
+  cuda.Set("driverVersion", ci.driver_version);
+  Napi::Array devices = Napi::Array::New(env, ci.devices.size());
+  for (size_t i = 0; i < ci.devices.size(); ++i) {
+    const cuda::DeviceInfo& d = ci.devices[i];
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("index", static_cast<double>(i));
+    o.Set("name", d.name);
+    o.Set("computeCapability", std::to_string(d.major) + "." + std::to_string(d.minor));
+    o.Set("memoryBytes", static_cast<double>(d.memory));
+    o.Set("multiprocessors", d.multiprocessors);
+    devices.Set(static_cast<uint32_t>(i), o);
+  }
+  cuda.Set("devices", devices);
+
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("cpu", cpu);
+  out.Set("cuda", cuda);
+  return out;
+}
+
+Napi::Value SetThreads(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    if (info.Length() < 1 || !info[0].IsNumber()) throw lowrank::TypeError("setThreads expects a number");
+    cpu::set_threads(info[0].As<Napi::Number>().Int32Value());
+    return Napi::Number::New(info.Env(), cpu::threads());
+  });
+}
+
+Napi::Value CudaDropoutMask(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    Napi::Object a = args_object(info);
+    auto out = typed<uint8_t>(a, "out", napi_uint8_array);
+    const int64_t offset = i64(a, "offset");
+    const double p = f64(a, "p");
+    const uint64_t seed = u64(a, "seed");
+    LR_CHECK("cudaDropoutMask", p >= 0.0 && p < 1.0 && offset >= 0, "p must be in [0, 1) and offset >= 0");
+    cuda::dropout_mask_host(seed, p, offset, static_cast<int64_t>(out.size), out.data);
+    return info.Env().Undefined();
+  });
+}
+
+Napi::Value CudaLoraMerge(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    Napi::Object a = args_object(info);
+    cpu::LoraDims d;
+    d.in = i64(a, "in");
+    d.out = i64(a, "out");
+    d.r = i64(a, "r");
+    LR_CHECK("cudaLoraMerge", d.in > 0 && d.out > 0 && d.r > 0, "every dimension must be positive");
+    auto W = f32(a, "W"), A = f32(a, "A"), B = f32(a, "B");
+    expect_size("cudaLoraMerge", "W", W.size, d.out * d.in);
+    expect_size("cudaLoraMerge", "A", A.size, d.r * d.in);
+    expect_size("cudaLoraMerge", "B", B.size, d.out * d.r);
+    cuda::lora_merge_host(d, W.data, A.data, B.data, static_cast<float>(f64(a, "scale")));
+    return info.Env().Undefined();
+  });
+}
+
+}  // namespace lowrank::addon

@@ -1,0 +1,138 @@
+#include "common.h"
+
+#include <exception>
+#include <sstream>
+
+#include "../core/check.h"
+
+namespace lowrank::addon {
+namespace {
+
+Napi::Value field(const Napi::Object& obj, const char* key) {
+  if (!obj.Has(key)) throw lowrank::TypeError(std::string("missing native argument '") + key + "'");
+  return obj.Get(key);
+}
+
+enum class Kind { kNone, kRange, kType, kOther };
+
+class Job : public Napi::AsyncWorker {
+ public:
+  Job(Napi::Env env, Napi::Object keep, std::function<void()> work)
+      : Napi::AsyncWorker(env, "lowrank"), deferred_(Napi::Promise::Deferred::New(env)),
+        keep_(Napi::Persistent(keep)), work_(std::move(work)) {}
+
+  Napi::Promise promise() { return deferred_.Promise(); }
+
+  void Execute() override {
+    try {
+      work_();
+    } catch (const lowrank::RangeError& e) {
+      kind_ = Kind::kRange;
+      SetError(e.what());
+    } catch (const lowrank::TypeError& e) {
+      kind_ = Kind::kType;
+      SetError(e.what());
+    } catch (const std::exception& e) {
+      kind_ = Kind::kOther;
+      SetError(e.what());
+    }
+  }
+
+  void OnOK() override { deferred_.Resolve(Env().Undefined()); }
+
+  void OnError(const Napi::Error& e) override {
+    const std::string msg = e.Message();
+    Napi::Env env = Env();
+    if (kind_ == Kind::kRange)
+      deferred_.Reject(Napi::RangeError::New(env, msg).Value());
+    else if (kind_ == Kind::kType)
+      deferred_.Reject(Napi::TypeError::New(env, msg).Value());
+    else
+      deferred_.Reject(Napi::Error::New(env, msg).Value());
+  }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  Napi::ObjectReference keep_;
+  std::function<void()> work_;
+  Kind kind_ = Kind::kNone;
+};
+
+}  // namespace
+
+template <typename T>
+Span<T> typed(const Napi::Object& obj, const char* key, napi_typedarray_type type, bool optional) {
+  Napi::Value v = field(obj, key);
+  if (optional && (v.IsNull() || v.IsUndefined())) return {};
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != type)
+    throw lowrank::TypeError(std::string("native argument '") + key + "' has the wrong typed-array class");
+  Napi::TypedArray ta = v.As<Napi::TypedArray>();
+  Napi::ArrayBuffer buf = ta.ArrayBuffer();
+  auto* base = static_cast<uint8_t*>(buf.Data()) + ta.ByteOffset();
+  return {reinterpret_cast<T*>(base), ta.ElementLength()};
+}
+
+template Span<float> typed<float>(const Napi::Object&, const char*, napi_typedarray_type, bool);
+template Span<uint16_t> typed<uint16_t>(const Napi::Object&, const char*, napi_typedarray_type, bool);
+template Span<uint8_t> typed<uint8_t>(const Napi::Object&, const char*, napi_typedarray_type, bool);
+template Span<uint32_t> typed<uint32_t>(const Napi::Object&, const char*, napi_typedarray_type, bool);
+
+int64_t i64(const Napi::Object& obj, const char* key) {
+  Napi::Value v = field(obj, key);
+  if (!v.IsNumber()) throw lowrank::TypeError(std::string("native argument '") + key + "' is not a number");
+  return v.As<Napi::Number>().Int64Value();
+}
+
+double f64(const Napi::Object& obj, const char* key) {
+  Napi::Value v = field(obj, key);
+  if (!v.IsNumber()) throw lowrank::TypeError(std::string("native argument '") + key + "' is not a number");
+  return v.As<Napi::Number>().DoubleValue();
+}
+
+bool boolean(const Napi::Object& obj, const char* key) {
+  Napi::Value v = field(obj, key);
+  return v.IsBoolean() && v.As<Napi::Boolean>().Value();
+}
+
+uint64_t u64(const Napi::Object& obj, const char* key) {
+  Napi::Value v = field(obj, key);
+  if (v.IsBigInt()) {
+    bool lossless = false;
+    const uint64_t x = v.As<Napi::BigInt>().Uint64Value(&lossless);
+    if (!lossless) throw lowrank::RangeError(std::string("native argument '") + key + "' does not fit in 64 bits");
+    return x;
+  }
+  if (v.IsNumber()) return static_cast<uint64_t>(v.As<Napi::Number>().Int64Value());
+  throw lowrank::TypeError(std::string("native argument '") + key + "' is not a BigInt");
+}
+
+void expect_size(const char* op, const char* name, size_t got, int64_t want) {
+  if (want < 0 || got != static_cast<size_t>(want)) {
+    std::ostringstream s;
+    s << op << ": " << name << " has " << got << " elements but its shape needs " << want;
+    throw lowrank::RangeError(s.str());
+  }
+}
+
+Napi::Value run(Napi::Env env, bool async, Napi::Object keep, std::function<void()> work) {
+  if (async) {
+    auto* job = new Job(env, keep, std::move(work));
+    Napi::Promise p = job->promise();
+    job->Queue();
+    return p;
+  }
+  try {
+    work();
+  } catch (const lowrank::RangeError& e) {
+    throw Napi::RangeError::New(env, e.what());
+  } catch (const lowrank::TypeError& e) {
+    throw Napi::TypeError::New(env, e.what());
+  } catch (const Napi::Error&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw Napi::Error::New(env, e.what());
+  }
+  return env.Undefined();
+}
+
+}  // namespace lowrank::addon

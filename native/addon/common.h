@@ -1,0 +1,74 @@
+// Helpers shared by the Node-API boundary files: reading plain values and typed arrays out of
+// an argument object, and running a piece of work either now or off the event loop.
+#pragma once
+
+#include <napi.h>
+
+#include <cstdint>
+#include <functional>
+#include <string>
+
+#include "../core/check.h"
+
+namespace lowrank::addon {
+
+template <typename T>
+struct Span {
+  T* data = nullptr;
+  size_t size = 0;
+};
+
+// Required typed-array field `key` of `obj` (a Float32Array, Uint16Array, ...); null when the
+// field is null or undefined and `optional` is set.
+template <typename T>
+Span<T> typed(const Napi::Object& obj, const char* key, napi_typedarray_type type, bool optional = false);
+
+inline Span<float> f32(const Napi::Object& obj, const char* key, bool optional = false) {
+  return typed<float>(obj, key, napi_float32_array, optional);
+}
+
+int64_t i64(const Napi::Object& obj, const char* key);
+double f64(const Napi::Object& obj, const char* key);
+bool boolean(const Napi::Object& obj, const char* key);
+uint64_t u64(const Napi::Object& obj, const char* key);  // a BigInt or a safe integer
+
+// Runs `work` on the calling thread when `async` is false (returns undefined, throws on
+// error), or on a libuv worker (returns a Promise). `keep` stays referenced until the work is
+// done, so the typed arrays it holds stay alive. lowrank::RangeError / TypeError from the work
+// become JavaScript RangeError / TypeError; anything else an Error.
+Napi::Value run(Napi::Env env, bool async, Napi::Object keep, std::function<void()> work);
+
+// The element count a field must have: LR_EXPECT_SIZE("loraForward", x, T * in).
+void expect_size(const char* op, const char* name, size_t got, int64_t want);
+
+}  // namespace lowrank::addon
+
+namespace lowrank::addon {
+
+// Runs `body` and turns lowrank's C++ errors into JavaScript exceptions of the matching class.
+template <typename F>
+Napi::Value guarded(Napi::Env env, F&& body) {
+  try {
+    return body();
+  } catch (const Napi::Error&) {
+    throw;
+  } catch (const lowrank::RangeError& e) {
+    throw Napi::RangeError::New(env, e.what());
+  } catch (const lowrank::TypeError& e) {
+    throw Napi::TypeError::New(env, e.what());
+  } catch (const std::exception& e) {
+    throw Napi::Error::New(env, e.what());
+  }
+}
+
+inline bool async_flag(const Napi::CallbackInfo& info) {
+  return info.Length() > 1 && info[1].IsBoolean() && info[1].As<Napi::Boolean>().Value();
+}
+
+inline Napi::Object args_object(const Napi::CallbackInfo& info) {
+  if (info.Length() < 1 || !info[0].IsObject())
+    throw Napi::TypeError::New(info.Env(), "native call expects an argument object");
+  return info[0].As<Napi::Object>();
+}
+
+}  // namespace lowrank::addon

@@ -1,0 +1,102 @@
+// Node-API boundary for the LoRA family: unpack arguments into plain structs, check sizes,
+// hand the work to native/cpu (now or off the event loop). No arithmetic here.
+#include "lora.h"
+
+#include <sstream>
+
+#include "../cpu/lora.h"
+#include "common.h"
+
+namespace lowrank::addon {
+namespace {
+
+cpu::LoraDims dims(const Napi::Object& a) {
+  cpu::LoraDims d;
+  d.t = i64(a, "t");
+  d.in = i64(a, "in");
+  d.out = i64(a, "out");
+  d.r = i64(a, "r");
+  LR_CHECK("lora", d.t > 0 && d.in > 0 && d.out > 0 && d.r > 0, "every dimension must be positive");
+  return d;
+}
+
+Dropout dropout(const Napi::Object& a) { return Dropout::make(f64(a, "p"), u64(a, "seed")); }
+
+}  // namespace
+
+Napi::Value LoraForward(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    Napi::Object a = args_object(info);
+    const cpu::LoraDims d = dims(a);
+    auto x = f32(a, "x"), W = f32(a, "W"), A = f32(a, "A"), B = f32(a, "B");
+    auto bias = f32(a, "bias", true);
+    auto y = f32(a, "y"), xa = f32(a, "xa");
+    expect_size("loraForward", "x", x.size, d.t * d.in);
+    expect_size("loraForward", "W", W.size, d.out * d.in);
+    expect_size("loraForward", "A", A.size, d.r * d.in);
+    expect_size("loraForward", "B", B.size, d.out * d.r);
+    if (bias.data) expect_size("loraForward", "bias", bias.size, d.out);
+    expect_size("loraForward", "y", y.size, d.t * d.out);
+    expect_size("loraForward", "xa", xa.size, d.t * d.r);
+    const float scale = static_cast<float>(f64(a, "scale"));
+    const Dropout drop = dropout(a);
+    return run(info.Env(), async_flag(info), a, [=] {
+      cpu::lora_forward(d, x.data, W.data, bias.data, A.data, B.data, scale, drop, y.data, xa.data);
+    });
+  });
+}
+
+Napi::Value LoraBackward(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    Napi::Object a = args_object(info);
+    const cpu::LoraDims d = dims(a);
+    auto dy = f32(a, "dy"), W = f32(a, "W"), A = f32(a, "A"), B = f32(a, "B"), xa = f32(a, "xa");
+    auto x = f32(a, "x", true), dx = f32(a, "dx", true), dA = f32(a, "dA", true);
+    auto dB = f32(a, "dB");
+    expect_size("loraBackward", "dy", dy.size, d.t * d.out);
+    expect_size("loraBackward", "W", W.size, d.out * d.in);
+    expect_size("loraBackward", "A", A.size, d.r * d.in);
+    expect_size("loraBackward", "B", B.size, d.out * d.r);
+    expect_size("loraBackward", "xa", xa.size, d.t * d.r);
+    expect_size("loraBackward", "dB", dB.size, d.out * d.r);
+    LR_CHECK("loraBackward", (dA.data == nullptr) == (x.data == nullptr), "dA needs x, and x is kept only for dA");
+    if (x.data) expect_size("loraBackward", "x", x.size, d.t * d.in);
+    if (dA.data) expect_size("loraBackward", "dA", dA.size, d.r * d.in);
+    if (dx.data) expect_size("loraBackward", "dx", dx.size, d.t * d.in);
+    const float scale = static_cast<float>(f64(a, "scale"));
+    const Dropout drop = dropout(a);
+    return run(info.Env(), async_flag(info), a, [=] {
+      cpu::lora_backward(d, dy.data, x.data, W.data, A.data, B.data, xa.data, scale, drop, dx.data,
+                         dA.data, dB.data);
+    });
+  });
+}
+
+Napi::Value LoraMerge(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    Napi::Object a = args_object(info);
+    cpu::LoraDims d;
+    d.in = i64(a, "in");
+    d.out = i64(a, "out");
+    d.r = i64(a, "r");
+    LR_CHECK("loraMerge", d.in > 0 && d.out > 0 && d.r > 0, "every dimension must be positive");
+    auto W = f32(a, "W"), A = f32(a, "A"), B = f32(a, "B");
+    expect_size("loraMerge", "W", W.size, d.out * d.in);
+    expect_size("loraMerge", "A", A.size, d.r * d.in);
+    expect_size("loraMerge", "B", B.size, d.out * d.r);
+    const float scale = static_cast<float>(f64(a, "scale"));
+    const bool safe = boolean(a, "safe");
+    return run(info.Env(), async_flag(info), a, [=] {
+      if (!safe) return cpu::lora_merge(d, W.data, A.data, B.data, scale);
+      const int64_t bad = cpu::lora_merge_safe(d, W.data, A.data, B.data, scale);
+      if (bad >= 0) {
+        std::ostringstream s;
+        s << "Expected a finite merged weight for W but received a non-finite value at W["
+          << bad / d.in << ", " << bad % d.in << "]; W was left unchanged";
+        throw lowrank::RangeError(s.str());
+      }
+    });
+  });
+}
+
+}  // namespace lowrank::addon

@@ -1,0 +1,56 @@
+// The float32 matrix-multiply interface every CPU op goes through.
+//
+//   C[m, n] = beta * C + bias[n] + sum over terms t of alpha_t * op(A_t)[m, k_t] * op(B_t)[k_t, n]
+//
+// Several terms make a product over a joined inner dimension: LoRA's forward is
+// [x | xa] · [W | sB]ᵀ, one pass writing y once. An operand may carry a dropout mask,
+// applied to its elements as they are read (the mask of element (row, col) of the stored
+// matrix is keyed by row * ld + col), so D(x) never exists in memory.
+//
+// Results do not depend on the thread count: every element of C is reduced in the same
+// order whichever thread computes it.
+#pragma once
+
+#include <cstdint>
+
+#include "../core/philox.h"
+
+namespace lowrank::cpu {
+
+// A read-only view of a stored row-major matrix, used as op(X): element (i, j) of the view is
+// data[i * ld + j], or data[j * ld + i] when trans is set.
+struct MatView {
+  const float* data = nullptr;
+  int64_t ld = 0;
+  bool trans = false;
+  const Dropout* dropout = nullptr;  // optional mask on the stored elements
+};
+
+struct GemmTerm {
+  MatView a;  // op(A): m x k
+  MatView b;  // op(B): k x n
+  int64_t k = 0;
+  float alpha = 1.0f;
+};
+
+struct GemmArgs {
+  int64_t m = 0, n = 0;
+  const GemmTerm* terms = nullptr;
+  int nterms = 0;
+  float* c = nullptr;
+  int64_t ldc = 0;
+  float beta = 0.0f;            // 0: C is overwritten (never read); 1: accumulated into
+  const float* bias = nullptr;  // optional [n], added to every row
+};
+
+// Runs on the thread pool.
+void gemm(const GemmArgs& args);
+
+// Plain triple-loop version of the same contract, accumulating in double: the oracle the fast
+// path is tested against from the native checker.
+void gemm_reference(const GemmArgs& args);
+
+// Name of the micro-kernel variant the CPU dispatch chose ("avx512", "avx2", "generic").
+const char* gemm_isa();
+
+}  // namespace lowrank::cpu

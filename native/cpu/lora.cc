@@ -1,0 +1,99 @@
+#include "lora.h"
+
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "gemm.h"
+#include "threadpool.h"
+
+namespace lowrank::cpu {
+
+// Forward. FLOPs: 2·T·out·in (base) + 2·T·in·r + 2·T·out·r. Fewest bytes: x, W, A, B read
+// once; y and xa written once.
+void lora_forward(const LoraDims& d, const float* x, const float* W, const float* bias,
+                  const float* A, const float* B, float scale, const Dropout& drop, float* y,
+                  float* xa) {
+  // xa = D(x) Aᵀ: [T, in] · [in, r]
+  const GemmTerm down{{x, d.in, false, drop.active ? &drop : nullptr}, {A, d.in, true}, d.in, 1.0f};
+  gemm({d.t, d.r, &down, 1, xa, d.r, 0.0f, nullptr});
+  // y = [x | xa] · [W | scale·B]ᵀ + bias
+  const GemmTerm joined[2] = {
+      {{x, d.in, false}, {W, d.in, true}, d.in, 1.0f},
+      {{xa, d.r, false}, {B, d.r, true}, d.r, scale},
+  };
+  gemm({d.t, d.out, joined, 2, y, d.out, 0.0f, bias});
+}
+
+namespace {
+
+// dx[t, i] += D(g A)[t, i]: the adapter's input gradient when dropout is on, where the mask
+// sits on the product's output and so cannot join the base product. One pass over rows.
+void add_dropout_rowprod(const LoraDims& d, const float* g, const float* A, const Dropout& drop,
+                         float* dx) {
+  parallel_for(d.t, [&](int64_t t) {
+    thread_local std::vector<float> row;
+    row.assign(static_cast<size_t>(d.in), 0.0f);
+    const float* gt = g + t * d.r;
+    for (int64_t j = 0; j < d.r; ++j) {
+      const float gj = gt[j];
+      const float* a = A + j * d.in;
+      for (int64_t i = 0; i < d.in; ++i) row[i] += gj * a[i];
+    }
+    float* out = dx + t * d.in;
+    const uint64_t base = static_cast<uint64_t>(t) * static_cast<uint64_t>(d.in);
+    for (int64_t i = 0; i < d.in; ++i) out[i] += drop.factor(base + i) * row[i];
+  });
+}
+
+}  // namespace
+
+// Backward. FLOPs: 2·T·out·in (dx base) + 2·T·r·(2·out + 2·in). Fewest bytes: dy, x, W, A, B,
+// xa read once; dx, dA, dB written once.
+void lora_backward(const LoraDims& d, const float* dy, const float* x, const float* W,
+                   const float* A, const float* B, const float* xa, float scale,
+                   const Dropout& drop, float* dx, float* dA, float* dB) {
+  // dB = scale · dyᵀ xa: [out, T] · [T, r]
+  const GemmTerm tdb{{dy, d.out, true}, {xa, d.r, false}, d.t, scale};
+  gemm({d.out, d.r, &tdb, 1, dB, d.r, 0.0f, nullptr});
+  // g = scale · dy B: [T, out] · [out, r]
+  std::vector<float> g(static_cast<size_t>(d.t * d.r));
+  const GemmTerm tg{{dy, d.out, false}, {B, d.r, false}, d.out, scale};
+  gemm({d.t, d.r, &tg, 1, g.data(), d.r, 0.0f, nullptr});
+  if (dA) {
+    // dA = gᵀ D(x): [r, T] · [T, in]
+    const GemmTerm tda{{g.data(), d.r, true}, {x, d.in, false, drop.active ? &drop : nullptr}, d.t, 1.0f};
+    gemm({d.r, d.in, &tda, 1, dA, d.in, 0.0f, nullptr});
+  }
+  if (!dx) return;
+  if (!drop.active) {
+    // dx = [dy | g] · [W ; A]: one product over the joined inner dimension out + r.
+    const GemmTerm joined[2] = {
+        {{dy, d.out, false}, {W, d.in, false}, d.out, 1.0f},
+        {{g.data(), d.r, false}, {A, d.in, false}, d.r, 1.0f},
+    };
+    gemm({d.t, d.in, joined, 2, dx, d.in, 0.0f, nullptr});
+  } else {
+    const GemmTerm base{{dy, d.out, false}, {W, d.in, false}, d.out, 1.0f};
+    gemm({d.t, d.in, &base, 1, dx, d.in, 0.0f, nullptr});
+    add_dropout_rowprod(d, g.data(), A, drop, dx);
+  }
+}
+
+// Merge. FLOPs: 2·out·in·r. Fewest bytes: W read and written once, A and B read once.
+void lora_merge(const LoraDims& d, float* W, const float* A, const float* B, float scale) {
+  const GemmTerm t{{B, d.r, false}, {A, d.in, false}, d.r, scale};
+  gemm({d.out, d.in, &t, 1, W, d.in, 1.0f, nullptr});
+}
+
+int64_t lora_merge_safe(const LoraDims& d, float* W, const float* A, const float* B, float scale) {
+  const size_t n = static_cast<size_t>(d.out * d.in);
+  std::vector<float> copy(W, W + n);
+  lora_merge(d, copy.data(), A, B, scale);
+  for (size_t i = 0; i < n; ++i)
+    if (!std::isfinite(copy[i])) return static_cast<int64_t>(i);
+  std::memcpy(W, copy.data(), n * sizeof(float));
+  return -1;
+}
+
+}  // namespace lowrank::cpu

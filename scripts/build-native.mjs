@@ -14,35 +14,12 @@ import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fail, findNodeGyp, log, nodeHeadersEnv, root, run, which } from './toolchain.mjs';
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const require = createRequire(import.meta.url);
 const force = process.argv.includes('--force');
 const mode = (process.env.LOWRANK_CUDA ?? 'auto').toLowerCase();
 const jobs = String(Math.max(1, os.availableParallelism?.() ?? os.cpus().length));
-
-function log(msg) {
-  console.log(`lowrank: ${msg}`);
-}
-
-function fail(msg) {
-  console.error(`lowrank: ${msg}`);
-  process.exit(1);
-}
-
-function run(cmd, args, env = {}) {
-  log(`$ ${[cmd, ...args].join(' ')}`);
-  const r = spawnSync(cmd, args, { cwd: root, stdio: 'inherit', env: { ...process.env, ...env } });
-  return r.status === 0;
-}
-
-function which(name) {
-  for (const dir of (process.env.PATH ?? '').split(path.delimiter)) {
-    if (dir && existsSync(path.join(dir, name))) return path.join(dir, name);
-  }
-  return null;
-}
 
 function findNvcc() {
   if (process.env.CUDACXX && existsSync(process.env.CUDACXX)) return process.env.CUDACXX;
@@ -52,18 +29,6 @@ function findNvcc() {
     if (base && existsSync(path.join(base, 'bin', 'nvcc'))) return path.join(base, 'bin', 'nvcc');
   }
   return null;
-}
-
-function findNodeGyp() {
-  const candidates = [process.env.npm_config_node_gyp];
-  try {
-    candidates.push(require.resolve('node-gyp/bin/node-gyp.js'));
-  } catch {
-    // not installed locally; npm's own copy follows
-  }
-  const npmDir = path.join(path.dirname(process.execPath), '..', 'lib', 'node_modules', 'npm');
-  candidates.push(path.join(npmDir, 'node_modules', 'node-gyp', 'bin', 'node-gyp.js'));
-  return candidates.find((c) => c && existsSync(c)) ?? null;
 }
 
 function prebuildLoads() {
@@ -80,12 +45,7 @@ function prebuildLoads() {
 function buildCpu() {
   const gyp = findNodeGyp();
   if (!gyp) fail('node-gyp was not found (it ships with npm); install it with `npm i -g node-gyp`');
-  const args = [gyp, 'rebuild', '--jobs', jobs];
-  // Build against the running Node's own headers when it ships them (no download needed).
-  const prefix = path.dirname(path.dirname(process.execPath));
-  if (!process.env.npm_config_nodedir && existsSync(path.join(prefix, 'include', 'node', 'node_api.h')))
-    args.push(`--nodedir=${prefix}`);
-  return run(process.execPath, args);
+  return run(process.execPath, [gyp, 'rebuild', '--jobs', jobs], { env: nodeHeadersEnv() });
 }
 
 function buildCuda(nvcc) {

@@ -6,11 +6,7 @@
 
 #include <cstdint>
 
-#if defined(__CUDACC__)
-#define LR_HD __host__ __device__ __forceinline__
-#else
-#define LR_HD inline
-#endif
+#include "hd.h"
 
 namespace lowrank {
 

@@ -5,8 +5,10 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdlib>
+#include <exception>
 #include <mutex>
 #include <thread>
+#include <utility>
 #include <vector>
 
 namespace lowrank::cpu {
@@ -47,7 +49,7 @@ class Pool {
     if (n <= 0) return;
     if (n == 1 || size_ == 1 || t_in_pool_task) {
       for (int64_t i = 0; i < n; ++i) fn(i);
-      return;
+      return;  // exceptions propagate directly
     }
     std::lock_guard<std::mutex> run(run_mutex_);
     {
@@ -64,16 +66,24 @@ class Pool {
     finished_ += mine;
     done_.wait(lock, [&] { return finished_ == total_ && busy_ == 0; });
     fn_ = nullptr;
+    if (error_) std::rethrow_exception(std::exchange(error_, nullptr));
   }
 
  private:
+  // Runs tasks until none are left; returns how many this thread ran. A task that throws is
+  // counted as run, and the first exception is rethrown to the caller of run().
   int64_t drain() {
     int64_t count = 0;
     t_in_pool_task = true;
     for (;;) {
       const int64_t i = next_.fetch_add(1);
       if (i >= total_) break;
-      (*fn_)(i);
+      try {
+        (*fn_)(i);
+      } catch (...) {
+        std::lock_guard<std::mutex> lock(mutex_);
+        if (!error_) error_ = std::current_exception();
+      }
       ++count;
     }
     t_in_pool_task = false;
@@ -123,6 +133,7 @@ class Pool {
   int busy_ = 0;
   uint64_t generation_ = 0;
   bool stopping_ = false;
+  std::exception_ptr error_;
 };
 
 Pool& pool() {

@@ -21,7 +21,7 @@ struct DeviceInfo {
 struct Info {
   bool compiled = false;    // CUDA backend compiled into this binary
   bool available = false;   // a usable device was found at run time
-  std::string reason;       // why not available (the runtime's own error text), empty when available
+  std::string reason;       // why not available (the runtime's error text); empty when available
   int runtime_version = 0;  // cudaRuntimeGetVersion, 0 when not compiled
   int driver_version = 0;   // cudaDriverGetVersion (0 when no driver)
   std::vector<DeviceInfo> devices;

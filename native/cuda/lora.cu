@@ -21,9 +21,9 @@ constexpr int kTile = kThreads * kPer;  // 64
 constexpr int kTK = 16;
 
 // W[out, in] += scale · B[out, r] · A[r, in].
-// FLOPs: 2·out·in·r. Fewest bytes: 4·(2·out·in + r·in + out·r): W read and written once, A and
-// B read once. For LoRA ranks (r <= ~64) this is memory bound: r/4 FLOP per byte of W.
-__global__ void __launch_bounds__(kThreads* kThreads)
+// FLOPs: 2·out·in·r. Fewest bytes: 4·(2·out·in + r·in + out·r): W read and written once, A
+// and B read once. For LoRA ranks (r <= ~64) this is memory bound: about r/4 FLOP per byte.
+__global__ void __launch_bounds__(kThreads * kThreads)
     lora_merge_kernel(int64_t out, int64_t in, int64_t r, float* __restrict__ W,
                       const float* __restrict__ A, const float* __restrict__ B, float scale) {
   __shared__ float As[kTK][kTile];  // A[k0 + kk, j0 + jj]
@@ -105,11 +105,15 @@ void lora_merge_host(const cpu::LoraDims& d, float* W, const float* A, const flo
   const size_t nA = static_cast<size_t>(d.r * d.in);
   const size_t nB = static_cast<size_t>(d.out * d.r);
   DeviceBuffer dW(nW * sizeof(float)), dA(nA * sizeof(float)), dB(nB * sizeof(float));
-  check(cudaMemcpy(dW.as<float>(), W, nW * sizeof(float), cudaMemcpyHostToDevice), "cudaMemcpy (W)");
-  if (nA) check(cudaMemcpy(dA.as<float>(), A, nA * sizeof(float), cudaMemcpyHostToDevice), "cudaMemcpy (A)");
-  if (nB) check(cudaMemcpy(dB.as<float>(), B, nB * sizeof(float), cudaMemcpyHostToDevice), "cudaMemcpy (B)");
+  auto upload = [](float* dst, const float* src, size_t n, const char* what) {
+    if (n) check(cudaMemcpy(dst, src, n * sizeof(float), cudaMemcpyHostToDevice), what);
+  };
+  upload(dW.as<float>(), W, nW, "cudaMemcpy (W to device)");
+  upload(dA.as<float>(), A, nA, "cudaMemcpy (A to device)");
+  upload(dB.as<float>(), B, nB, "cudaMemcpy (B to device)");
   lora_merge(d, dW.as<float>(), dA.as<float>(), dB.as<float>(), scale, nullptr);
-  check(cudaMemcpy(W, dW.as<float>(), nW * sizeof(float), cudaMemcpyDeviceToHost), "cudaMemcpy (W to host)");
+  check(cudaMemcpy(W, dW.as<float>(), nW * sizeof(float), cudaMemcpyDeviceToHost),
+        "cudaMemcpy (W to host)");
   check(cudaDeviceSynchronize(), "cudaDeviceSynchronize");
 }
 

@@ -3,7 +3,7 @@
     {
       "target_name": "lowrank",
       "sources": [
-        "<!@(node -e \"const fs=require('fs');for(const d of ['native/addon','native/core','native/cpu'])for(const f of fs.readdirSync(d).sort())if(f.endsWith('.cc'))console.log(d+'/'+f)\")",
+        "<!@(node -e \"const fs=require('fs');for(const d of ['native/addon','native/core','native/cpu','native/cpu/gemm'])for(const f of fs.readdirSync(d).sort())if(f.endsWith('.cc'))console.log(d+'/'+f)\")",
         "native/cuda/stub.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],

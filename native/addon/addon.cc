@@ -11,6 +11,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   using namespace lowrank::addon;
   exports.Set("backends", Napi::Function::New(env, Backends, "backends"));
   exports.Set("setThreads", Napi::Function::New(env, SetThreads, "setThreads"));
+  exports.Set("setIsa", Napi::Function::New(env, SetIsa, "setIsa"));
   exports.Set("convert", Napi::Function::New(env, Convert, "convert"));
   exports.Set("fillRandom", Napi::Function::New(env, FillRandom, "fillRandom"));
   exports.Set("philox", Napi::Function::New(env, Philox, "philox"));

@@ -50,7 +50,12 @@ void gemm(const GemmArgs& args);
 // path is tested against from the native checker.
 void gemm_reference(const GemmArgs& args);
 
-// Name of the micro-kernel variant the CPU dispatch chose ("avx512", "avx2", "generic").
+// Name of the micro-kernel set in use: "avx512", "avx2" or "scalar". The best one the CPU
+// supports is chosen at load time; LOWRANK_ISA=avx512|avx2|scalar forces one.
 const char* gemm_isa();
+
+// Switches the micro-kernel set (null or "" = the best supported). Returns false, changing
+// nothing, for an unknown name or one this CPU cannot run. Not safe while a GEMM runs.
+bool set_gemm_isa(const char* name);
 
 }  // namespace lowrank::cpu

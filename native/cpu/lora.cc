@@ -86,12 +86,16 @@ void lora_merge(const LoraDims& d, float* W, const float* A, const float* B, flo
   gemm({d.out, d.in, &t, 1, W, d.in, 1.0f, nullptr});
 }
 
-int64_t lora_merge_safe(const LoraDims& d, float* W, const float* A, const float* B, float scale) {
+int64_t lora_merge_safe(const LoraDims& d, float* W, const float* A, const float* B, float scale,
+                        float* bad_value) {
   const size_t n = static_cast<size_t>(d.out * d.in);
   std::vector<float> copy(W, W + n);
   lora_merge(d, copy.data(), A, B, scale);
   for (size_t i = 0; i < n; ++i)
-    if (!std::isfinite(copy[i])) return static_cast<int64_t>(i);
+    if (!std::isfinite(copy[i])) {
+      *bad_value = copy[i];
+      return static_cast<int64_t>(i);
+    }
   std::memcpy(W, copy.data(), n * sizeof(float));
   return -1;
 }

@@ -30,7 +30,8 @@ void lora_merge(const LoraDims& d, float* W, const float* A, const float* B, flo
 
 // Like lora_merge, but computes into a copy first and writes W only when every merged value is
 // finite. Returns -1 on success, else the flat index of the first non-finite value (W
-// untouched).
-int64_t lora_merge_safe(const LoraDims& d, float* W, const float* A, const float* B, float scale);
+// untouched), whose value goes to *bad_value.
+int64_t lora_merge_safe(const LoraDims& d, float* W, const float* A, const float* B, float scale,
+                        float* bad_value);
 
 }  // namespace lowrank::cpu

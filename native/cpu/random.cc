@@ -22,9 +22,11 @@ void chunked(int64_t n, F&& f) {
 }  // namespace
 
 void fill_uniform(float* out, int64_t n, uint64_t seed, float lo, float hi) {
+  const float below_hi = lo < hi ? std::nextafter(hi, lo) : lo;
   chunked(n, [&](int64_t i) {
     const double u = static_cast<double>(philox_word(seed, static_cast<uint64_t>(i)) >> 8) * 0x1p-24;
-    out[i] = static_cast<float>(lo + (static_cast<double>(hi) - lo) * u);
+    const float v = static_cast<float>(lo + (static_cast<double>(hi) - lo) * u);
+    out[i] = v < hi ? v : below_hi;  // rounding to float32 may reach hi; the range is [lo, hi)
   });
 }
 

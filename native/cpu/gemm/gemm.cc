@@ -1,0 +1,287 @@
+// The float32 GEMM driver: cache blocking, packing and threading around the micro-kernels.
+//
+// Blocking (BLIS-style): C is split into column slices, one per thread (row slices when C is
+// too narrow), so threads never share output and never wait for each other. Within a slice,
+// for each block of kc steps of the joined inner dimension, op(B)'s kc x nc panel is packed
+// into NR-wide strips, then op(A)'s mc x kc blocks into MR-tall strips, and the micro-kernel
+// sweeps the tiles with the B strip resident in cache. The terms of a joined product are one
+// virtual inner dimension: LoRA's 16 extra steps ride in the last block of the base product
+// instead of costing another pass over C.
+//
+// Cost: 2·m·n·Σk FLOPs. Fewest bytes: A, B read once and C written once; packing reads B once
+// and A once per thread.
+#include "../gemm.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <vector>
+
+#include "../threadpool.h"
+#include "kernels.h"
+
+namespace lowrank::cpu {
+namespace {
+
+using gemm_detail::KernelSet;
+
+#ifndef LR_KC
+#define LR_KC 384
+#define LR_MC 96
+#define LR_NC 2048
+#endif
+constexpr int64_t kKC = LR_KC;    // inner-dimension block
+constexpr int64_t kKTail = 64;  // a remainder this small joins the previous block
+constexpr int64_t kMC = LR_MC;    // rows of A per packed block (a multiple of every MR)
+constexpr int64_t kNC = LR_NC;   // columns of B per packed panel (a multiple of every NR)
+
+bool supported(const KernelSet& ks) {
+  __builtin_cpu_init();
+  if (&ks == &gemm_detail::kAvx512) return __builtin_cpu_supports("avx512f");
+  if (&ks == &gemm_detail::kAvx2) return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  return true;
+}
+
+const KernelSet* by_name(const char* name) {
+  for (const KernelSet* ks : {&gemm_detail::kAvx512, &gemm_detail::kAvx2, &gemm_detail::kScalar})
+    if (std::strcmp(ks->name, name) == 0) return ks;
+  return nullptr;
+}
+
+const KernelSet* best_supported() {
+  for (const KernelSet* ks : {&gemm_detail::kAvx512, &gemm_detail::kAvx2})
+    if (supported(*ks)) return ks;
+  return &gemm_detail::kScalar;
+}
+
+const KernelSet* initial_kernels() {
+  if (const char* env = std::getenv("LOWRANK_ISA")) {
+    const KernelSet* ks = by_name(env);
+    if (ks && supported(*ks)) return ks;
+  }
+  return best_supported();
+}
+
+const KernelSet* g_kernels = initial_kernels();
+
+// Element (i, j) of op(X), with its dropout factor: the slow path for odd layouts.
+inline float load(const MatView& v, int64_t i, int64_t j) {
+  const int64_t r = v.trans ? j : i;
+  const int64_t c = v.trans ? i : j;
+  const int64_t idx = r * v.ld + c;
+  const float x = v.data[idx];
+  return v.dropout ? x * v.dropout->factor(static_cast<uint64_t>(idx)) : x;
+}
+
+// out[0:n) = src[0:n) * alpha * mask factors of storage indices idx0.., one Philox block per
+// four elements.
+void masked_run(const Dropout& d, const float* src, uint64_t idx0, int64_t n, float alpha, float* out,
+                int64_t out_stride) {
+  int64_t i = 0;
+  while (i < n) {
+    const uint64_t idx = idx0 + static_cast<uint64_t>(i);
+    const uint64_t block = idx >> 2;
+    const Philox4 r = philox4x32_10(static_cast<uint32_t>(block), static_cast<uint32_t>(block >> 32), 0u, 0u,
+                                    static_cast<uint32_t>(d.seed), static_cast<uint32_t>(d.seed >> 32));
+    for (uint64_t w = idx & 3; w < 4 && i < n; ++w, ++i) {
+      const float f = r.v[w] >= d.threshold ? d.scale : 0.0f;
+      out[i * out_stride] = src[i] * f * alpha;
+    }
+  }
+}
+
+// A segment of the virtual inner dimension that lies in one term.
+struct Segment {
+  const GemmTerm* term;
+  int64_t local;   // first k within the term
+  int64_t offset;  // position within the packed block
+  int64_t len;
+};
+
+template <typename F>
+void for_segments(const GemmArgs& g, int64_t k0, int64_t kc, F&& f) {
+  int64_t base = 0;
+  for (int t = 0; t < g.nterms; ++t) {
+    const GemmTerm& term = g.terms[t];
+    const int64_t lo = std::max(k0, base), hi = std::min(k0 + kc, base + term.k);
+    if (lo < hi) f(Segment{&term, lo - base, lo - k0, hi - lo});
+    base += term.k;
+  }
+}
+
+// op(A)[i0:i0+mc, k0:k0+kc] (alpha applied) into MR-row strips: strip s holds kc groups of MR.
+void pack_a(const KernelSet& ks, const GemmArgs& g, int64_t i0, int64_t mc, int64_t k0, int64_t kc,
+            float* out) {
+  const int mr = ks.mr;
+  for (int64_t s = 0; s < mc; s += mr) {
+    float* strip = out + s * kc;
+    const int rows = static_cast<int>(std::min<int64_t>(mr, mc - s));
+    if (rows < mr) std::fill(strip, strip + mr * kc, 0.0f);
+    for_segments(g, k0, kc, [&](const Segment& seg) {
+      const MatView& a = seg.term->a;
+      const float alpha = seg.term->alpha;
+      float* dst = strip + seg.offset * mr;
+      if (!a.trans) {
+        for (int ii = 0; ii < rows; ++ii) {
+          const int64_t row = i0 + s + ii;
+          const float* src = a.data + row * a.ld + seg.local;
+          if (a.dropout)
+            masked_run(*a.dropout, src, static_cast<uint64_t>(row * a.ld + seg.local), seg.len, alpha, dst + ii, mr);
+          else
+            for (int64_t p = 0; p < seg.len; ++p) dst[p * mr + ii] = alpha * src[p];
+        }
+      } else if (!a.dropout) {
+        for (int64_t p = 0; p < seg.len; ++p) {
+          const float* src = a.data + (seg.local + p) * a.ld + i0 + s;
+          for (int ii = 0; ii < rows; ++ii) dst[p * mr + ii] = alpha * src[ii];
+        }
+      } else {
+        for (int64_t p = 0; p < seg.len; ++p)
+          for (int ii = 0; ii < rows; ++ii) dst[p * mr + ii] = alpha * load(a, i0 + s + ii, seg.local + p);
+      }
+    });
+  }
+}
+
+// op(B)[k0:k0+kc, j0:j0+nc] into NR-column strips: strip s holds kc groups of NR.
+void pack_b(const KernelSet& ks, const GemmArgs& g, int64_t k0, int64_t kc, int64_t j0, int64_t nc,
+            float* out) {
+  const int nr = ks.nr;
+  for (int64_t s = 0; s < nc; s += nr) {
+    float* strip = out + s * kc;
+    const int cols = static_cast<int>(std::min<int64_t>(nr, nc - s));
+    if (cols < nr) std::fill(strip, strip + nr * kc, 0.0f);
+    for_segments(g, k0, kc, [&](const Segment& seg) {
+      const MatView& b = seg.term->b;
+      float* dst = strip + seg.offset * nr;
+      if (b.trans && !b.dropout) {
+        for (int jj = 0; jj < cols; ++jj) {
+          const float* src = b.data + (j0 + s + jj) * b.ld + seg.local;
+          for (int64_t p = 0; p < seg.len; ++p) dst[p * nr + jj] = src[p];
+        }
+      } else if (!b.trans) {
+        for (int64_t p = 0; p < seg.len; ++p) {
+          const int64_t row = seg.local + p;
+          const float* src = b.data + row * b.ld + j0 + s;
+          if (b.dropout)
+            masked_run(*b.dropout, src, static_cast<uint64_t>(row * b.ld + j0 + s), cols, 1.0f, dst + p * nr, 1);
+          else
+            std::memcpy(dst + p * nr, src, static_cast<size_t>(cols) * sizeof(float));
+        }
+      } else {
+        for (int64_t p = 0; p < seg.len; ++p)
+          for (int jj = 0; jj < cols; ++jj) dst[p * nr + jj] = load(b, seg.local + p, j0 + s + jj);
+      }
+    });
+  }
+}
+
+struct PackBuffers {
+  std::vector<float> a, b;
+};
+
+PackBuffers& pack_buffers() {
+  thread_local PackBuffers buffers;
+  if (buffers.a.empty()) {
+    buffers.a.resize(static_cast<size_t>(kMC * (kKC + kKTail)));
+    buffers.b.resize(static_cast<size_t>((kKC + kKTail) * kNC));
+  }
+  return buffers;
+}
+
+// The serial blocked product for rows [ib, ie) and columns [jb, je) of C.
+void gemm_block(const KernelSet& ks, const GemmArgs& g, int64_t k_total, int64_t ib, int64_t ie, int64_t jb,
+                int64_t je) {
+  PackBuffers& buf = pack_buffers();
+  for (int64_t j0 = jb; j0 < je; j0 += kNC) {
+    const int64_t nc = std::min(kNC, je - j0);
+    for (int64_t k0 = 0; k0 < k_total;) {
+      int64_t kc = std::min(kKC, k_total - k0);
+      if (k_total - k0 - kc <= kKTail) kc = k_total - k0;
+      const bool first = k0 == 0;
+      pack_b(ks, g, k0, kc, j0, nc, buf.b.data());
+      for (int64_t i0 = ib; i0 < ie; i0 += kMC) {
+        const int64_t mc = std::min(kMC, ie - i0);
+        pack_a(ks, g, i0, mc, k0, kc, buf.a.data());
+        for (int64_t js = 0; js < nc; js += ks.nr) {
+          const int cols = static_cast<int>(std::min<int64_t>(ks.nr, nc - js));
+          const float* bias = first && g.bias ? g.bias + j0 + js : nullptr;
+          for (int64_t is = 0; is < mc; is += ks.mr) {
+            const int rows = static_cast<int>(std::min<int64_t>(ks.mr, mc - is));
+            ks.kernel(kc, buf.a.data() + is * kc, buf.b.data() + js * kc, g.c + (i0 + is) * g.ldc + j0 + js,
+                      g.ldc, rows, cols, bias, !first || g.beta != 0.0f);
+          }
+        }
+      }
+      k0 += kc;
+    }
+  }
+}
+
+int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
+
+}  // namespace
+
+void gemm(const GemmArgs& args) {
+  if (args.m <= 0 || args.n <= 0) return;
+  GemmArgs g = args;
+  int64_t k_total = 0;
+  for (int t = 0; t < g.nterms; ++t) k_total += std::max<int64_t>(0, g.terms[t].k);
+  if (k_total == 0 || (g.beta != 0.0f && g.beta != 1.0f)) {
+    // C = beta * C (+ bias when there is nothing to multiply); the kernels then accumulate.
+    for (int64_t i = 0; i < g.m; ++i)
+      for (int64_t j = 0; j < g.n; ++j) {
+        float& c = g.c[i * g.ldc + j];
+        c = (g.beta == 0.0f ? 0.0f : g.beta * c) + (k_total == 0 && g.bias ? g.bias[j] : 0.0f);
+      }
+    if (k_total == 0) return;
+    g.beta = 1.0f;
+  }
+  const KernelSet& ks = *g_kernels;
+  const int64_t nthreads = threads();
+  // One slice of C per thread, along n when C is wide enough, else along m.
+  if (nthreads > 1 && g.n >= 2 * nthreads * ks.nr) {
+    const int64_t cols = round_up((g.n + nthreads - 1) / nthreads, ks.nr);
+    const int64_t tasks = (g.n + cols - 1) / cols;
+    parallel_for(tasks, [&](int64_t t) {
+      gemm_block(ks, g, k_total, 0, g.m, t * cols, std::min(g.n, (t + 1) * cols));
+    });
+  } else if (nthreads > 1 && g.m >= 2 * nthreads * ks.mr) {
+    const int64_t rows = round_up((g.m + nthreads - 1) / nthreads, ks.mr);
+    const int64_t tasks = (g.m + rows - 1) / rows;
+    parallel_for(tasks, [&](int64_t t) {
+      gemm_block(ks, g, k_total, t * rows, std::min(g.m, (t + 1) * rows), 0, g.n);
+    });
+  } else {
+    gemm_block(ks, g, k_total, 0, g.m, 0, g.n);
+  }
+}
+
+void gemm_reference(const GemmArgs& g) {
+  for (int64_t i = 0; i < g.m; ++i) {
+    for (int64_t j = 0; j < g.n; ++j) {
+      double acc = g.beta == 0.0f ? 0.0 : static_cast<double>(g.beta) * g.c[i * g.ldc + j];
+      if (g.bias) acc += g.bias[j];
+      for (int t = 0; t < g.nterms; ++t) {
+        const GemmTerm& term = g.terms[t];
+        double dot = 0.0;
+        for (int64_t p = 0; p < term.k; ++p)
+          dot += static_cast<double>(load(term.a, i, p)) * static_cast<double>(load(term.b, p, j));
+        acc += static_cast<double>(term.alpha) * dot;
+      }
+      g.c[i * g.ldc + j] = static_cast<float>(acc);
+    }
+  }
+}
+
+const char* gemm_isa() { return g_kernels->name; }
+
+bool set_gemm_isa(const char* name) {
+  const KernelSet* ks = name == nullptr || *name == '\0' ? best_supported() : by_name(name);
+  if (!ks || !supported(*ks)) return false;
+  g_kernels = ks;
+  return true;
+}
+
+}  // namespace lowrank::cpu

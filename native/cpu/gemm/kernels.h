@@ -1,0 +1,27 @@
+// Micro-kernels of the GEMM core: one per ISA, each computing an MR x NR tile of C from a
+// packed MR-row strip of op(A) and a packed NR-column strip of op(B):
+//
+//   C[0:rows, 0:cols] = (accumulate ? C : 0) + (bias ? bias[0:cols] : 0) + Σ_p a[p] ⊗ b[p]
+//
+// a holds kc groups of MR values (one per row), b kc groups of NR values (one per column);
+// rows <= MR and cols <= NR select the part of the tile that exists in C.
+#pragma once
+
+#include <cstdint>
+
+namespace lowrank::cpu::gemm_detail {
+
+using MicroKernel = void (*)(int64_t kc, const float* a, const float* b, float* c, int64_t ldc,
+                             int rows, int cols, const float* bias, bool accumulate);
+
+struct KernelSet {
+  const char* name;
+  int mr, nr;
+  MicroKernel kernel;
+};
+
+extern const KernelSet kAvx512;   // kernel_avx512.cc: 12 x 32, AVX-512F
+extern const KernelSet kAvx2;     // kernel_avx2.cc: 6 x 16, AVX2 + FMA
+extern const KernelSet kScalar;  // kernel_scalar.cc: 4 x 8, portable C++
+
+}  // namespace lowrank::cpu::gemm_detail

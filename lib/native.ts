@@ -24,7 +24,7 @@ export interface NativeCudaDevice {
 }
 
 export interface NativeBackends {
-  cpu: { isa: 'avx512' | 'avx2' | 'generic'; threads: number };
+  cpu: { isa: 'avx512' | 'avx2' | 'scalar'; threads: number };
   cuda: {
     compiled: boolean;
     available: boolean;
@@ -56,6 +56,7 @@ type Call<A> = {
 export interface Native {
   backends(): NativeBackends;
   setThreads(n: number): number;
+  setIsa(name: '' | 'avx512' | 'avx2' | 'scalar'): string;
   convert: Call<{ src: F32 | Uint16Array; srcDtype: number; dst: F32 | Uint16Array; dstDtype: number }>;
   fillRandom: Call<{ out: F32; seed: Seed; normal: boolean; a: number; b: number }>;
   philox(args: { counter: Uint32Array; key: Uint32Array; out: Uint32Array }): void;
@@ -149,4 +150,21 @@ function load(): Native {
 export function native(): Native {
   cached ??= load();
   return cached;
+}
+
+/**
+ * Awaits a native Promise. A rejection is rethrown as the same error class carrying this
+ * call's JavaScript stack (errors cross the thread boundary as text only).
+ */
+export async function settle(pending: Promise<void>): Promise<void> {
+  const site = new Error(); // captured synchronously, at the API call
+  try {
+    await pending;
+  } catch (e) {
+    if (!(e instanceof Error)) throw e;
+    const Ctor = e instanceof RangeError ? RangeError : e instanceof TypeError ? TypeError : Error;
+    const err = new Ctor(e.message);
+    err.stack = `${Ctor.name}: ${e.message}\n${(site.stack ?? '').split('\n').slice(2).join('\n')}`;
+    throw err;
+  }
 }

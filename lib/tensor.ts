@@ -70,17 +70,22 @@ export class Tensor {
   readonly #dtype: DType;
   readonly #device: Device;
   readonly #size: number;
+  readonly #ownedBytes: number;
 
-  /** @internal Use tensor(), zeros() or randn(). */
-  constructor(storage: Storage, shape: Shape, dtype: DType, device: Device) {
+  /**
+   * @internal Use tensor(), zeros() or randn(). A view (`owner = false`) shares another
+   * tensor's storage and counts no bytes in memory().
+   */
+  constructor(storage: Storage, shape: Shape, dtype: DType, device: Device, owner = true) {
     this.#storage = storage;
     this.#shape = Object.freeze([...shape]);
     this.#dtype = dtype;
     this.#device = device;
     this.#size = sizeOf(shape);
+    this.#ownedBytes = owner ? this.nbytes : 0;
     live[device].tensors += 1;
-    live[device].bytes += this.nbytes;
-    registry.register(this, { device, bytes: this.nbytes }, this);
+    live[device].bytes += this.#ownedBytes;
+    registry.register(this, { device, bytes: this.#ownedBytes }, this);
   }
 
   get shape(): Shape {
@@ -146,12 +151,12 @@ export class Tensor {
     return new Tensor(this.storage().slice(), this.#shape, this.#dtype, this.#device);
   }
 
-  /** The same storage seen with another shape of the same size. */
+  /** The same storage seen with another shape of the same size (a view: writes show in both). */
   reshape(shape: readonly number[]): Tensor {
     const s = checkShape(shape, 'shape');
     if (sizeOf(s) !== this.#size)
       throw invalidRangeText(`a shape of ${this.#size} elements`, 'shape', `${formatShape(s)} (${sizeOf(s)} elements)`);
-    return new Tensor(this.storage(), s, this.#dtype, this.#device);
+    return new Tensor(this.storage(), s, this.#dtype, this.#device, false);
   }
 
   /** Frees the storage; safe to call twice. Every other method throws afterwards. */
@@ -159,7 +164,7 @@ export class Tensor {
     if (this.#storage === null) return;
     this.#storage = null;
     registry.unregister(this);
-    release(this.#device, this.nbytes);
+    release(this.#device, this.#ownedBytes);
   }
 
   [Symbol.dispose](): void {
@@ -179,13 +184,15 @@ export class Tensor {
 // ---- argument checks shared by the constructors ----------------------------------------
 
 export function checkDType(dtype: unknown, name: string): DType {
-  if (typeof dtype !== 'string' || !(DTYPES as readonly string[]).includes(dtype))
-    throw invalidType("'float32', 'bfloat16' or 'float16'", name, dtype);
+  const expected = "'float32', 'bfloat16' or 'float16'";
+  if (typeof dtype !== 'string') throw invalidType(expected, name, dtype);
+  if (!(DTYPES as readonly string[]).includes(dtype)) throw invalidRange(expected, name, dtype);
   return dtype as DType;
 }
 
 export function checkDevice(device: unknown, name: string): Device {
-  if (device !== 'cpu' && device !== 'cuda') throw invalidType("'cpu' or 'cuda'", name, device);
+  if (typeof device !== 'string') throw invalidType("'cpu' or 'cuda'", name, device);
+  if (device !== 'cpu' && device !== 'cuda') throw invalidRange("'cpu' or 'cuda'", name, device);
   if (device === 'cuda') {
     const cuda = native().backends().cuda;
     if (!cuda.available)
@@ -202,12 +209,19 @@ export function checkDevice(device: unknown, name: string): Device {
 
 export function checkShape(shape: unknown, name: string): number[] {
   if (!Array.isArray(shape)) throw invalidType('an array of non-negative integers', name, shape);
-  shape.forEach((d, i) => {
-    if (typeof d !== 'number' || !Number.isSafeInteger(d) || d < 0)
-      throw invalidRange('a non-negative integer', `${name}[${i}]`, d);
-  });
+  for (let i = 0; i < shape.length; i++) {
+    const d: unknown = shape[i];
+    if (typeof d !== 'number') throw invalidType('a non-negative integer', `${name}[${i}]`, d);
+    if (!Number.isSafeInteger(d) || d < 0) throw invalidRange('a non-negative integer', `${name}[${i}]`, d);
+  }
+  const n = sizeOf(shape as number[]);
+  if (n > MAX_ELEMENTS)
+    throw invalidRangeText(`a shape of at most ${MAX_ELEMENTS} elements`, name, `${formatShape(shape as number[])} (${n} elements)`);
   return [...shape] as number[];
 }
+
+/** The most elements one tensor's storage may hold (the largest typed array). */
+export const MAX_ELEMENTS = 2 ** 32 - 1;
 
 function checkOptions(opts: unknown, name: string): { dtype: DType; device: Device } {
   if (opts === undefined) return { dtype: 'float32', device: 'cpu' };
@@ -232,9 +246,10 @@ export function tensor(data: Float32Array | Uint16Array | readonly number[], sha
   if (data instanceof Float32Array) values = data;
   else if (data instanceof Uint16Array && dtype !== 'float32') values = data;
   else if (Array.isArray(data)) {
-    data.forEach((v, i) => {
+    for (let i = 0; i < data.length; i++) {
+      const v: unknown = data[i]; // holes read as undefined
       if (typeof v !== 'number') throw invalidType('a number', `data[${i}]`, v);
-    });
+    }
     values = Float32Array.from(data as number[]);
   } else {
     const expected =
@@ -288,10 +303,12 @@ function filled(shape: readonly number[], options: RandomOptions | undefined, no
   return converted;
 }
 
+const FLOAT32_MAX = 3.4028234663852886e38;
+
 function checkFinite(v: unknown, name: string, fallback: number): number {
   if (v === undefined) return fallback;
   if (typeof v !== 'number') throw invalidType('a finite number', name, v);
-  if (!Number.isFinite(v)) throw invalidRange('a finite number', name, v);
+  if (!(Math.abs(v) <= FLOAT32_MAX)) throw invalidRange('a finite number within float32 range', name, v);
   return v;
 }
 
@@ -306,5 +323,6 @@ export function randn(shape: readonly number[], options?: RandomOptions & { mean
 export function rand(shape: readonly number[], options?: RandomOptions & { low?: number; high?: number }): Tensor {
   const low = checkFinite(options?.low, 'options.low', 0);
   const high = checkFinite(options?.high, 'options.high', 1);
+  if (!(low < high)) throw invalidRange(`a number above options.low (${low})`, 'options.high', high);
   return filled(shape, options, false, low, high);
 }

@@ -1,7 +1,7 @@
 // LoRA (SPEC section 2): y = x Wᵀ + b0 + s · (D(x) Aᵀ) Bᵀ, its backward, merge and unmerge.
 // The `frozenA` option is LoRA-FA's path: A stays fixed, backward keeps only xa, never x.
 import { invalidRange, invalidType } from '../errors.js';
-import { native, type NativeLoraDims } from '../native.js';
+import { native, settle, type NativeLoraDims } from '../native.js';
 import { rand, randn, Tensor, zeros } from '../tensor.js';
 import { bool, dropout, type DropoutOption, f32, finite, options, sameDevice, shapeIs } from './check.js';
 
@@ -55,6 +55,11 @@ export class LoraSaved {
     this.frozenA = x === null;
   }
 
+  /** The device of the tensors forward ran on. */
+  get device(): Tensor['device'] {
+    return this.#W.device;
+  }
+
   /** Bytes of activations kept for backward: T·(in + r)·4 for LoRA, T·r·4 with frozenA. */
   get bytes(): number {
     return (this.#x?.nbytes ?? 0) + this.#xa.nbytes;
@@ -104,18 +109,24 @@ export interface LoraGrads {
   dB: Tensor;
 }
 
-function prepareForward(x: Tensor, W: Tensor, A: Tensor, B: Tensor, opts: LoraForwardOptions | undefined) {
-  const o = options<LoraForwardOptions>(opts, 'options');
-  const xs = f32(x, 'x'), Ws = f32(W, 'W'), As = f32(A, 'A'), Bs = f32(B, 'B');
-  if (W.shape.length !== 2) throw invalidRange('a 2-D weight [out, in]', 'W', W);
+/** W [out, in], A [r, in], B [out, r] with every dimension >= 1; returns (out, in, r). */
+function adapterShapes(W: Tensor, A: Tensor, B: Tensor): { out: number; inDim: number; r: number } {
+  if (W.shape.length !== 2 || W.shape[0] < 1 || W.shape[1] < 1)
+    throw invalidRange('a 2-D weight [out, in] with out, in >= 1', 'W', W);
   const [out, inDim] = W.shape as [number, number];
-  if (x.shape.length < 1 || x.shape[x.shape.length - 1] !== inDim)
-    throw invalidRange(`a tensor [..., in] with in = ${inDim} (W's columns)`, 'x', x);
-  if (A.shape.length !== 2 || A.shape[0] < 1)
-    throw invalidRange('a 2-D adapter [r, in] with rank r >= 1', 'A', A);
+  if (A.shape.length !== 2 || A.shape[0] < 1) throw invalidRange('a 2-D adapter [r, in] with rank r >= 1', 'A', A);
   const r = A.shape[0];
   shapeIs(A, 'A', [r, inDim], ['r', 'in']);
   shapeIs(B, 'B', [out, r], ['out', 'r']);
+  return { out, inDim, r };
+}
+
+function prepareForward(x: Tensor, W: Tensor, A: Tensor, B: Tensor, opts: LoraForwardOptions | undefined) {
+  const o = options<LoraForwardOptions>(opts, 'options');
+  const xs = f32(x, 'x'), Ws = f32(W, 'W'), As = f32(A, 'A'), Bs = f32(B, 'B');
+  const { out, inDim, r } = adapterShapes(W, A, B);
+  if (x.shape.length < 1 || x.shape[x.shape.length - 1] !== inDim)
+    throw invalidRange(`a tensor [..., in] with in = ${inDim} (W's columns)`, 'x', x);
   const bias = o.bias;
   const biasS = bias === undefined ? null : f32(bias, 'options.bias');
   if (bias) shapeIs(bias, 'options.bias', [out], ['out']);
@@ -146,7 +157,8 @@ function prepareBackward(dy: Tensor, saved: LoraSaved) {
   const dys = f32(dy, 'dy');
   const { t, in: inDim, out, r } = saved.dims;
   const want = [...saved.leading, out];
-  shapeIs(dy, 'dy', want, [...saved.leading.map((_, i) => `d${i}`), 'out']);
+  shapeIs(dy, 'dy', want, [...saved.leading.map((_, i) => `x.shape[${i}]`), 'out']);
+  if (dy.device !== saved.device) throw invalidRange(`a tensor on ${saved.device} (like the saved state)`, 'dy', dy);
   const dx = new Tensor(new Float32Array(t * inDim), [...saved.leading, inDim], 'float32', dy.device);
   const dA = saved.frozenA ? undefined : new Tensor(new Float32Array(r * inDim), [r, inDim], 'float32', dy.device);
   const dB = new Tensor(new Float32Array(out * r), [out, r], 'float32', dy.device);
@@ -167,12 +179,7 @@ function prepareBackward(dy: Tensor, saved: LoraSaved) {
 
 function prepareMerge(W: Tensor, A: Tensor, B: Tensor, scale: number, safe: boolean) {
   const Ws = f32(W, 'W'), As = f32(A, 'A'), Bs = f32(B, 'B');
-  if (W.shape.length !== 2) throw invalidRange('a 2-D weight [out, in]', 'W', W);
-  const [out, inDim] = W.shape as [number, number];
-  if (A.shape.length !== 2 || A.shape[0] < 1) throw invalidRange('a 2-D adapter [r, in] with rank r >= 1', 'A', A);
-  const r = A.shape[0];
-  shapeIs(A, 'A', [r, inDim], ['r', 'in']);
-  shapeIs(B, 'B', [out, r], ['out', 'r']);
+  const { out, inDim, r } = adapterShapes(W, A, B);
   sameDevice([
     [W, 'W'],
     [A, 'A'],
@@ -195,7 +202,7 @@ export function forward(x: Tensor, W: Tensor, A: Tensor, B: Tensor, opts: LoraFo
 /** forward off the event loop; the result equals forward's bit for bit. Inputs must not change until it settles. */
 export async function forwardAsync(x: Tensor, W: Tensor, A: Tensor, B: Tensor, opts: LoraForwardOptions): Promise<LoraForwardResult> {
   const { args, result } = prepareForward(x, W, A, B, opts);
-  await native().loraForward(args, true);
+  await settle(native().loraForward(args, true));
   return result;
 }
 
@@ -209,7 +216,7 @@ export function backward(dy: Tensor, saved: LoraSaved): LoraGrads {
 /** backward off the event loop; the result equals backward's bit for bit. */
 export async function backwardAsync(dy: Tensor, saved: LoraSaved): Promise<LoraGrads> {
   const { args, grads } = prepareBackward(dy, saved);
-  await native().loraBackward(args, true);
+  await settle(native().loraBackward(args, true));
   return grads;
 }
 
@@ -224,7 +231,7 @@ export function merge(W: Tensor, A: Tensor, B: Tensor, scale: number, opts?: Mer
 }
 
 export async function mergeAsync(W: Tensor, A: Tensor, B: Tensor, scale: number, opts?: MergeOptions): Promise<void> {
-  await native().loraMerge(prepareMerge(W, A, B, scale, mergeOptions(opts)), true);
+  await settle(native().loraMerge(prepareMerge(W, A, B, scale, mergeOptions(opts)), true));
 }
 
 /** W ← W − scale · B A, in place (undoes merge up to rounding). */
@@ -235,14 +242,14 @@ export function unmerge(W: Tensor, A: Tensor, B: Tensor, scale: number, opts?: M
 
 export async function unmergeAsync(W: Tensor, A: Tensor, B: Tensor, scale: number, opts?: MergeOptions): Promise<void> {
   const args = prepareMerge(W, A, B, scale, mergeOptions(opts));
-  await native().loraMerge({ ...args, scale: -args.scale }, true);
+  await settle(native().loraMerge({ ...args, scale: -args.scale }, true));
 }
 
 export interface LoraInitOptions {
   inFeatures: number;
   outFeatures: number;
   rank: number;
-  /** 'kaiming' (PEFT's default): A ~ U(±1/√in); 'gaussian': A ~ N(0, 1/r). B = 0 either way. */
+  /** 'kaiming' (PEFT's default): A ~ U(±1/√in); 'gaussian': A ~ N(0, σ = 1/r) as PEFT draws it. B = 0 either way. */
   method?: 'kaiming' | 'gaussian';
   seed?: number | bigint;
 }
@@ -263,6 +270,6 @@ export function init(opts: LoraInitOptions): { A: Tensor; B: Tensor } {
   const A =
     method === 'kaiming'
       ? rand([r, inDim], { seed: o.seed, low: -1 / Math.sqrt(inDim), high: 1 / Math.sqrt(inDim) })
-      : randn([r, inDim], { seed: o.seed, std: 1 / Math.sqrt(r) });
+      : randn([r, inDim], { seed: o.seed, std: 1 / r });
   return { A, B: zeros([out, r]) };
 }

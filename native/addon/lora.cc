@@ -2,6 +2,7 @@
 // hand the work to native/cpu (now or off the event loop). No arithmetic here.
 #include "lora.h"
 
+#include <cmath>
 #include <sstream>
 
 #include "../cpu/lora.h"
@@ -88,11 +89,13 @@ Napi::Value LoraMerge(const Napi::CallbackInfo& info) {
     const bool safe = boolean(a, "safe");
     return run(info.Env(), async_flag(info), a, [=] {
       if (!safe) return cpu::lora_merge(d, W.data, A.data, B.data, scale);
-      const int64_t bad = cpu::lora_merge_safe(d, W.data, A.data, B.data, scale);
+      float value = 0.0f;
+      const int64_t bad = cpu::lora_merge_safe(d, W.data, A.data, B.data, scale, &value);
       if (bad >= 0) {
         std::ostringstream s;
-        s << "Expected a finite merged weight for W but received a non-finite value at W["
-          << bad / d.in << ", " << bad % d.in << "]; W was left unchanged";
+        const char* text = std::isnan(value) ? "NaN" : value > 0 ? "Infinity" : "-Infinity";
+        s << "Expected a finite merged weight for W but received " << text << " at W[" << bad / d.in
+          << ", " << bad % d.in << "]; W was left unchanged";
         throw lowrank::RangeError(s.str());
       }
     });

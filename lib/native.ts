@@ -91,6 +91,8 @@ export interface Native {
     }
   >;
   loraMerge: Call<{ W: F32; A: F32; B: F32; out: number; in: number; r: number; scale: number; safe: boolean }>;
+  probePeak(seconds: number): { gflops: number; isa: 'avx512' | 'avx2' | 'scalar' };
+  probeBandwidth(bytes: number, rounds: number): number;
   cudaDropoutMask(args: { out: Uint8Array; offset: number; p: number; seed: Seed }): void;
   cudaLoraMerge(args: { W: F32; A: F32; B: F32; out: number; in: number; r: number; scale: number }): void;
 }

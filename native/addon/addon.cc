@@ -3,6 +3,7 @@
 
 #include "backends.h"
 #include "lora.h"
+#include "probe.h"
 #include "tensor.h"
 
 namespace {
@@ -20,6 +21,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("loraForward", Napi::Function::New(env, LoraForward, "loraForward"));
   exports.Set("loraBackward", Napi::Function::New(env, LoraBackward, "loraBackward"));
   exports.Set("loraMerge", Napi::Function::New(env, LoraMerge, "loraMerge"));
+  exports.Set("probePeak", Napi::Function::New(env, ProbePeak, "probePeak"));
+  exports.Set("probeBandwidth", Napi::Function::New(env, ProbeBandwidth, "probeBandwidth"));
   exports.Set("cudaDropoutMask", Napi::Function::New(env, CudaDropoutMask, "cudaDropoutMask"));
   exports.Set("cudaLoraMerge", Napi::Function::New(env, CudaLoraMerge, "cudaLoraMerge"));
   return exports;

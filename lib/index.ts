@@ -14,6 +14,7 @@ export {
   type Shape,
   type TensorOptions,
 } from './tensor.js';
+export { emptyPool, poolInfo, setPoolBudget, type PoolInfo } from './pool.js';
 export * as lora from './ops/lora.js';
 export type { DropoutOption } from './ops/check.js';
 export type {

@@ -4,6 +4,7 @@
 import { randomBytes } from 'node:crypto';
 import { describe, invalidRange, invalidRangeText, invalidType } from './errors.js';
 import { native } from './native.js';
+import { allocate, poolInfo, recycle } from './pool.js';
 
 export type DType = 'float32' | 'bfloat16' | 'float16';
 export type Device = 'cpu' | 'cuda';
@@ -23,9 +24,9 @@ export interface TensorOptions {
 export interface MemoryInfo {
   /** Live (not disposed, not collected) tensors on all devices. */
   numTensors: number;
-  /** Bytes of their storage. */
+  /** Bytes of their storage (views of another tensor's storage count nothing). */
   numBytes: number;
-  cpu: { tensors: number; bytes: number };
+  cpu: { tensors: number; bytes: number; pooledBytes: number };
   cuda: { tensors: number; bytes: number };
 }
 
@@ -49,7 +50,7 @@ export function memory(): MemoryInfo {
   return {
     numTensors: live.cpu.tensors + live.cuda.tensors,
     numBytes: live.cpu.bytes + live.cuda.bytes,
-    cpu: { ...live.cpu },
+    cpu: { ...live.cpu, pooledBytes: poolInfo().bytes },
     cuda: { ...live.cuda },
   };
 }
@@ -64,28 +65,61 @@ export function formatShape(shape: Shape): string {
   return `[${shape.join(', ')}]`;
 }
 
+/**
+ * Who owns a tensor's storage: 'pooled' (lowrank allocated it; it returns to the pool on
+ * dispose), 'borrowed' (the caller's array, wrapped without a copy) or 'view' (another
+ * tensor's storage; counts no bytes).
+ */
+export type Ownership = 'pooled' | 'borrowed' | 'view';
+
 export class Tensor {
   #storage: Storage | null;
   readonly #shape: Shape;
   readonly #dtype: DType;
   readonly #device: Device;
   readonly #size: number;
-  readonly #ownedBytes: number;
+  readonly #ownership: Ownership;
+  #holds = 0;
+  #deferred: Storage | null = null;
 
-  /**
-   * @internal Use tensor(), zeros() or randn(). A view (`owner = false`) shares another
-   * tensor's storage and counts no bytes in memory().
-   */
-  constructor(storage: Storage, shape: Shape, dtype: DType, device: Device, owner = true) {
+  /** @internal Use tensor(), zeros() or randn(). */
+  constructor(storage: Storage, shape: Shape, dtype: DType, device: Device, ownership: Ownership = 'pooled') {
     this.#storage = storage;
     this.#shape = Object.freeze([...shape]);
     this.#dtype = dtype;
     this.#device = device;
     this.#size = sizeOf(shape);
-    this.#ownedBytes = owner ? this.nbytes : 0;
+    this.#ownership = ownership;
     live[device].tensors += 1;
-    live[device].bytes += this.#ownedBytes;
-    registry.register(this, { device, bytes: this.#ownedBytes }, this);
+    live[device].bytes += this.#countedBytes;
+    registry.register(this, { device, bytes: this.#countedBytes }, this);
+  }
+
+  /** @internal A tensor of fresh (pooled) storage; contents arbitrary unless zeroed. */
+  static empty(shape: Shape, dtype: DType, device: Device, zeroed = false): Tensor {
+    return new Tensor(allocate(dtype, sizeOf(shape), zeroed), shape, dtype, device, 'pooled');
+  }
+
+  get #countedBytes(): number {
+    return this.#ownership === 'view' ? 0 : this.#size * DTYPE_BYTES[this.#dtype];
+  }
+
+  /**
+   * @internal Marks the tensor as in use by work off the event loop: a dispose() meanwhile
+   * takes effect at once for JavaScript, but its buffer is recycled only after release().
+   */
+  hold(): () => void {
+    this.#holds += 1;
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      this.#holds -= 1;
+      if (this.#holds === 0 && this.#deferred) {
+        recycle(this.#deferred);
+        this.#deferred = null;
+      }
+    };
   }
 
   get shape(): Shape {
@@ -133,22 +167,22 @@ export class Tensor {
   to(device: Device): Tensor {
     const src = this.storage();
     checkDevice(device, 'device');
-    return new Tensor(src.slice(), this.#shape, this.#dtype, device);
+    return copyOf(src, this.#shape, this.#dtype, device);
   }
 
   /** A copy converted to `dtype`. */
   astype(dtype: DType): Tensor {
     checkDType(dtype, 'dtype');
     const src = this.storage();
-    if (dtype === this.#dtype) return new Tensor(src.slice(), this.#shape, dtype, this.#device);
-    const dst = dtype === 'float32' ? new Float32Array(this.#size) : new Uint16Array(this.#size);
-    native().convert({ src, srcDtype: DTYPE_CODE[this.#dtype], dst, dstDtype: DTYPE_CODE[dtype] });
-    return new Tensor(dst, this.#shape, dtype, this.#device);
+    if (dtype === this.#dtype) return copyOf(src, this.#shape, dtype, this.#device);
+    const out = Tensor.empty(this.#shape, dtype, this.#device);
+    native().convert({ src, srcDtype: DTYPE_CODE[this.#dtype], dst: out.storage(), dstDtype: DTYPE_CODE[dtype] });
+    return out;
   }
 
   /** A copy with its own storage. */
   clone(): Tensor {
-    return new Tensor(this.storage().slice(), this.#shape, this.#dtype, this.#device);
+    return copyOf(this.storage(), this.#shape, this.#dtype, this.#device);
   }
 
   /** The same storage seen with another shape of the same size (a view: writes show in both). */
@@ -156,15 +190,19 @@ export class Tensor {
     const s = checkShape(shape, 'shape');
     if (sizeOf(s) !== this.#size)
       throw invalidRangeText(`a shape of ${this.#size} elements`, 'shape', `${formatShape(s)} (${sizeOf(s)} elements)`);
-    return new Tensor(this.storage(), s, this.#dtype, this.#device, false);
+    return new Tensor(this.storage(), s, this.#dtype, this.#device, 'view');
   }
 
   /** Frees the storage; safe to call twice. Every other method throws afterwards. */
   dispose(): void {
-    if (this.#storage === null) return;
+    const storage = this.#storage;
+    if (storage === null) return;
     this.#storage = null;
     registry.unregister(this);
-    release(this.#device, this.#ownedBytes);
+    release(this.#device, this.#countedBytes);
+    if (this.#ownership !== 'pooled' || this.#device !== 'cpu') return;
+    if (this.#holds > 0) this.#deferred = storage;
+    else recycle(storage);
   }
 
   [Symbol.dispose](): void {
@@ -179,6 +217,21 @@ export class Tensor {
   toString(): string {
     return this.describe();
   }
+}
+
+function copyOf(src: Storage, shape: Shape, dtype: DType, device: Device): Tensor {
+  const out = Tensor.empty(shape, dtype, device);
+  out.storage().set(src);
+  return out;
+}
+
+/**
+ * Marks tensors as used by work off the event loop until the returned function runs: a
+ * dispose() meanwhile cannot hand their buffers to another tensor.
+ */
+export function holdAll(tensors: ReadonlyArray<Tensor | null | undefined>): () => void {
+  const releases = tensors.filter((t): t is Tensor => t instanceof Tensor).map((t) => t.hold());
+  return () => releases.forEach((r) => r());
 }
 
 // ---- argument checks shared by the constructors ----------------------------------------
@@ -260,17 +313,17 @@ export function tensor(data: Float32Array | Uint16Array | readonly number[], sha
   }
   if (values.length !== n)
     throw invalidRangeText(`${n} elements (shape ${formatShape(s)})`, 'data', `${describe(data)} with ${values.length} elements`);
-  if (values instanceof Uint16Array || dtype === 'float32') return new Tensor(values, s, dtype, device);
-  const bits = new Uint16Array(n);
-  native().convert({ src: values, srcDtype: 0, dst: bits, dstDtype: DTYPE_CODE[dtype] });
-  return new Tensor(bits, s, dtype, device);
+  if (values instanceof Uint16Array || dtype === 'float32')
+    return new Tensor(values, s, dtype, device, Array.isArray(data) ? 'pooled' : 'borrowed');
+  const out = Tensor.empty(s, dtype, device);
+  native().convert({ src: values, srcDtype: 0, dst: out.storage(), dstDtype: DTYPE_CODE[dtype] });
+  return out;
 }
 
 export function zeros(shape: readonly number[], options?: TensorOptions): Tensor {
   const s = checkShape(shape, 'shape');
   const { dtype, device } = checkOptions(options, 'options');
-  const n = sizeOf(s);
-  return new Tensor(dtype === 'float32' ? new Float32Array(n) : new Uint16Array(n), s, dtype, device);
+  return Tensor.empty(s, dtype, device, true);
 }
 
 /** Converts a seed option to the native 64-bit form; undefined draws a fresh random seed. */
@@ -294,9 +347,8 @@ function filled(shape: readonly number[], options: RandomOptions | undefined, no
   const s = checkShape(shape, 'shape');
   const { dtype, device } = checkOptions(options, 'options');
   const seed = checkSeed(options?.seed, 'options.seed');
-  const values = new Float32Array(sizeOf(s));
-  native().fillRandom({ out: values, seed, normal, a, b });
-  const t = new Tensor(values, s, 'float32', device);
+  const t = Tensor.empty(s, 'float32', device);
+  native().fillRandom({ out: t.storage() as Float32Array, seed, normal, a, b });
   if (dtype === 'float32') return t;
   const converted = t.astype(dtype);
   t.dispose();

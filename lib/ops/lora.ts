@@ -2,7 +2,7 @@
 // The `frozenA` option is LoRA-FA's path: A stays fixed, backward keeps only xa, never x.
 import { invalidRange, invalidType } from '../errors.js';
 import { native, settle, type NativeLoraDims } from '../native.js';
-import { rand, randn, Tensor, zeros } from '../tensor.js';
+import { holdAll, rand, randn, Tensor, zeros } from '../tensor.js';
 import { bool, dropout, type DropoutOption, f32, finite, options, sameDevice, shapeIs } from './check.js';
 
 export interface LoraForwardOptions {
@@ -82,6 +82,11 @@ export class LoraSaved {
     };
   }
 
+  /** @internal The tensors backward reads. */
+  tensors(): Tensor[] {
+    return [this.#xa, this.#W, this.#A, this.#B, ...(this.#x ? [this.#x] : [])];
+  }
+
   /** Releases xa and the reference to x. */
   dispose(): void {
     this.#xa.dispose();
@@ -144,8 +149,8 @@ function prepareForward(x: Tensor, W: Tensor, A: Tensor, B: Tensor, opts: LoraFo
   const t = x.size / inDim;
   if (t < 1) throw invalidRange('at least one row', 'x', x);
   const dims: NativeLoraDims = { t, in: inDim, out, r };
-  const y = new Tensor(new Float32Array(t * out), [...leading, out], 'float32', x.device);
-  const xa = new Tensor(new Float32Array(t * r), [t, r], 'float32', x.device);
+  const y = Tensor.empty([...leading, out], 'float32', x.device);
+  const xa = Tensor.empty([t, r], 'float32', x.device);
   const args = { ...dims, x: xs, W: Ws, bias: biasS, A: As, B: Bs, y: y.storage() as Float32Array, xa: xa.storage() as Float32Array, scale, p: drop.p, seed: drop.seed };
   const saved = new LoraSaved(frozenA ? null : x, xa, W, A, B, dims, leading, scale, drop);
   return { args, result: { y, saved } };
@@ -155,13 +160,13 @@ function prepareBackward(dy: Tensor, saved: LoraSaved) {
   if (!(saved instanceof LoraSaved)) throw invalidType('the saved state from lora.forward', 'saved', saved);
   const parts = saved.parts('saved');
   const dys = f32(dy, 'dy');
-  const { t, in: inDim, out, r } = saved.dims;
+  const { in: inDim, out, r } = saved.dims;
   const want = [...saved.leading, out];
   shapeIs(dy, 'dy', want, [...saved.leading.map((_, i) => `x.shape[${i}]`), 'out']);
   if (dy.device !== saved.device) throw invalidRange(`a tensor on ${saved.device} (like the saved state)`, 'dy', dy);
-  const dx = new Tensor(new Float32Array(t * inDim), [...saved.leading, inDim], 'float32', dy.device);
-  const dA = saved.frozenA ? undefined : new Tensor(new Float32Array(r * inDim), [r, inDim], 'float32', dy.device);
-  const dB = new Tensor(new Float32Array(out * r), [out, r], 'float32', dy.device);
+  const dx = Tensor.empty([...saved.leading, inDim], 'float32', dy.device);
+  const dA = saved.frozenA ? undefined : Tensor.empty([r, inDim], 'float32', dy.device);
+  const dB = Tensor.empty([out, r], 'float32', dy.device);
   const args = {
     ...saved.dims,
     dy: dys,
@@ -202,7 +207,12 @@ export function forward(x: Tensor, W: Tensor, A: Tensor, B: Tensor, opts: LoraFo
 /** forward off the event loop; the result equals forward's bit for bit. Inputs must not change until it settles. */
 export async function forwardAsync(x: Tensor, W: Tensor, A: Tensor, B: Tensor, opts: LoraForwardOptions): Promise<LoraForwardResult> {
   const { args, result } = prepareForward(x, W, A, B, opts);
-  await settle(native().loraForward(args, true));
+  const release = holdAll([x, W, A, B, opts.bias, result.y, result.saved.xa]);
+  try {
+    await settle(native().loraForward(args, true));
+  } finally {
+    release();
+  }
   return result;
 }
 
@@ -216,7 +226,12 @@ export function backward(dy: Tensor, saved: LoraSaved): LoraGrads {
 /** backward off the event loop; the result equals backward's bit for bit. */
 export async function backwardAsync(dy: Tensor, saved: LoraSaved): Promise<LoraGrads> {
   const { args, grads } = prepareBackward(dy, saved);
-  await settle(native().loraBackward(args, true));
+  const release = holdAll([dy, ...saved.tensors(), grads.dx, grads.dA, grads.dB]);
+  try {
+    await settle(native().loraBackward(args, true));
+  } finally {
+    release();
+  }
   return grads;
 }
 
@@ -231,7 +246,13 @@ export function merge(W: Tensor, A: Tensor, B: Tensor, scale: number, opts?: Mer
 }
 
 export async function mergeAsync(W: Tensor, A: Tensor, B: Tensor, scale: number, opts?: MergeOptions): Promise<void> {
-  await settle(native().loraMerge(prepareMerge(W, A, B, scale, mergeOptions(opts)), true));
+  const args = prepareMerge(W, A, B, scale, mergeOptions(opts));
+  const release = holdAll([W, A, B]);
+  try {
+    await settle(native().loraMerge(args, true));
+  } finally {
+    release();
+  }
 }
 
 /** W ← W − scale · B A, in place (undoes merge up to rounding). */
@@ -242,7 +263,12 @@ export function unmerge(W: Tensor, A: Tensor, B: Tensor, scale: number, opts?: M
 
 export async function unmergeAsync(W: Tensor, A: Tensor, B: Tensor, scale: number, opts?: MergeOptions): Promise<void> {
   const args = prepareMerge(W, A, B, scale, mergeOptions(opts));
-  await settle(native().loraMerge({ ...args, scale: -args.scale }, true));
+  const release = holdAll([W, A, B]);
+  try {
+    await settle(native().loraMerge({ ...args, scale: -args.scale }, true));
+  } finally {
+    release();
+  }
 }
 
 export interface LoraInitOptions {

@@ -20,6 +20,9 @@ __attribute__((target("avx512f"))) void kernel(int64_t kc, const float* __restri
   for (int i = 0; i < kMR; ++i) {
     acc[i][0] = _mm512_setzero_ps();
     acc[i][1] = _mm512_setzero_ps();
+    // C's tile is read (or at least written) at the end: start fetching it now.
+    _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc + 16), _MM_HINT_T0);
   }
   for (int64_t p = 0; p < kc; ++p) {
     const __m512 b0 = _mm512_loadu_ps(b + p * kNR);
@@ -54,8 +57,44 @@ __attribute__((target("avx512f"))) void kernel(int64_t kc, const float* __restri
   }
 }
 
+// The 16 x 16 transpose of unpack / shuffle / 128-bit-lane shuffle steps. (GCC 12 warns
+// inside its own unpack/shuffle intrinsics, GCC bug 105593; the warning is silenced here only.)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+__attribute__((target("avx512f"))) void transpose16(const float* __restrict src, int64_t ld, int rows,
+                                                    float* __restrict dst, int64_t dst_stride, int lanes,
+                                                    float alpha) {
+  __m512 r[16], t[16];
+  const __m512 scale = _mm512_set1_ps(alpha);
+  for (int i = 0; i < 16; ++i)
+    r[i] = i < rows ? _mm512_mul_ps(scale, _mm512_loadu_ps(src + i * ld)) : _mm512_setzero_ps();
+  for (int i = 0; i < 16; i += 2) {
+    t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+    t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+  }
+  for (int i = 0; i < 16; i += 4) {
+    r[i] = _mm512_shuffle_ps(t[i], t[i + 2], 0x44);
+    r[i + 1] = _mm512_shuffle_ps(t[i], t[i + 2], 0xEE);
+    r[i + 2] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+    r[i + 3] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
+  }
+  for (int i = 0; i < 4; ++i) {
+    t[i] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0x88);
+    t[i + 4] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0xDD);
+    t[i + 8] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0x88);
+    t[i + 12] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0xDD);
+  }
+  for (int i = 0; i < 8; ++i) {
+    r[i] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0x88);
+    r[i + 8] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0xDD);
+  }
+  const __mmask16 mask = lanes >= 16 ? 0xffff : static_cast<__mmask16>((1u << lanes) - 1u);
+  for (int p = 0; p < 16; ++p) _mm512_mask_storeu_ps(dst + p * dst_stride, mask, r[p]);
+}
+#pragma GCC diagnostic pop
+
 }  // namespace
 
-const KernelSet kAvx512 = {"avx512", kMR, kNR, kernel};
+const KernelSet kAvx512 = {"avx512", kMR, kNR, kernel, transpose16};
 
 }  // namespace lowrank::cpu::gemm_detail

@@ -14,10 +14,17 @@ namespace lowrank::cpu::gemm_detail {
 using MicroKernel = void (*)(int64_t kc, const float* a, const float* b, float* c, int64_t ldc,
                              int rows, int cols, const float* bias, bool accumulate);
 
+// Optional packing helper: transposes a block of 16 steps. Reads `rows` (<= 16) rows of 16
+// floats at src + i * ld, and writes for each step p = 0..15 the row values (times alpha) to
+// dst + p * dst_stride, lanes 0..lanes-1 (lanes <= 16), zeros in lanes >= rows.
+using Transpose16 = void (*)(const float* src, int64_t ld, int rows, float* dst, int64_t dst_stride, int lanes,
+                             float alpha);
+
 struct KernelSet {
   const char* name;
   int mr, nr;
   MicroKernel kernel;
+  Transpose16 transpose16;  // null: pack with plain loops
 };
 
 extern const KernelSet kAvx512;   // kernel_avx512.cc: 12 x 32, AVX-512F

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "gemm.h"
+#include "gemm/thin.h"
 #include "threadpool.h"
 
 namespace lowrank::cpu {
@@ -14,9 +15,8 @@ namespace lowrank::cpu {
 void lora_forward(const LoraDims& d, const float* x, const float* W, const float* bias,
                   const float* A, const float* B, float scale, const Dropout& drop, float* y,
                   float* xa) {
-  // xa = D(x) Aᵀ: [T, in] · [in, r]
-  const GemmTerm down{{x, d.in, false, drop.active ? &drop : nullptr}, {A, d.in, true}, d.in, 1.0f};
-  gemm({d.t, d.r, &down, 1, xa, d.r, 0.0f, nullptr});
+  // xa = D(x) Aᵀ: [T, in] · [in, r], a thin product reading x once
+  thin_nt({d.t, d.r, d.in, x, d.in, A, d.in, 1.0f, drop.active ? &drop : nullptr, xa, d.r});
   // y = [x | xa] · [W | scale·B]ᵀ + bias
   const GemmTerm joined[2] = {
       {{x, d.in, false}, {W, d.in, true}, d.in, 1.0f},
@@ -56,10 +56,12 @@ void lora_backward(const LoraDims& d, const float* dy, const float* x, const flo
   // dB = scale · dyᵀ xa: [out, T] · [T, r]
   const GemmTerm tdb{{dy, d.out, true}, {xa, d.r, false}, d.t, scale};
   gemm({d.out, d.r, &tdb, 1, dB, d.r, 0.0f, nullptr});
-  // g = scale · dy B: [T, out] · [out, r]
+  // g = scale · dy B = scale · dy (Bᵀ)ᵀ: [T, out] · [out, r], a thin product over Bᵀ [r, out]
+  std::vector<float> bt(static_cast<size_t>(d.r * d.out));
+  for (int64_t o = 0; o < d.out; ++o)
+    for (int64_t j = 0; j < d.r; ++j) bt[j * d.out + o] = B[o * d.r + j];
   std::vector<float> g(static_cast<size_t>(d.t * d.r));
-  const GemmTerm tg{{dy, d.out, false}, {B, d.r, false}, d.out, scale};
-  gemm({d.t, d.r, &tg, 1, g.data(), d.r, 0.0f, nullptr});
+  thin_nt({d.t, d.r, d.out, dy, d.out, bt.data(), d.out, scale, nullptr, g.data(), d.r});
   if (dA) {
     // dA = gᵀ D(x): [r, T] · [T, in]
     const GemmTerm tda{{g.data(), d.r, true}, {x, d.in, false, drop.active ? &drop : nullptr}, d.t, 1.0f};

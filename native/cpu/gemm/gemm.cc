@@ -32,7 +32,8 @@ using gemm_detail::KernelSet;
 constexpr int64_t kKC = 512;    // inner-dimension block
 constexpr int64_t kKTail = 64;  // a remainder this small joins the previous block
 constexpr int64_t kMC = 192;    // rows of A per packed block (a multiple of every MR)
-constexpr int64_t kNC = 4096;   // columns of B per packed panel (a multiple of every NR)
+constexpr int64_t kNC = 4096;
+constexpr int64_t kStreamK = 128;  // below this block depth, C's traffic decides the loop order   // columns of B per packed panel (a multiple of every NR)
 
 bool supported(const KernelSet& ks) {
   __builtin_cpu_init();
@@ -70,23 +71,6 @@ inline float load(const MatView& v, int64_t i, int64_t j) {
   const int64_t idx = r * v.ld + c;
   const float x = v.data[idx];
   return v.dropout ? x * v.dropout->factor(static_cast<uint64_t>(idx)) : x;
-}
-
-// out[0:n) = src[0:n) * alpha * mask factors of storage indices idx0.., one Philox block per
-// four elements.
-void masked_run(const Dropout& d, const float* src, uint64_t idx0, int64_t n, float alpha, float* out,
-                int64_t out_stride) {
-  int64_t i = 0;
-  while (i < n) {
-    const uint64_t idx = idx0 + static_cast<uint64_t>(i);
-    const uint64_t block = idx >> 2;
-    const Philox4 r = philox4x32_10(static_cast<uint32_t>(block), static_cast<uint32_t>(block >> 32), 0u, 0u,
-                                    static_cast<uint32_t>(d.seed), static_cast<uint32_t>(d.seed >> 32));
-    for (uint64_t w = idx & 3; w < 4 && i < n; ++w, ++i) {
-      const float f = r.v[w] >= d.threshold ? d.scale : 0.0f;
-      out[i * out_stride] = src[i] * f * alpha;
-    }
-  }
 }
 
 // A segment of the virtual inner dimension that lies in one term.
@@ -138,7 +122,7 @@ void pack_a(const KernelSet& ks, const GemmArgs& g, int64_t i0, int64_t mc, int6
         for (int ii = 0; ii < rows; ++ii) {
           const int64_t row = i0 + s + ii;
           const float* src = a.data + row * a.ld + seg.local;
-          masked_run(*a.dropout, src, static_cast<uint64_t>(row * a.ld + seg.local), seg.len, alpha, dst + ii, mr);
+          a.dropout->apply(src, static_cast<uint64_t>(row * a.ld + seg.local), seg.len, alpha, dst + ii, mr);
         }
       } else if (!a.dropout) {
         for (int64_t p = 0; p < seg.len; ++p) {
@@ -188,7 +172,7 @@ void pack_b(const KernelSet& ks, const GemmArgs& g, int64_t k0, int64_t kc, int6
           const int64_t row = seg.local + p;
           const float* src = b.data + row * b.ld + j0 + s;
           if (b.dropout)
-            masked_run(*b.dropout, src, static_cast<uint64_t>(row * b.ld + j0 + s), cols, 1.0f, dst + p * nr, 1);
+            b.dropout->apply(src, static_cast<uint64_t>(row * b.ld + j0 + s), cols, 1.0f, dst + p * nr, 1);
           else
             std::memcpy(dst + p * nr, src, static_cast<size_t>(cols) * sizeof(float));
         }
@@ -254,14 +238,22 @@ void gemm_block(const KernelSet& ks, const GemmArgs& g, int64_t k_total, int64_t
       for (int64_t i0 = ib; i0 < ie; i0 += kMC) {
         const int64_t mc = std::min(kMC, ie - i0);
         pack_a(ks, g, i0, mc, k0, kc, buf_a);
-        for (int64_t js = 0; js < nc; js += ks.nr) {
+        auto tile = [&](int64_t is, int64_t js) {
           const int cols = static_cast<int>(std::min<int64_t>(ks.nr, nc - js));
+          const int rows = static_cast<int>(std::min<int64_t>(ks.mr, mc - is));
           const float* bias = first && g.bias ? g.bias + j0 + js : nullptr;
-          for (int64_t is = 0; is < mc; is += ks.mr) {
-            const int rows = static_cast<int>(std::min<int64_t>(ks.mr, mc - is));
-            ks.kernel(kc, buf_a + is * kc, buf_b + js * kc, g.c + (i0 + is) * g.ldc + j0 + js,
-                      g.ldc, rows, cols, bias, !first || g.beta != 0.0f);
-          }
+          ks.kernel(kc, buf_a + is * kc, buf_b + js * kc, g.c + (i0 + is) * g.ldc + j0 + js, g.ldc, rows, cols,
+                    bias, !first || g.beta != 0.0f);
+        };
+        if (kc >= kStreamK) {
+          // Each B strip serves every A strip of the block from cache.
+          for (int64_t js = 0; js < nc; js += ks.nr)
+            for (int64_t is = 0; is < mc; is += ks.mr) tile(is, js);
+        } else {
+          // A short inner dimension (a rank-r update such as merge) is bound by C's traffic:
+          // walk C row strip by row strip so its rows stream in order.
+          for (int64_t is = 0; is < mc; is += ks.mr)
+            for (int64_t js = 0; js < nc; js += ks.nr) tile(is, js);
         }
       }
       k0 += kc;

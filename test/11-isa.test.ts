@@ -1,0 +1,88 @@
+// Every CPU kernel path (LOWRANK_ISA / setIsa: avx512, avx2, scalar) runs the whole LoRA
+// family correctly, and the paths agree with each other within 1e-5 relative.
+import { spawnSync } from 'node:child_process';
+import { afterAll, describe, expect, it } from 'vitest';
+import { lora, tensor } from '../lib/index.js';
+import { native } from '../lib/native.js';
+import { dropoutFactors, loraBackwardRef, loraForwardRef, mergeRef, randomF32, relErr } from './helpers/reference.js';
+
+const ALL = ['avx512', 'avx2', 'scalar'] as const;
+const supported = ALL.filter((isa) => {
+  try {
+    return native().setIsa(isa) === isa;
+  } catch {
+    return false;
+  } finally {
+    native().setIsa('');
+  }
+});
+const unsupported = ALL.filter((isa) => !supported.includes(isa));
+
+afterAll(() => {
+  native().setIsa('');
+});
+
+// (T, in, out, r, dropout): tails of every tile and vector width, K blocks with a remainder.
+const cases: Array<[number, number, number, number, number]> = [
+  [1, 45, 37, 1, 0],
+  [7, 130, 97, 8, 0.25],
+  [33, 257, 45, 64, 0],
+  [50, 600, 70, 16, 0.1],
+];
+
+function run(isa: string, [T, I, O, R, p]: [number, number, number, number, number], seed: number) {
+  expect(native().setIsa(isa as 'avx512')).toBe(isa);
+  const xv = randomF32(T * I, seed), Wv = randomF32(O * I, seed + 1, 0.1), Av = randomF32(R * I, seed + 2, 0.1);
+  const Bv = randomF32(O * R, seed + 3), bv = randomF32(O, seed + 4), dyv = randomF32(T * O, seed + 5);
+  const x = tensor(xv, [T, I]), W = tensor(Wv, [O, I]), A = tensor(Av, [R, I]), B = tensor(Bv, [O, R]);
+  const bias = tensor(bv, [O]), dy = tensor(dyv, [T, O]);
+  const dropout = p > 0 ? { p, seed: 99n } : undefined;
+  const { y, saved } = lora.forward(x, W, A, B, { scale: 0.75, bias, dropout });
+  const { dx, dA, dB } = lora.backward(dy, saved);
+  const merged = W.clone();
+  lora.merge(merged, A, B, 0.75);
+  const mask = p > 0 ? dropoutFactors(99n, p, T * I) : null;
+  return {
+    got: { y: y.toFloat32Array(), dx: dx.toFloat32Array(), dA: dA!.toFloat32Array(), dB: dB.toFloat32Array(), W: merged.toFloat32Array() },
+    ref: {
+      y: loraForwardRef(xv, Wv, bv, Av, Bv, 0.75, mask, T, I, O, R).y,
+      ...loraBackwardRef(dyv, xv, Wv, Av, Bv, 0.75, mask, T, I, O, R),
+      W: mergeRef(Wv, Av, Bv, 0.75, O, I, R),
+    },
+  };
+}
+
+describe('kernel paths', () => {
+  it.skipIf(unsupported.length === 0)(`skips what this CPU cannot run (${unsupported.join(', ') || 'none'})`, () => {
+    console.log(`kernel paths not supported on this CPU, not tested here: ${unsupported.join(', ')}`);
+    expect(supported.length).toBeGreaterThan(0);
+  });
+
+  it.each(cases)('T=%i in=%i out=%i r=%i p=%f: every path matches float64 and the others', (...c) => {
+    const results = supported.map((isa) => ({ isa, ...run(isa, c, 100) }));
+    for (const { isa, got, ref } of results) {
+      for (const k of ['y', 'dx', 'dA', 'dB', 'W'] as const) {
+        const e = relErr(got[k], ref[k]);
+        expect(e, `${isa} ${k} vs float64`).toBeLessThan(1e-5);
+      }
+    }
+    const first = results[0];
+    for (const other of results.slice(1))
+      for (const k of ['y', 'dx', 'dA', 'dB', 'W'] as const)
+        expect(relErr(other.got[k], first.got[k]), `${other.isa} vs ${first.isa} ${k}`).toBeLessThan(1e-5);
+  });
+});
+
+describe('LOWRANK_ISA', () => {
+  it.each(supported)('LOWRANK_ISA=%s picks that path at load time', (isa) => {
+    const root = new URL('..', import.meta.url).pathname;
+    const script = `console.log(require('node-gyp-build')(${JSON.stringify(root)}).backends().cpu.isa)`;
+    const r = spawnSync(process.execPath, ['-e', script], {
+      cwd: root,
+      env: { ...process.env, LOWRANK_ISA: isa },
+      encoding: 'utf8',
+    });
+    expect(r.stderr).toBe('');
+    expect(r.stdout.trim()).toBe(isa);
+  });
+});

@@ -43,6 +43,30 @@ function median(xs) {
   return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
 }
 
+/**
+ * Runs the functions of `group` round-robin (after one warm-up round) so each sees the same
+ * machine conditions; returns the median milliseconds of each and, for each, the median of its
+ * per-round ratio to the first function. `after(name, result)` runs untimed after each call.
+ */
+async function timeGroup(group, after = () => {}) {
+  const names = Object.keys(group);
+  const times = Object.fromEntries(names.map((n) => [n, []]));
+  const ratios = Object.fromEntries(names.map((n) => [n, []]));
+  for (const n of names) after(n, await group[n]());
+  const started = performance.now();
+  for (let round = 0; round < 50; round++) {
+    if (round >= minReps && (performance.now() - started) / 1000 >= minSeconds * names.length) break;
+    for (const n of names) {
+      const t0 = performance.now();
+      const r = await group[n]();
+      times[n].push(performance.now() - t0);
+      after(n, r);
+    }
+    for (const n of names) ratios[n].push(times[n][round] / times[names[0]][round]);
+  }
+  return Object.fromEntries(names.map((n) => [n, { ms: median(times[n]), ratio: median(ratios[n]) }]));
+}
+
 /** Median milliseconds of fn() after a warm-up; `after` runs untimed after each call. */
 async function time(fn, after = () => {}) {
   after(await fn());
@@ -104,16 +128,10 @@ for (const name of shapeNames) {
   const bwdFaFlops = 2 * t * out * inDim + 2 * t * r * (2 * out + inDim);
 
   const xs = x.storage(), Ws = W.storage();
-  const base = await time(() =>
-    n.gemm({ m: t, n: out, terms: [{ a: xs, lda: inDim, ta: false, b: Ws, ldb: inDim, tb: true, k: inDim, alpha: 1 }], c: y, ldc: out, beta: 0, bias: null, reference: false }),
-  );
-  record(name, 'base product x·Wᵀ', base, baseFlops, { ratioBase: 1 });
   const release = (res) => {
     res.y.dispose();
     res.saved.dispose();
   };
-  const fwd = await time(() => lora.forward(x, W, A, B, { scale }), release);
-  record(name, 'LoRA forward', fwd, fwdFlops, { ratioBase: fwd / base });
   let savedBytes = 0, savedBytesFa = 0;
   const trainStep = (frozenA) => () => {
     const res = lora.forward(x, W, A, B, { scale, frozenA });
@@ -123,13 +141,20 @@ for (const name of shapeNames) {
     release(res);
     for (const k of ['dx', 'dA', 'dB']) g[k]?.dispose();
   };
-  const fb = await time(trainStep(false));
-  record(name, 'LoRA forward + backward', fb, fwdFlops + bwdFlops, { ratioBase: fb / base, savedBytes });
-  const fbFa = await time(trainStep(true));
-  record(name, 'LoRA-FA forward + backward', fbFa, fwdFlops + bwdFaFlops, {
-    ratioBase: fbFa / base,
+  const base = () =>
+    n.gemm({ m: t, n: out, terms: [{ a: xs, lda: inDim, ta: false, b: Ws, ldb: inDim, tb: true, k: inDim, alpha: 1 }], c: y, ldc: out, beta: 0, bias: null, reference: false });
+  // The base product, forward and training steps interleaved: their ratios come from rounds
+  // that ran under the same conditions.
+  const g = await timeGroup(
+    { base, forward: () => lora.forward(x, W, A, B, { scale }), train: trainStep(false), trainFa: trainStep(true) },
+    (name, res) => name === 'forward' && release(res),
+  );
+  record(name, 'base product x·Wᵀ', g.base.ms, baseFlops, { ratioBase: 1 });
+  record(name, 'LoRA forward', g.forward.ms, fwdFlops, { ratioBase: g.forward.ratio });
+  record(name, 'LoRA forward + backward', g.train.ms, fwdFlops + bwdFlops, { ratioBase: g.train.ratio, savedBytes });
+  record(name, 'LoRA-FA forward + backward', g.trainFa.ms, fwdFlops + bwdFaFlops, {
+    ratioBase: g.trainFa.ratio,
     savedBytes: savedBytesFa,
-    ratioLora: fbFa / fb,
   });
   const mergeMs = await time(() => lora.merge(W, A, B, scale), () => lora.unmerge(W, A, B, scale));
   const mergeFlops = 2 * out * inDim * r;
@@ -141,13 +166,13 @@ for (const name of shapeNames) {
     const model = loraForwardModel({ t, inDim, out, r, W: Ws, A: A.storage(), B: B.storage(), scale });
     const session = await ortSession(model);
     const ortMs = await time(() => session.run(feeds));
-    record(name, 'onnxruntime-node LoRA forward', ortMs, fwdFlops, { ratioBase: ortMs / base });
-    rows.find((row) => row.shape === name && row.name === 'LoRA forward').ratioOrt = fwd / ortMs;
+    record(name, 'onnxruntime-node LoRA forward', ortMs, fwdFlops, { ratioBase: ortMs / g.base.ms });
+    rows.find((row) => row.shape === name && row.name === 'LoRA forward').ratioOrt = g.forward.ms / ortMs;
     const baseModel = loraForwardModel({ t, inDim, out, r, W: Ws, scale, withAdapter: false });
     const baseSession = await ortSession(baseModel);
     const ortBase = await time(() => baseSession.run(feeds));
-    record(name, 'onnxruntime-node base product', ortBase, baseFlops, { ratioBase: ortBase / base });
-    rows.find((row) => row.shape === name && row.name === 'base product x·Wᵀ').ratioOrt = base / ortBase;
+    record(name, 'onnxruntime-node base product', ortBase, baseFlops, { ratioBase: ortBase / g.base.ms });
+    rows.find((row) => row.shape === name && row.name === 'base product x·Wᵀ').ratioOrt = g.base.ms / ortBase;
     await session.release();
     await baseSession.release();
   }

@@ -15,6 +15,12 @@ export interface NativeLoraDims {
   r: number;
 }
 
+/** A weight: float32 values (wDtype 0) or bfloat16 bits (wDtype 1). */
+export interface NativeWeight {
+  W: F32 | Uint16Array;
+  wDtype: number;
+}
+
 export interface NativeCudaDevice {
   index: number;
   name: string;
@@ -72,13 +78,13 @@ export interface Native {
     reference: boolean;
   }): void;
   loraForward: Call<
-    NativeLoraDims & { x: F32; W: F32; bias: F32 | null; A: F32; B: F32; y: F32; xa: F32; scale: number; p: number; seed: Seed }
+    NativeLoraDims & NativeWeight & { x: F32; bias: F32 | null; A: F32; B: F32; y: F32; xa: F32; scale: number; p: number; seed: Seed }
   >;
   loraBackward: Call<
-    NativeLoraDims & {
+    NativeLoraDims &
+      NativeWeight & {
       dy: F32;
       x: F32 | null;
-      W: F32;
       A: F32;
       B: F32;
       xa: F32;
@@ -90,7 +96,7 @@ export interface Native {
       seed: Seed;
     }
   >;
-  loraMerge: Call<{ W: F32; A: F32; B: F32; out: number; in: number; r: number; scale: number; safe: boolean }>;
+  loraMerge: Call<NativeWeight & { A: F32; B: F32; out: number; in: number; r: number; scale: number; safe: boolean }>;
   probePeak(seconds: number): { gflops: number; isa: 'avx512' | 'avx2' | 'scalar' };
   probeBandwidth(bytes: number, rounds: number): number;
   cudaDropoutMask(args: { out: Uint8Array; offset: number; p: number; seed: Seed }): void;

@@ -105,7 +105,7 @@ describe('dtypes and devices', () => {
   });
 
   check([
-    ['a bfloat16 W', () => lora.forward(x, W.astype('bfloat16'), A, B, { scale: 1 }), 'TypeError', 'Expected a float32 Tensor for W but received Tensor(bfloat16, [37, 45], cpu) (dtype is bfloat16)'],
+    ['a float16 W', () => lora.forward(x, W.astype('float16'), A, B, { scale: 1 }), 'TypeError', 'Expected a float32 or bfloat16 Tensor for W but received Tensor(float16, [37, 45], cpu) (dtype is float16)'],
     ['a float16 x', () => lora.forward(x.astype('float16'), W, A, B, { scale: 1 }), 'TypeError', 'Expected a float32 Tensor for x but received Tensor(float16, [7, 45], cpu) (dtype is float16)'],
     ['a bfloat16 B in merge', () => lora.merge(W, A, B.astype('bfloat16'), 1), 'TypeError', 'Expected a float32 Tensor for B but received Tensor(bfloat16, [37, 8], cpu) (dtype is bfloat16)'],
     ['a bfloat16 dy', () => lora.backward(dy.astype('bfloat16'), lora.forward(x, W, A, B, { scale: 1 }).saved), 'TypeError', 'Expected a float32 Tensor for dy but received Tensor(bfloat16, [7, 37], cpu) (dtype is bfloat16)'],

@@ -59,3 +59,12 @@ export function bool(v: unknown, name: string, fallback: boolean): boolean {
   if (typeof v !== 'boolean') throw invalidType('a boolean', name, v);
   return v;
 }
+
+/** A live float32 or bfloat16 tensor (a weight); returns its storage and the native dtype code. */
+export function weight(t: unknown, name: string): { W: Float32Array | Uint16Array; wDtype: number } {
+  if (!(t instanceof Tensor)) throw invalidType('a Tensor', name, t);
+  const storage = t.storage(name);
+  if (t.dtype === 'float32') return { W: storage, wDtype: 0 };
+  if (t.dtype === 'bfloat16') return { W: storage, wDtype: 1 };
+  throw invalidType('a float32 or bfloat16 Tensor', name, t, `dtype is ${t.dtype}`);
+}

@@ -3,7 +3,7 @@
 import { invalidRange, invalidType } from '../errors.js';
 import { native, settle, type NativeLoraDims } from '../native.js';
 import { holdAll, rand, randn, Tensor, zeros } from '../tensor.js';
-import { bool, dropout, type DropoutOption, f32, finite, options, sameDevice, shapeIs } from './check.js';
+import { bool, dropout, type DropoutOption, f32, finite, options, sameDevice, shapeIs, weight } from './check.js';
 
 export interface LoraForwardOptions {
   /** s: alpha / r (or alpha / sqrt(r) with rsLoRA). Required. */
@@ -76,7 +76,7 @@ export class LoraSaved {
     return {
       x: this.#x === null ? null : f32(this.#x, `${name} input x`),
       xa: f32(this.#xa, `${name}.xa`),
-      W: f32(this.#W, `${name} weight W`),
+      ...weight(this.#W, `${name} weight W`),
       A: f32(this.#A, `${name} adapter A`),
       B: f32(this.#B, `${name} adapter B`),
     };
@@ -128,7 +128,7 @@ function adapterShapes(W: Tensor, A: Tensor, B: Tensor): { out: number; inDim: n
 
 function prepareForward(x: Tensor, W: Tensor, A: Tensor, B: Tensor, opts: LoraForwardOptions | undefined) {
   const o = options<LoraForwardOptions>(opts, 'options');
-  const xs = f32(x, 'x'), Ws = f32(W, 'W'), As = f32(A, 'A'), Bs = f32(B, 'B');
+  const xs = f32(x, 'x'), Ws = weight(W, 'W'), As = f32(A, 'A'), Bs = f32(B, 'B');
   const { out, inDim, r } = adapterShapes(W, A, B);
   if (x.shape.length < 1 || x.shape[x.shape.length - 1] !== inDim)
     throw invalidRange(`a tensor [..., in] with in = ${inDim} (W's columns)`, 'x', x);
@@ -151,7 +151,7 @@ function prepareForward(x: Tensor, W: Tensor, A: Tensor, B: Tensor, opts: LoraFo
   const dims: NativeLoraDims = { t, in: inDim, out, r };
   const y = Tensor.empty([...leading, out], 'float32', x.device);
   const xa = Tensor.empty([t, r], 'float32', x.device);
-  const args = { ...dims, x: xs, W: Ws, bias: biasS, A: As, B: Bs, y: y.storage() as Float32Array, xa: xa.storage() as Float32Array, scale, p: drop.p, seed: drop.seed };
+  const args = { ...dims, x: xs, ...Ws, bias: biasS, A: As, B: Bs, y: y.storage() as Float32Array, xa: xa.storage() as Float32Array, scale, p: drop.p, seed: drop.seed };
   const saved = new LoraSaved(frozenA ? null : x, xa, W, A, B, dims, leading, scale, drop);
   return { args, result: { y, saved } };
 }
@@ -183,14 +183,14 @@ function prepareBackward(dy: Tensor, saved: LoraSaved) {
 }
 
 function prepareMerge(W: Tensor, A: Tensor, B: Tensor, scale: number, safe: boolean) {
-  const Ws = f32(W, 'W'), As = f32(A, 'A'), Bs = f32(B, 'B');
+  const Ws = weight(W, 'W'), As = f32(A, 'A'), Bs = f32(B, 'B');
   const { out, inDim, r } = adapterShapes(W, A, B);
   sameDevice([
     [W, 'W'],
     [A, 'A'],
     [B, 'B'],
   ]);
-  return { W: Ws, A: As, B: Bs, out, in: inDim, r, scale: finite(scale, 'scale'), safe };
+  return { ...Ws, A: As, B: Bs, out, in: inDim, r, scale: finite(scale, 'scale'), safe };
 }
 
 function mergeOptions(opts: unknown): boolean {

@@ -23,17 +23,37 @@ cpu::LoraDims dims(const Napi::Object& a) {
 
 Dropout dropout(const Napi::Object& a) { return Dropout::make(f64(a, "p"), u64(a, "seed")); }
 
+// W as float32 (wDtype 0) or bfloat16 bits (wDtype 1), with `count` elements.
+cpu::WeightMut weight(const Napi::Object& a, const char* op, int64_t count) {
+  const int64_t code = i64(a, "wDtype");
+  cpu::WeightMut w;
+  if (code == 0) {
+    auto s = f32(a, "W");
+    expect_size(op, "W", s.size, count);
+    w.f32 = s.data;
+  } else if (code == 1) {
+    auto s = typed<uint16_t>(a, "W", napi_uint16_array);
+    expect_size(op, "W", s.size, count);
+    w.bf16 = s.data;
+  } else {
+    throw lowrank::TypeError(std::string(op) + ": W must be float32 or bfloat16");
+  }
+  return w;
+}
+
+cpu::Weight as_const(const cpu::WeightMut& w) { return {w.f32, w.bf16}; }
+
 }  // namespace
 
 Napi::Value LoraForward(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
     Napi::Object a = args_object(info);
     const cpu::LoraDims d = dims(a);
-    auto x = f32(a, "x"), W = f32(a, "W"), A = f32(a, "A"), B = f32(a, "B");
+    auto x = f32(a, "x"), A = f32(a, "A"), B = f32(a, "B");
+    const cpu::Weight W = as_const(weight(a, "loraForward", d.out * d.in));
     auto bias = f32(a, "bias", true);
     auto y = f32(a, "y"), xa = f32(a, "xa");
     expect_size("loraForward", "x", x.size, d.t * d.in);
-    expect_size("loraForward", "W", W.size, d.out * d.in);
     expect_size("loraForward", "A", A.size, d.r * d.in);
     expect_size("loraForward", "B", B.size, d.out * d.r);
     if (bias.data) expect_size("loraForward", "bias", bias.size, d.out);
@@ -42,7 +62,7 @@ Napi::Value LoraForward(const Napi::CallbackInfo& info) {
     const float scale = static_cast<float>(f64(a, "scale"));
     const Dropout drop = dropout(a);
     return run(info.Env(), async_flag(info), a, [=] {
-      cpu::lora_forward(d, x.data, W.data, bias.data, A.data, B.data, scale, drop, y.data, xa.data);
+      cpu::lora_forward(d, x.data, W, bias.data, A.data, B.data, scale, drop, y.data, xa.data);
     });
   });
 }
@@ -51,11 +71,11 @@ Napi::Value LoraBackward(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
     Napi::Object a = args_object(info);
     const cpu::LoraDims d = dims(a);
-    auto dy = f32(a, "dy"), W = f32(a, "W"), A = f32(a, "A"), B = f32(a, "B"), xa = f32(a, "xa");
+    auto dy = f32(a, "dy"), A = f32(a, "A"), B = f32(a, "B"), xa = f32(a, "xa");
+    const cpu::Weight W = as_const(weight(a, "loraBackward", d.out * d.in));
     auto x = f32(a, "x", true), dx = f32(a, "dx", true), dA = f32(a, "dA", true);
     auto dB = f32(a, "dB");
     expect_size("loraBackward", "dy", dy.size, d.t * d.out);
-    expect_size("loraBackward", "W", W.size, d.out * d.in);
     expect_size("loraBackward", "A", A.size, d.r * d.in);
     expect_size("loraBackward", "B", B.size, d.out * d.r);
     expect_size("loraBackward", "xa", xa.size, d.t * d.r);
@@ -67,7 +87,7 @@ Napi::Value LoraBackward(const Napi::CallbackInfo& info) {
     const float scale = static_cast<float>(f64(a, "scale"));
     const Dropout drop = dropout(a);
     return run(info.Env(), async_flag(info), a, [=] {
-      cpu::lora_backward(d, dy.data, x.data, W.data, A.data, B.data, xa.data, scale, drop, dx.data,
+      cpu::lora_backward(d, dy.data, x.data, W, A.data, B.data, xa.data, scale, drop, dx.data,
                          dA.data, dB.data);
     });
   });
@@ -81,16 +101,16 @@ Napi::Value LoraMerge(const Napi::CallbackInfo& info) {
     d.out = i64(a, "out");
     d.r = i64(a, "r");
     LR_CHECK("loraMerge", d.in > 0 && d.out > 0 && d.r > 0, "every dimension must be positive");
-    auto W = f32(a, "W"), A = f32(a, "A"), B = f32(a, "B");
-    expect_size("loraMerge", "W", W.size, d.out * d.in);
+    auto A = f32(a, "A"), B = f32(a, "B");
+    const cpu::WeightMut W = weight(a, "loraMerge", d.out * d.in);
     expect_size("loraMerge", "A", A.size, d.r * d.in);
     expect_size("loraMerge", "B", B.size, d.out * d.r);
     const float scale = static_cast<float>(f64(a, "scale"));
     const bool safe = boolean(a, "safe");
     return run(info.Env(), async_flag(info), a, [=] {
-      if (!safe) return cpu::lora_merge(d, W.data, A.data, B.data, scale);
+      if (!safe) return cpu::lora_merge(d, W, A.data, B.data, scale);
       float value = 0.0f;
-      const int64_t bad = cpu::lora_merge_safe(d, W.data, A.data, B.data, scale, &value);
+      const int64_t bad = cpu::lora_merge_safe(d, W, A.data, B.data, scale, &value);
       if (bad >= 0) {
         std::ostringstream s;
         const char* text = std::isnan(value) ? "NaN" : value > 0 ? "Infinity" : "-Infinity";

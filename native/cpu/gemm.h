@@ -24,7 +24,25 @@ struct MatView {
   int64_t ld = 0;
   bool trans = false;
   const Dropout* dropout = nullptr;  // optional mask on the stored elements
+  const uint16_t* bf16 = nullptr;    // when set, the matrix is stored as bfloat16 here (data unused)
 };
+
+// A weight matrix stored as float32 or as bfloat16 (exactly one of the two set). bfloat16
+// halves its memory; products widen it to float32 as they pack it and accumulate in float32.
+struct Weight {
+  const float* f32 = nullptr;
+  const uint16_t* bf16 = nullptr;
+};
+
+// The same, writable (merge updates it in place).
+struct WeightMut {
+  float* f32 = nullptr;
+  uint16_t* bf16 = nullptr;
+};
+
+inline MatView weight_view(const Weight& w, int64_t ld, bool trans) {
+  return MatView{w.f32, ld, trans, nullptr, w.bf16};
+}
 
 struct GemmTerm {
   MatView a;  // op(A): m x k

@@ -1,9 +1,11 @@
 #include "lora.h"
 
 #include <cmath>
+#include <algorithm>
 #include <cstring>
 #include <vector>
 
+#include "../core/dtype.h"
 #include "gemm.h"
 #include "gemm/thin.h"
 #include "threadpool.h"
@@ -12,14 +14,14 @@ namespace lowrank::cpu {
 
 // Forward. FLOPs: 2·T·out·in (base) + 2·T·in·r + 2·T·out·r. Fewest bytes: x, W, A, B read
 // once; y and xa written once.
-void lora_forward(const LoraDims& d, const float* x, const float* W, const float* bias,
+void lora_forward(const LoraDims& d, const float* x, const Weight& W, const float* bias,
                   const float* A, const float* B, float scale, const Dropout& drop, float* y,
                   float* xa) {
   // xa = D(x) Aᵀ: [T, in] · [in, r], a thin product reading x once
   thin_nt({d.t, d.r, d.in, x, d.in, A, d.in, 1.0f, drop.active ? &drop : nullptr, xa, d.r});
   // y = [x | xa] · [W | scale·B]ᵀ + bias
   const GemmTerm joined[2] = {
-      {{x, d.in, false}, {W, d.in, true}, d.in, 1.0f},
+      {{x, d.in, false}, weight_view(W, d.in, true), d.in, 1.0f},
       {{xa, d.r, false}, {B, d.r, true}, d.r, scale},
   };
   gemm({d.t, d.out, joined, 2, y, d.out, 0.0f, bias});
@@ -50,7 +52,7 @@ void add_dropout_rowprod(const LoraDims& d, const float* g, const float* A, cons
 
 // Backward. FLOPs: 2·T·out·in (dx base) + 2·T·r·(2·out + 2·in). Fewest bytes: dy, x, W, A, B,
 // xa read once; dx, dA, dB written once.
-void lora_backward(const LoraDims& d, const float* dy, const float* x, const float* W,
+void lora_backward(const LoraDims& d, const float* dy, const float* x, const Weight& W,
                    const float* A, const float* B, const float* xa, float scale,
                    const Dropout& drop, float* dx, float* dA, float* dB) {
   // dB = scale · dyᵀ xa: [out, T] · [T, r]
@@ -71,34 +73,82 @@ void lora_backward(const LoraDims& d, const float* dy, const float* x, const flo
   if (!drop.active) {
     // dx = [dy | g] · [W ; A]: one product over the joined inner dimension out + r.
     const GemmTerm joined[2] = {
-        {{dy, d.out, false}, {W, d.in, false}, d.out, 1.0f},
+        {{dy, d.out, false}, weight_view(W, d.in, false), d.out, 1.0f},
         {{g.data(), d.r, false}, {A, d.in, false}, d.r, 1.0f},
     };
     gemm({d.t, d.in, joined, 2, dx, d.in, 0.0f, nullptr});
   } else {
-    const GemmTerm base{{dy, d.out, false}, {W, d.in, false}, d.out, 1.0f};
+    const GemmTerm base{{dy, d.out, false}, weight_view(W, d.in, false), d.out, 1.0f};
     gemm({d.t, d.in, &base, 1, dx, d.in, 0.0f, nullptr});
     add_dropout_rowprod(d, g.data(), A, drop, dx);
   }
 }
 
-// Merge. FLOPs: 2·out·in·r. Fewest bytes: W read and written once, A and B read once.
-void lora_merge(const LoraDims& d, float* W, const float* A, const float* B, float scale) {
+namespace {
+
+constexpr int64_t kMergeRows = 64;  // rows of a bfloat16 W widened at a time
+
+// W[rows] += scale · B[rows] A in float32, for a float32 W.
+void merge_f32(const LoraDims& d, float* W, const float* A, const float* B, float scale) {
   const GemmTerm t{{B, d.r, false}, {A, d.in, false}, d.r, scale};
   gemm({d.out, d.in, &t, 1, W, d.in, 1.0f, nullptr});
 }
 
-int64_t lora_merge_safe(const LoraDims& d, float* W, const float* A, const float* B, float scale,
+// The merged rows [i0, i0 + rows) of a bfloat16 W, rounded to bfloat16, into out.
+void merge_bf16_rows(const LoraDims& d, const uint16_t* W, const float* A, const float* B, float scale, int64_t i0,
+                     int64_t rows, uint16_t* out) {
+  thread_local std::vector<float> wide;
+  wide.resize(static_cast<size_t>(rows * d.in));
+  for (int64_t i = 0; i < rows * d.in; ++i) wide[i] = bf16_to_f32(W[i0 * d.in + i]);
+  const GemmTerm t{{B + i0 * d.r, d.r, false}, {A, d.in, false}, d.r, scale};
+  gemm({rows, d.in, &t, 1, wide.data(), d.in, 1.0f, nullptr});  // inside a pool task: runs here
+  for (int64_t i = 0; i < rows * d.in; ++i) out[i] = f32_to_bf16(wide[i]);
+}
+
+template <typename F>
+void for_row_chunks(const LoraDims& d, F&& f) {
+  parallel_for((d.out + kMergeRows - 1) / kMergeRows, [&](int64_t c) {
+    const int64_t i0 = c * kMergeRows;
+    f(i0, std::min(kMergeRows, d.out - i0));
+  });
+}
+
+bool bf16_finite(uint16_t h) { return (h & 0x7f80u) != 0x7f80u; }
+
+}  // namespace
+
+// Merge. FLOPs: 2·out·in·r. Fewest bytes: W read and written once, A and B read once.
+void lora_merge(const LoraDims& d, const WeightMut& W, const float* A, const float* B, float scale) {
+  if (W.f32) return merge_f32(d, W.f32, A, B, scale);
+  for_row_chunks(d, [&](int64_t i0, int64_t rows) {
+    merge_bf16_rows(d, W.bf16, A, B, scale, i0, rows, W.bf16 + i0 * d.in);
+  });
+}
+
+int64_t lora_merge_safe(const LoraDims& d, const WeightMut& W, const float* A, const float* B, float scale,
                         float* bad_value) {
   const size_t n = static_cast<size_t>(d.out * d.in);
-  std::vector<float> copy(W, W + n);
-  lora_merge(d, copy.data(), A, B, scale);
+  if (W.f32) {
+    std::vector<float> copy(W.f32, W.f32 + n);
+    merge_f32(d, copy.data(), A, B, scale);
+    for (size_t i = 0; i < n; ++i)
+      if (!std::isfinite(copy[i])) {
+        *bad_value = copy[i];
+        return static_cast<int64_t>(i);
+      }
+    std::memcpy(W.f32, copy.data(), n * sizeof(float));
+    return -1;
+  }
+  std::vector<uint16_t> copy(n);
+  for_row_chunks(d, [&](int64_t i0, int64_t rows) {
+    merge_bf16_rows(d, W.bf16, A, B, scale, i0, rows, copy.data() + i0 * d.in);
+  });
   for (size_t i = 0; i < n; ++i)
-    if (!std::isfinite(copy[i])) {
-      *bad_value = copy[i];
+    if (!bf16_finite(copy[i])) {
+      *bad_value = bf16_to_f32(copy[i]);
       return static_cast<int64_t>(i);
     }
-  std::memcpy(W, copy.data(), n * sizeof(float));
+  std::memcpy(W.bf16, copy.data(), n * sizeof(uint16_t));
   return -1;
 }
 

@@ -1,10 +1,12 @@
 // LoRA on the CPU (SPEC section 2). Shapes, row-major:
 //   x [T, in], W [out, in], bias [out], A [r, in], B [out, r], y [T, out], xa [T, r].
+// W may be stored as float32 or bfloat16 (Weight); everything else is float32.
 #pragma once
 
 #include <cstdint>
 
 #include "../core/philox.h"
+#include "gemm.h"
 
 namespace lowrank::cpu {
 
@@ -14,24 +16,25 @@ struct LoraDims {
 
 // xa = D(x) Aᵀ; y = x Wᵀ + bias + scale · xa Bᵀ (y written once, the adapter joined to the
 // base product). bias may be null.
-void lora_forward(const LoraDims& d, const float* x, const float* W, const float* bias,
+void lora_forward(const LoraDims& d, const float* x, const Weight& W, const float* bias,
                   const float* A, const float* B, float scale, const Dropout& drop, float* y,
                   float* xa);
 
 // dB = scale · dyᵀ xa; g = scale · dy B; dA = gᵀ D(x); dx = dy W + D(g A).
 // x and dA may be null together (LoRA-FA: A frozen, x never kept); the dropout mask is
 // regenerated from `drop`, never stored. dx may be null when the input gradient is not needed.
-void lora_backward(const LoraDims& d, const float* dy, const float* x, const float* W,
+void lora_backward(const LoraDims& d, const float* dy, const float* x, const Weight& W,
                    const float* A, const float* B, const float* xa, float scale,
                    const Dropout& drop, float* dx, float* dA, float* dB);
 
-// W += scale · B A (unmerge: pass -scale).
-void lora_merge(const LoraDims& d, float* W, const float* A, const float* B, float scale);
+// W += scale · B A (unmerge: pass -scale). A bfloat16 W is updated in float32 and rounded to
+// the nearest bfloat16 (ties to even), so merge then unmerge restores it only to within rounding.
+void lora_merge(const LoraDims& d, const WeightMut& W, const float* A, const float* B, float scale);
 
 // Like lora_merge, but computes into a copy first and writes W only when every merged value is
 // finite. Returns -1 on success, else the flat index of the first non-finite value (W
 // untouched), whose value goes to *bad_value.
-int64_t lora_merge_safe(const LoraDims& d, float* W, const float* A, const float* B, float scale,
+int64_t lora_merge_safe(const LoraDims& d, const WeightMut& W, const float* A, const float* B, float scale,
                         float* bad_value);
 
 }  // namespace lowrank::cpu

@@ -207,7 +207,7 @@ void cpu_checks() {
   std::vector<float> W = random_values(static_cast<size_t>(d.out * d.in), 11);
   const std::vector<float> A = random_values(static_cast<size_t>(d.r * d.in), 12);
   const std::vector<float> B = random_values(static_cast<size_t>(d.out * d.r), 13);
-  const double ms = time_ms(5, [&] { cpu::lora_merge(d, W.data(), A.data(), B.data(), 0.5f); });
+  const double ms = time_ms(5, [&] { cpu::lora_merge(d, {W.data(), nullptr}, A.data(), B.data(), 0.5f); });
   std::printf("  lora_merge out=%" PRId64 " in=%" PRId64 " r=%" PRId64
               ": cpu %.3f ms (median of 5)\n",
               d.out, d.in, d.r, ms);
@@ -314,7 +314,7 @@ bool check_merge(int64_t out, int64_t in, int64_t r, uint32_t seed) {
   const std::vector<float> B = random_values(static_cast<size_t>(out * r), seed + 2);
   const float scale = 2.0f / static_cast<float>(r);
   std::vector<float> ref = W0, got = W0;
-  cpu::lora_merge(d, ref.data(), A.data(), B.data(), scale);
+  cpu::lora_merge(d, {ref.data(), nullptr}, A.data(), B.data(), scale);
   double host_ms = 0.0, kernel_ms = -1.0;
   try {
     cuda::lora_merge_host(d, got.data(), A.data(), B.data(), scale);

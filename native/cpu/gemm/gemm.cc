@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "../threadpool.h"
+#include "../../core/dtype.h"
 #include "kernels.h"
 
 namespace lowrank::cpu {
@@ -69,7 +70,7 @@ inline float load(const MatView& v, int64_t i, int64_t j) {
   const int64_t r = v.trans ? j : i;
   const int64_t c = v.trans ? i : j;
   const int64_t idx = r * v.ld + c;
-  const float x = v.data[idx];
+  const float x = v.bf16 ? bf16_to_f32(v.bf16[idx]) : v.data[idx];
   return v.dropout ? x * v.dropout->factor(static_cast<uint64_t>(idx)) : x;
 }
 
@@ -104,7 +105,7 @@ void pack_a(const KernelSet& ks, const GemmArgs& g, int64_t i0, int64_t mc, int6
       const MatView& a = seg.term->a;
       const float alpha = seg.term->alpha;
       float* dst = strip + seg.offset * mr;
-      if (!a.trans && !a.dropout) {
+      if (!a.trans && !a.dropout && !a.bf16) {
         // Blocks of 16 steps: the 16 x MR destination stays in L1 while the rows stream in.
         for (int64_t p0 = 0; p0 < seg.len; p0 += 16) {
           const int64_t pn = std::min<int64_t>(16, seg.len - p0);
@@ -118,13 +119,13 @@ void pack_a(const KernelSet& ks, const GemmArgs& g, int64_t i0, int64_t mc, int6
             for (int64_t p = 0; p < pn; ++p) d[p * mr] = alpha * src[p];
           }
         }
-      } else if (!a.trans) {
+      } else if (!a.trans && !a.bf16) {
         for (int ii = 0; ii < rows; ++ii) {
           const int64_t row = i0 + s + ii;
           const float* src = a.data + row * a.ld + seg.local;
           a.dropout->apply(src, static_cast<uint64_t>(row * a.ld + seg.local), seg.len, alpha, dst + ii, mr);
         }
-      } else if (!a.dropout) {
+      } else if (!a.dropout && !a.bf16) {
         for (int64_t p = 0; p < seg.len; ++p) {
           const float* src = a.data + (seg.local + p) * a.ld + i0 + s;
           for (int ii = 0; ii < rows; ++ii) dst[p * mr + ii] = alpha * src[ii];
@@ -148,7 +149,32 @@ void pack_b(const KernelSet& ks, const GemmArgs& g, int64_t k0, int64_t kc, int6
     for_segments(g, k0, kc, [&](const Segment& seg) {
       const MatView& b = seg.term->b;
       float* dst = strip + seg.offset * nr;
-      if (b.trans && !b.dropout) {
+      if (b.bf16 && !b.dropout) {
+        if (b.trans) {
+          for (int64_t p0 = 0; p0 < seg.len; p0 += 16) {
+            const int64_t pn = std::min<int64_t>(16, seg.len - p0);
+            if (ks.transpose16_bf16 && pn == 16) {
+              for (int half = 0; half < nr; half += 16) {
+                const int rows = std::min(16, cols - half);
+                if (rows > 0)
+                  ks.transpose16_bf16(b.bf16 + (j0 + s + half) * b.ld + seg.local + p0, b.ld, rows,
+                                      dst + p0 * nr + half, nr, 16);
+              }
+              continue;
+            }
+            for (int jj = 0; jj < cols; ++jj) {
+              const uint16_t* src = b.bf16 + (j0 + s + jj) * b.ld + seg.local + p0;
+              float* d = dst + p0 * nr + jj;
+              for (int64_t p = 0; p < pn; ++p) d[p * nr] = bf16_to_f32(src[p]);
+            }
+          }
+        } else {
+          for (int64_t p = 0; p < seg.len; ++p) {
+            const uint16_t* src = b.bf16 + (seg.local + p) * b.ld + j0 + s;
+            for (int jj = 0; jj < cols; ++jj) dst[p * nr + jj] = bf16_to_f32(src[jj]);
+          }
+        }
+      } else if (b.trans && !b.dropout) {
         // A transpose; blocks of 16 steps keep the 16 x NR destination in L1.
         for (int64_t p0 = 0; p0 < seg.len; p0 += 16) {
           const int64_t pn = std::min<int64_t>(16, seg.len - p0);
@@ -167,7 +193,7 @@ void pack_b(const KernelSet& ks, const GemmArgs& g, int64_t k0, int64_t kc, int6
             for (int64_t p = 0; p < pn; ++p) d[p * nr] = src[p];
           }
         }
-      } else if (!b.trans) {
+      } else if (!b.trans && !b.bf16) {
         for (int64_t p = 0; p < seg.len; ++p) {
           const int64_t row = seg.local + p;
           const float* src = b.data + row * b.ld + j0 + s;

@@ -61,13 +61,10 @@ __attribute__((target("avx512f"))) void kernel(int64_t kc, const float* __restri
 // inside its own unpack/shuffle intrinsics, GCC bug 105593; the warning is silenced here only.)
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wuninitialized"
-__attribute__((target("avx512f"))) void transpose16(const float* __restrict src, int64_t ld, int rows,
-                                                    float* __restrict dst, int64_t dst_stride, int lanes,
-                                                    float alpha) {
-  __m512 r[16], t[16];
-  const __m512 scale = _mm512_set1_ps(alpha);
-  for (int i = 0; i < 16; ++i)
-    r[i] = i < rows ? _mm512_mul_ps(scale, _mm512_loadu_ps(src + i * ld)) : _mm512_setzero_ps();
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+__attribute__((target("avx512f"))) void transpose_rows(__m512 (&r)[16], float* __restrict dst, int64_t dst_stride,
+                                                       int lanes) {
+  __m512 t[16];
   for (int i = 0; i < 16; i += 2) {
     t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
     t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
@@ -91,10 +88,35 @@ __attribute__((target("avx512f"))) void transpose16(const float* __restrict src,
   const __mmask16 mask = lanes >= 16 ? 0xffff : static_cast<__mmask16>((1u << lanes) - 1u);
   for (int p = 0; p < 16; ++p) _mm512_mask_storeu_ps(dst + p * dst_stride, mask, r[p]);
 }
+
+__attribute__((target("avx512f"))) void transpose16(const float* __restrict src, int64_t ld, int rows,
+                                                    float* __restrict dst, int64_t dst_stride, int lanes,
+                                                    float alpha) {
+  __m512 r[16];
+  const __m512 scale = _mm512_set1_ps(alpha);
+  for (int i = 0; i < 16; ++i)
+    r[i] = i < rows ? _mm512_mul_ps(scale, _mm512_loadu_ps(src + i * ld)) : _mm512_setzero_ps();
+  transpose_rows(r, dst, dst_stride, lanes);
+}
+
+// bfloat16 is the top half of a float32: widen by shifting each 16-bit value left by 16.
+__attribute__((target("avx512f"))) void transpose16_bf16(const uint16_t* __restrict src, int64_t ld, int rows,
+                                                         float* __restrict dst, int64_t dst_stride, int lanes) {
+  __m512 r[16];
+  for (int i = 0; i < 16; ++i) {
+    if (i >= rows) {
+      r[i] = _mm512_setzero_ps();
+      continue;
+    }
+    const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + i * ld));
+    r[i] = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+  }
+  transpose_rows(r, dst, dst_stride, lanes);
+}
 #pragma GCC diagnostic pop
 
 }  // namespace
 
-const KernelSet kAvx512 = {"avx512", kMR, kNR, kernel, transpose16};
+const KernelSet kAvx512 = {"avx512", kMR, kNR, kernel, transpose16, transpose16_bf16};
 
 }  // namespace lowrank::cpu::gemm_detail

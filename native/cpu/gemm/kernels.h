@@ -20,11 +20,16 @@ using MicroKernel = void (*)(int64_t kc, const float* a, const float* b, float* 
 using Transpose16 = void (*)(const float* src, int64_t ld, int rows, float* dst, int64_t dst_stride, int lanes,
                              float alpha);
 
+// The same for bfloat16 rows (widened to float32; alpha is 1).
+using Transpose16Bf16 = void (*)(const uint16_t* src, int64_t ld, int rows, float* dst, int64_t dst_stride,
+                                 int lanes);
+
 struct KernelSet {
   const char* name;
   int mr, nr;
   MicroKernel kernel;
-  Transpose16 transpose16;  // null: pack with plain loops
+  Transpose16 transpose16;           // null: pack with plain loops
+  Transpose16Bf16 transpose16_bf16;  // null: pack with plain loops
 };
 
 extern const KernelSet kAvx512;   // kernel_avx512.cc: 12 x 32, AVX-512F

@@ -145,12 +145,21 @@ for (const name of shapeNames) {
     n.gemm({ m: t, n: out, terms: [{ a: xs, lda: inDim, ta: false, b: Ws, ldb: inDim, tb: true, k: inDim, alpha: 1 }], c: y, ldc: out, beta: 0, bias: null, reference: false });
   // The base product, forward and training steps interleaved: their ratios come from rounds
   // that ran under the same conditions.
+  const W16 = W.astype('bfloat16');
   const g = await timeGroup(
-    { base, forward: () => lora.forward(x, W, A, B, { scale }), train: trainStep(false), trainFa: trainStep(true) },
-    (name, res) => name === 'forward' && release(res),
+    {
+      base,
+      forward: () => lora.forward(x, W, A, B, { scale }),
+      forwardBf16: () => lora.forward(x, W16, A, B, { scale }),
+      train: trainStep(false),
+      trainFa: trainStep(true),
+    },
+    (name, res) => (name === 'forward' || name === 'forwardBf16') && release(res),
   );
+  W16.dispose();
   record(name, 'base product x·Wᵀ', g.base.ms, baseFlops, { ratioBase: 1 });
   record(name, 'LoRA forward', g.forward.ms, fwdFlops, { ratioBase: g.forward.ratio });
+  record(name, 'LoRA forward, bfloat16 W', g.forwardBf16.ms, fwdFlops, { ratioBase: g.forwardBf16.ratio });
   record(name, 'LoRA forward + backward', g.train.ms, fwdFlops + bwdFlops, { ratioBase: g.train.ratio, savedBytes });
   record(name, 'LoRA-FA forward + backward', g.trainFa.ms, fwdFlops + bwdFaFlops, {
     ratioBase: g.trainFa.ratio,

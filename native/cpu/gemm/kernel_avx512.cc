@@ -10,6 +10,7 @@ namespace {
 
 constexpr int kMR = 12;
 constexpr int kNR = 32;
+constexpr int64_t kLateSteps = 64;  // steps of k left when C's tile is pulled into L1
 
 __attribute__((target("avx512f"))) void kernel(int64_t kc, const float* __restrict a,
                                                const float* __restrict b, float* __restrict c,
@@ -20,19 +21,30 @@ __attribute__((target("avx512f"))) void kernel(int64_t kc, const float* __restri
   for (int i = 0; i < kMR; ++i) {
     acc[i][0] = _mm512_setzero_ps();
     acc[i][1] = _mm512_setzero_ps();
-    // C's tile is read (or at least written) at the end: start fetching it now.
-    _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc), _MM_HINT_T0);
-    _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc + 16), _MM_HINT_T0);
+    // C's tile is read (or at least written) at the end: start fetching it into L2 now...
+    _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc), _MM_HINT_T1);
+    _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc + 16), _MM_HINT_T1);
   }
-  for (int64_t p = 0; p < kc; ++p) {
-    const __m512 b0 = _mm512_loadu_ps(b + p * kNR);
-    const __m512 b1 = _mm512_loadu_ps(b + p * kNR + 16);
-    const float* ap = a + p * kMR;
+  // ...and into L1 shortly before the end, after the A and B streams have swept L1.
+  const int64_t late = kc > kLateSteps ? kc - kLateSteps : 0;
+  int64_t p = 0;
+  for (int phase = 0; phase < 2; ++phase) {
+    for (const int64_t end = phase == 0 ? late : kc; p < end; ++p) {
+      const __m512 b0 = _mm512_loadu_ps(b + p * kNR);
+      const __m512 b1 = _mm512_loadu_ps(b + p * kNR + 16);
+      const float* ap = a + p * kMR;
 #pragma GCC unroll 12
-    for (int i = 0; i < kMR; ++i) {
-      const __m512 av = _mm512_set1_ps(ap[i]);
-      acc[i][0] = _mm512_fmadd_ps(av, b0, acc[i][0]);
-      acc[i][1] = _mm512_fmadd_ps(av, b1, acc[i][1]);
+      for (int i = 0; i < kMR; ++i) {
+        const __m512 av = _mm512_set1_ps(ap[i]);
+        acc[i][0] = _mm512_fmadd_ps(av, b0, acc[i][0]);
+        acc[i][1] = _mm512_fmadd_ps(av, b1, acc[i][1]);
+      }
+    }
+    if (phase == 0) {
+      for (int i = 0; i < rows; ++i) {
+        _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc), _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc + 16), _MM_HINT_T0);
+      }
     }
   }
   const __mmask16 m0 = cols >= 16 ? 0xffff : static_cast<__mmask16>((1u << cols) - 1u);

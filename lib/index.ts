@@ -16,11 +16,13 @@ export {
 } from './tensor.js';
 export { emptyPool, poolInfo, setPoolBudget, type PoolInfo } from './pool.js';
 export * as lora from './ops/lora.js';
+export * as linear from './ops/linear.js';
 export type { DropoutOption } from './ops/check.js';
 export type {
   LoraForwardOptions,
   LoraForwardResult,
   LoraGrads,
+  LoraBackwardOptions,
   LoraInitOptions,
   LoraSaved,
   MergeOptions,

@@ -99,6 +99,11 @@ export interface Native {
   loraMerge: Call<NativeWeight & { A: F32; B: F32; out: number; in: number; r: number; scale: number; safe: boolean }>;
   probePeak(seconds: number): { gflops: number; isa: 'avx512' | 'avx2' | 'scalar' };
   probeBandwidth(bytes: number, rounds: number): number;
+  loraFaProjectGrad: Call<{ A: F32; dB: F32; out: number; in: number; r: number; scale: number }>;
+  linearForward: Call<NativeWeight & { x: F32; bias: F32 | null; y: F32; t: number; in: number; out: number }>;
+  linearBackward: Call<
+    NativeWeight & { dy: F32; x: F32; dx: F32 | null; dW: F32 | null; db: F32 | null; t: number; in: number; out: number }
+  >;
   cudaDropoutMask(args: { out: Uint8Array; offset: number; p: number; seed: Seed }): void;
   cudaLoraMerge(args: { W: F32; A: F32; B: F32; out: number; in: number; r: number; scale: number }): void;
 }

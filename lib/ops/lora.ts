@@ -216,19 +216,42 @@ export async function forwardAsync(x: Tensor, W: Tensor, A: Tensor, B: Tensor, o
   return result;
 }
 
+export interface LoraBackwardOptions {
+  /**
+   * LoRA-FA only (forward ran with frozenA): project B's gradient as PEFT does,
+   * dB ← dB (A Aᵀ + 1e-8·I)⁻¹ / scale².
+   */
+  projectGradB?: boolean;
+}
+
+function backwardOptions(opts: unknown, saved: LoraSaved): boolean {
+  const project = bool(options<LoraBackwardOptions>(opts, 'options').projectGradB, 'options.projectGradB', false);
+  if (project && !saved.frozenA) throw invalidRange('false unless forward ran with frozenA (LoRA-FA)', 'options.projectGradB', project);
+  return project;
+}
+
+function projectArgs(saved: LoraSaved, dB: Tensor) {
+  const { in: inDim, out, r } = saved.dims;
+  return { A: saved.parts('saved').A, dB: dB.storage() as Float32Array, in: inDim, out, r, scale: saved.scale };
+}
+
 /** Gradients for upstream gradient dy [..., out]: dx, dA (unless frozenA) and dB. W is frozen. */
-export function backward(dy: Tensor, saved: LoraSaved): LoraGrads {
+export function backward(dy: Tensor, saved: LoraSaved, opts?: LoraBackwardOptions): LoraGrads {
+  const project = backwardOptions(opts, saved);
   const { args, grads } = prepareBackward(dy, saved);
   native().loraBackward(args);
+  if (project) native().loraFaProjectGrad(projectArgs(saved, grads.dB));
   return grads;
 }
 
 /** backward off the event loop; the result equals backward's bit for bit. */
-export async function backwardAsync(dy: Tensor, saved: LoraSaved): Promise<LoraGrads> {
+export async function backwardAsync(dy: Tensor, saved: LoraSaved, opts?: LoraBackwardOptions): Promise<LoraGrads> {
+  const project = backwardOptions(opts, saved);
   const { args, grads } = prepareBackward(dy, saved);
   const release = holdAll([dy, ...saved.tensors(), grads.dx, grads.dA, grads.dB]);
   try {
     await settle(native().loraBackward(args, true));
+    if (project) await settle(native().loraFaProjectGrad(projectArgs(saved, grads.dB), true));
   } finally {
     release();
   }
@@ -298,4 +321,13 @@ export function init(opts: LoraInitOptions): { A: Tensor; B: Tensor } {
       ? rand([r, inDim], { seed: o.seed, low: -1 / Math.sqrt(inDim), high: 1 / Math.sqrt(inDim) })
       : randn([r, inDim], { seed: o.seed, std: 1 / r });
   return { A, B: zeros([out, r]) };
+}
+
+/** PEFT's scale: alpha / r, or alpha / sqrt(r) with rsLoRA (`use_rslora`). */
+export function scaling(alpha: number, rank: number, opts?: { rslora?: boolean }): number {
+  const a = finite(alpha, 'alpha');
+  if (typeof rank !== 'number' || !Number.isSafeInteger(rank)) throw invalidType('a positive integer', 'rank', rank);
+  if (rank < 1) throw invalidRange('a positive integer', 'rank', rank);
+  const rs = bool(options<{ rslora: boolean }>(opts, 'options').rslora, 'options.rslora', false);
+  return rs ? a / Math.sqrt(rank) : a / rank;
 }

@@ -2,6 +2,7 @@
 #include <napi.h>
 
 #include "backends.h"
+#include "linear.h"
 #include "lora.h"
 #include "probe.h"
 #include "tensor.h"
@@ -21,6 +22,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("loraForward", Napi::Function::New(env, LoraForward, "loraForward"));
   exports.Set("loraBackward", Napi::Function::New(env, LoraBackward, "loraBackward"));
   exports.Set("loraMerge", Napi::Function::New(env, LoraMerge, "loraMerge"));
+  exports.Set("loraFaProjectGrad", Napi::Function::New(env, LoraFaProjectGrad, "loraFaProjectGrad"));
+  exports.Set("linearForward", Napi::Function::New(env, LinearForward, "linearForward"));
+  exports.Set("linearBackward", Napi::Function::New(env, LinearBackward, "linearBackward"));
   exports.Set("probePeak", Napi::Function::New(env, ProbePeak, "probePeak"));
   exports.Set("probeBandwidth", Napi::Function::New(env, ProbeBandwidth, "probeBandwidth"));
   exports.Set("cudaDropoutMask", Napi::Function::New(env, CudaDropoutMask, "cudaDropoutMask"));

@@ -114,6 +114,24 @@ void expect_size(const char* op, const char* name, size_t got, int64_t want) {
   }
 }
 
+// W as float32 (wDtype 0) or bfloat16 bits (wDtype 1), with `count` elements.
+cpu::WeightMut weight(const Napi::Object& a, const char* op, int64_t count) {
+  const int64_t code = i64(a, "wDtype");
+  cpu::WeightMut w;
+  if (code == 0) {
+    auto s = f32(a, "W");
+    expect_size(op, "W", s.size, count);
+    w.f32 = s.data;
+  } else if (code == 1) {
+    auto s = typed<uint16_t>(a, "W", napi_uint16_array);
+    expect_size(op, "W", s.size, count);
+    w.bf16 = s.data;
+  } else {
+    throw lowrank::TypeError(std::string(op) + ": W must be float32 or bfloat16");
+  }
+  return w;
+}
+
 Napi::Value run(Napi::Env env, bool async, Napi::Object keep, std::function<void()> work) {
   if (async) {
     auto* job = new Job(env, keep, std::move(work));

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "../core/check.h"
+#include "../cpu/gemm.h"
 
 namespace lowrank::addon {
 
@@ -37,6 +38,12 @@ uint64_t u64(const Napi::Object& obj, const char* key);  // a BigInt or a safe i
 // done, so the typed arrays it holds stay alive. lowrank::RangeError / TypeError from the work
 // become JavaScript RangeError / TypeError; anything else an Error.
 Napi::Value run(Napi::Env env, bool async, Napi::Object keep, std::function<void()> work);
+
+// The weight field "W" with its dtype code "wDtype": float32 (0) or bfloat16 bits (1), with
+// `count` elements. Exactly one pointer of the result is set.
+cpu::WeightMut weight(const Napi::Object& a, const char* op, int64_t count);
+
+inline cpu::Weight as_const(const cpu::WeightMut& w) { return {w.f32, w.bf16}; }
 
 // The element count a field must have: LR_EXPECT_SIZE("loraForward", x, T * in).
 void expect_size(const char* op, const char* name, size_t got, int64_t want);

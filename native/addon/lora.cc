@@ -23,25 +23,7 @@ cpu::LoraDims dims(const Napi::Object& a) {
 
 Dropout dropout(const Napi::Object& a) { return Dropout::make(f64(a, "p"), u64(a, "seed")); }
 
-// W as float32 (wDtype 0) or bfloat16 bits (wDtype 1), with `count` elements.
-cpu::WeightMut weight(const Napi::Object& a, const char* op, int64_t count) {
-  const int64_t code = i64(a, "wDtype");
-  cpu::WeightMut w;
-  if (code == 0) {
-    auto s = f32(a, "W");
-    expect_size(op, "W", s.size, count);
-    w.f32 = s.data;
-  } else if (code == 1) {
-    auto s = typed<uint16_t>(a, "W", napi_uint16_array);
-    expect_size(op, "W", s.size, count);
-    w.bf16 = s.data;
-  } else {
-    throw lowrank::TypeError(std::string(op) + ": W must be float32 or bfloat16");
-  }
-  return w;
-}
 
-cpu::Weight as_const(const cpu::WeightMut& w) { return {w.f32, w.bf16}; }
 
 }  // namespace
 
@@ -90,6 +72,22 @@ Napi::Value LoraBackward(const Napi::CallbackInfo& info) {
       cpu::lora_backward(d, dy.data, x.data, W, A.data, B.data, xa.data, scale, drop, dx.data,
                          dA.data, dB.data);
     });
+  });
+}
+
+Napi::Value LoraFaProjectGrad(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    Napi::Object a = args_object(info);
+    cpu::LoraDims d;
+    d.in = i64(a, "in");
+    d.out = i64(a, "out");
+    d.r = i64(a, "r");
+    LR_CHECK("loraFaProjectGrad", d.in > 0 && d.out > 0 && d.r > 0, "every dimension must be positive");
+    auto A = f32(a, "A"), dB = f32(a, "dB");
+    expect_size("loraFaProjectGrad", "A", A.size, d.r * d.in);
+    expect_size("loraFaProjectGrad", "dB", dB.size, d.out * d.r);
+    const float scale = static_cast<float>(f64(a, "scale"));
+    return run(info.Env(), async_flag(info), a, [=] { cpu::lora_fa_project_grad(d, A.data, scale, dB.data); });
   });
 }
 

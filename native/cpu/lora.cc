@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "../core/dtype.h"
+#include "../core/check.h"
 #include "gemm.h"
 #include "gemm/thin.h"
 #include "threadpool.h"
@@ -82,6 +83,46 @@ void lora_backward(const LoraDims& d, const float* dy, const float* x, const Wei
     gemm({d.t, d.in, &base, 1, dx, d.in, 0.0f, nullptr});
     add_dropout_rowprod(d, g.data(), A, drop, dx);
   }
+}
+
+// FLOPs: 2·r·r·in (A Aᵀ) + r³/3 (factor) + 2·out·r² (solves).
+void lora_fa_project_grad(const LoraDims& d, const float* A, float scale, float* dB) {
+  const int64_t r = d.r;
+  std::vector<float> gram(static_cast<size_t>(r * r));
+  const GemmTerm t{{A, d.in, false}, {A, d.in, true}, d.in, 1.0f};
+  gemm({r, r, &t, 1, gram.data(), r, 0.0f, nullptr});
+  // Cholesky L Lᵀ = A Aᵀ + 1e-8·I in double (symmetric positive definite for a full-rank A).
+  std::vector<double> L(static_cast<size_t>(r * r), 0.0);
+  for (int64_t i = 0; i < r; ++i) {
+    for (int64_t j = 0; j <= i; ++j) {
+      double sum = 0.5 * (static_cast<double>(gram[i * r + j]) + gram[j * r + i]) + (i == j ? 1e-8 : 0.0);
+      for (int64_t k = 0; k < j; ++k) sum -= L[i * r + k] * L[j * r + k];
+      if (i == j) {
+        if (!(sum > 0.0)) throw RangeError("lora-fa gradient projection: A Aᵀ is not positive definite (A is rank-deficient)");
+        L[i * r + i] = std::sqrt(sum);
+      } else {
+        L[i * r + j] = sum / L[j * r + j];
+      }
+    }
+  }
+  const double inv_s2 = 1.0 / (static_cast<double>(scale) * scale);
+  // Row o of the result solves x (L Lᵀ) = dB[o]: forward then back substitution.
+  parallel_for(d.out, [&](int64_t o) {
+    thread_local std::vector<double> y;
+    y.assign(static_cast<size_t>(r), 0.0);
+    float* row = dB + o * r;
+    for (int64_t i = 0; i < r; ++i) {
+      double v = row[i];
+      for (int64_t k = 0; k < i; ++k) v -= L[i * r + k] * y[k];
+      y[i] = v / L[i * r + i];
+    }
+    for (int64_t i = r - 1; i >= 0; --i) {
+      double v = y[i];
+      for (int64_t k = i + 1; k < r; ++k) v -= L[k * r + i] * y[k];
+      y[i] = v / L[i * r + i];
+    }
+    for (int64_t i = 0; i < r; ++i) row[i] = static_cast<float>(y[i] * inv_s2);
+  });
 }
 
 namespace {

@@ -27,6 +27,10 @@ void lora_backward(const LoraDims& d, const float* dy, const float* x, const Wei
                    const float* A, const float* B, const float* xa, float scale,
                    const Dropout& drop, float* dx, float* dA, float* dB);
 
+// LoRA-FA's optional projection of B's gradient (PEFT): dB ← dB (A Aᵀ + 1e-8·I)⁻¹ / scale²,
+// in place. The r x r system is factored once (Cholesky, in double) and every row of dB solved.
+void lora_fa_project_grad(const LoraDims& d, const float* A, float scale, float* dB);
+
 // W += scale · B A (unmerge: pass -scale). A bfloat16 W is updated in float32 and rounded to
 // the nearest bfloat16 (ties to even), so merge then unmerge restores it only to within rounding.
 void lora_merge(const LoraDims& d, const WeightMut& W, const float* A, const float* B, float scale);

@@ -1,0 +1,105 @@
+// A plain linear layer, y = x Wᵀ + b, with W trainable: the full fine-tuning baseline.
+import { invalidRange } from '../errors.js';
+import { native, settle } from '../native.js';
+import { holdAll, Tensor } from '../tensor.js';
+import { f32, options, sameDevice, shapeIs, weight } from './check.js';
+
+export interface LinearSaved {
+  x: Tensor;
+  W: Tensor;
+  hasBias: boolean;
+  /** Bytes of activations kept for backward (x). */
+  bytes: number;
+}
+
+function dims(x: Tensor, W: Tensor) {
+  if (W.shape.length !== 2 || W.shape[0] < 1 || W.shape[1] < 1)
+    throw invalidRange('a 2-D weight [out, in] with out, in >= 1', 'W', W);
+  const [out, inDim] = W.shape as [number, number];
+  if (x.shape.length < 1 || x.shape[x.shape.length - 1] !== inDim)
+    throw invalidRange(`a tensor [..., in] with in = ${inDim} (W's columns)`, 'x', x);
+  const t = x.size / inDim;
+  if (t < 1) throw invalidRange('at least one row', 'x', x);
+  return { t, in: inDim, out, leading: x.shape.slice(0, -1) };
+}
+
+function prepareForward(x: Tensor, W: Tensor, opts: { bias?: Tensor } | undefined) {
+  const o = options<{ bias: Tensor }>(opts, 'options');
+  const xs = f32(x, 'x'), Ws = weight(W, 'W');
+  const d = dims(x, W);
+  const bias = o.bias === undefined ? null : f32(o.bias, 'options.bias');
+  if (o.bias) shapeIs(o.bias, 'options.bias', [d.out], ['out']);
+  sameDevice([
+    [x, 'x'],
+    [W, 'W'],
+    [o.bias, 'options.bias'],
+  ]);
+  const y = Tensor.empty([...d.leading, d.out], 'float32', x.device);
+  const saved: LinearSaved = { x, W, hasBias: o.bias !== undefined, bytes: x.nbytes };
+  return { args: { t: d.t, in: d.in, out: d.out, x: xs, ...Ws, bias, y: y.storage() as Float32Array }, y, saved };
+}
+
+/** y = x Wᵀ + bias for x [..., in], W [out, in]. */
+export function forward(x: Tensor, W: Tensor, opts?: { bias?: Tensor }): { y: Tensor; saved: LinearSaved } {
+  const { args, y, saved } = prepareForward(x, W, opts);
+  native().linearForward(args);
+  return { y, saved };
+}
+
+export interface LinearGrads {
+  dx: Tensor;
+  dW: Tensor;
+  /** Present when forward had a bias. */
+  db?: Tensor;
+}
+
+function prepareBackward(dy: Tensor, saved: LinearSaved) {
+  const d = dims(saved.x, saved.W);
+  const dys = f32(dy, 'dy');
+  shapeIs(dy, 'dy', [...d.leading, d.out], [...d.leading.map((_, i) => `x.shape[${i}]`), 'out']);
+  if (saved.W.dtype !== 'float32') throw invalidRange('a float32 W to train (a bfloat16 W is frozen storage)', 'saved.W', saved.W);
+  const dx = Tensor.empty([...d.leading, d.in], 'float32', dy.device);
+  const dW = Tensor.empty([d.out, d.in], 'float32', dy.device);
+  const db = saved.hasBias ? Tensor.empty([d.out], 'float32', dy.device) : undefined;
+  const args = {
+    t: d.t,
+    in: d.in,
+    out: d.out,
+    dy: dys,
+    x: f32(saved.x, 'saved input x'),
+    ...weight(saved.W, 'saved weight W'),
+    dx: dx.storage() as Float32Array,
+    dW: dW.storage() as Float32Array,
+    db: db ? (db.storage() as Float32Array) : null,
+  };
+  return { args, grads: db ? { dx, dW, db } : { dx, dW } };
+}
+
+/** dx = dy W, dW = dyᵀ x, db = Σ dy. */
+export function backward(dy: Tensor, saved: LinearSaved): LinearGrads {
+  const { args, grads } = prepareBackward(dy, saved);
+  native().linearBackward(args);
+  return grads;
+}
+
+export async function forwardAsync(x: Tensor, W: Tensor, opts?: { bias?: Tensor }): Promise<{ y: Tensor; saved: LinearSaved }> {
+  const { args, y, saved } = prepareForward(x, W, opts);
+  const release = holdAll([x, W, opts?.bias, y]);
+  try {
+    await settle(native().linearForward(args, true));
+  } finally {
+    release();
+  }
+  return { y, saved };
+}
+
+export async function backwardAsync(dy: Tensor, saved: LinearSaved): Promise<LinearGrads> {
+  const { args, grads } = prepareBackward(dy, saved);
+  const release = holdAll([dy, saved.x, saved.W, grads.dx, grads.dW, grads.db]);
+  try {
+    await settle(native().linearBackward(args, true));
+  } finally {
+    release();
+  }
+  return grads;
+}

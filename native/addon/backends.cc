@@ -61,12 +61,8 @@ Napi::Value SetIsa(const Napi::CallbackInfo& info) {
 Napi::Value CudaDropoutMask(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
     Napi::Object a = args_object(info);
-    auto out = typed<uint8_t>(a, "out", napi_uint8_array);
-    const int64_t offset = i64(a, "offset");
-    const double p = f64(a, "p");
-    const uint64_t seed = u64(a, "seed");
-    LR_CHECK("cudaDropoutMask", p >= 0.0 && p < 1.0 && offset >= 0, "p must be in [0, 1) and offset >= 0");
-    cuda::dropout_mask_host(seed, p, offset, static_cast<int64_t>(out.size), out.data);
+    const MaskRequest m = mask_request(a, "cudaDropoutMask");
+    cuda::dropout_mask_host(m.seed, m.p, m.offset, static_cast<int64_t>(m.out.size), m.out.data);
     return info.Env().Undefined();
   });
 }
@@ -74,11 +70,7 @@ Napi::Value CudaDropoutMask(const Napi::CallbackInfo& info) {
 Napi::Value CudaLoraMerge(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
     Napi::Object a = args_object(info);
-    cpu::LoraDims d;
-    d.in = i64(a, "in");
-    d.out = i64(a, "out");
-    d.r = i64(a, "r");
-    LR_CHECK("cudaLoraMerge", d.in > 0 && d.out > 0 && d.r > 0, "every dimension must be positive");
+    const cpu::LoraDims d = lora_dims(a, "cudaLoraMerge", false);
     auto W = f32(a, "W"), A = f32(a, "A"), B = f32(a, "B");
     expect_size("cudaLoraMerge", "W", W.size, d.out * d.in);
     expect_size("cudaLoraMerge", "A", A.size, d.r * d.in);

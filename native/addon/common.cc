@@ -132,6 +132,26 @@ cpu::WeightMut weight(const Napi::Object& a, const char* op, int64_t count) {
   return w;
 }
 
+cpu::LoraDims lora_dims(const Napi::Object& a, const char* op, bool with_t) {
+  cpu::LoraDims d;
+  d.t = with_t ? i64(a, "t") : 1;
+  d.in = i64(a, "in");
+  d.out = i64(a, "out");
+  d.r = i64(a, "r");
+  LR_CHECK(op, d.t > 0 && d.in > 0 && d.out > 0 && d.r > 0, "every dimension must be positive");
+  return d;
+}
+
+MaskRequest mask_request(const Napi::Object& a, const char* op) {
+  MaskRequest m;
+  m.out = typed<uint8_t>(a, "out", napi_uint8_array);
+  m.offset = i64(a, "offset");
+  m.p = f64(a, "p");
+  m.seed = u64(a, "seed");
+  LR_CHECK(op, m.p >= 0.0 && m.p < 1.0 && m.offset >= 0, "p must be in [0, 1) and offset >= 0");
+  return m;
+}
+
 Napi::Value run(Napi::Env env, bool async, Napi::Object keep, std::function<void()> work) {
   if (async) {
     auto* job = new Job(env, keep, std::move(work));

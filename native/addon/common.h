@@ -10,6 +10,7 @@
 
 #include "../core/check.h"
 #include "../cpu/gemm.h"
+#include "../cpu/lora.h"
 
 namespace lowrank::addon {
 
@@ -44,6 +45,18 @@ Napi::Value run(Napi::Env env, bool async, Napi::Object keep, std::function<void
 cpu::WeightMut weight(const Napi::Object& a, const char* op, int64_t count);
 
 inline cpu::Weight as_const(const cpu::WeightMut& w) { return {w.f32, w.bf16}; }
+
+// The adapter dimensions "in", "out", "r" (and "t" when with_t), each checked positive.
+cpu::LoraDims lora_dims(const Napi::Object& a, const char* op, bool with_t);
+
+// The fields of a dropout-mask request: out (Uint8Array), offset, p in [0, 1), seed.
+struct MaskRequest {
+  Span<uint8_t> out;
+  int64_t offset = 0;
+  double p = 0;
+  uint64_t seed = 0;
+};
+MaskRequest mask_request(const Napi::Object& a, const char* op);
 
 // The element count a field must have: LR_EXPECT_SIZE("loraForward", x, T * in).
 void expect_size(const char* op, const char* name, size_t got, int64_t want);

@@ -11,16 +11,6 @@
 namespace lowrank::addon {
 namespace {
 
-cpu::LoraDims dims(const Napi::Object& a) {
-  cpu::LoraDims d;
-  d.t = i64(a, "t");
-  d.in = i64(a, "in");
-  d.out = i64(a, "out");
-  d.r = i64(a, "r");
-  LR_CHECK("lora", d.t > 0 && d.in > 0 && d.out > 0 && d.r > 0, "every dimension must be positive");
-  return d;
-}
-
 Dropout dropout(const Napi::Object& a) { return Dropout::make(f64(a, "p"), u64(a, "seed")); }
 
 
@@ -30,7 +20,7 @@ Dropout dropout(const Napi::Object& a) { return Dropout::make(f64(a, "p"), u64(a
 Napi::Value LoraForward(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
     Napi::Object a = args_object(info);
-    const cpu::LoraDims d = dims(a);
+    const cpu::LoraDims d = lora_dims(a, "lora", true);
     auto x = f32(a, "x"), A = f32(a, "A"), B = f32(a, "B");
     const cpu::Weight W = as_const(weight(a, "loraForward", d.out * d.in));
     auto bias = f32(a, "bias", true);
@@ -52,7 +42,7 @@ Napi::Value LoraForward(const Napi::CallbackInfo& info) {
 Napi::Value LoraBackward(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
     Napi::Object a = args_object(info);
-    const cpu::LoraDims d = dims(a);
+    const cpu::LoraDims d = lora_dims(a, "lora", true);
     auto dy = f32(a, "dy"), A = f32(a, "A"), B = f32(a, "B"), xa = f32(a, "xa");
     const cpu::Weight W = as_const(weight(a, "loraBackward", d.out * d.in));
     auto x = f32(a, "x", true), dx = f32(a, "dx", true), dA = f32(a, "dA", true);
@@ -78,11 +68,7 @@ Napi::Value LoraBackward(const Napi::CallbackInfo& info) {
 Napi::Value LoraFaProjectGrad(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
     Napi::Object a = args_object(info);
-    cpu::LoraDims d;
-    d.in = i64(a, "in");
-    d.out = i64(a, "out");
-    d.r = i64(a, "r");
-    LR_CHECK("loraFaProjectGrad", d.in > 0 && d.out > 0 && d.r > 0, "every dimension must be positive");
+    const cpu::LoraDims d = lora_dims(a, "loraFaProjectGrad", false);
     auto A = f32(a, "A"), dB = f32(a, "dB");
     expect_size("loraFaProjectGrad", "A", A.size, d.r * d.in);
     expect_size("loraFaProjectGrad", "dB", dB.size, d.out * d.r);
@@ -94,11 +80,7 @@ Napi::Value LoraFaProjectGrad(const Napi::CallbackInfo& info) {
 Napi::Value LoraMerge(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
     Napi::Object a = args_object(info);
-    cpu::LoraDims d;
-    d.in = i64(a, "in");
-    d.out = i64(a, "out");
-    d.r = i64(a, "r");
-    LR_CHECK("loraMerge", d.in > 0 && d.out > 0 && d.r > 0, "every dimension must be positive");
+    const cpu::LoraDims d = lora_dims(a, "loraMerge", false);
     auto A = f32(a, "A"), B = f32(a, "B");
     const cpu::WeightMut W = weight(a, "loraMerge", d.out * d.in);
     expect_size("loraMerge", "A", A.size, d.r * d.in);

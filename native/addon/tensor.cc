@@ -81,12 +81,8 @@ Napi::Value Philox(const Napi::CallbackInfo& info) {
 Napi::Value DropoutMask(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
     Napi::Object a = args_object(info);
-    auto out = typed<uint8_t>(a, "out", napi_uint8_array);
-    const int64_t offset = i64(a, "offset");
-    const double p = f64(a, "p");
-    const uint64_t seed = u64(a, "seed");
-    LR_CHECK("dropoutMask", p >= 0.0 && p < 1.0 && offset >= 0, "p must be in [0, 1) and offset >= 0");
-    cpu::dropout_mask(out.data, offset, static_cast<int64_t>(out.size), seed, p);
+    const MaskRequest m = mask_request(a, "dropoutMask");
+    cpu::dropout_mask(m.out.data, m.offset, static_cast<int64_t>(m.out.size), m.seed, m.p);
     return info.Env().Undefined();
   });
 }

@@ -7,6 +7,7 @@
 
 #include "../core/dtype.h"
 #include "../core/check.h"
+#include "adapter.h"
 #include "gemm.h"
 #include "gemm/thin.h"
 #include "threadpool.h"
@@ -127,70 +128,20 @@ void lora_fa_project_grad(const LoraDims& d, const float* A, float scale, float*
 
 namespace {
 
-constexpr int64_t kMergeRows = 64;  // rows of a bfloat16 W widened at a time
-
-// W[rows] += scale · B[rows] A in float32, for a float32 W.
-void merge_f32(const LoraDims& d, float* W, const float* A, const float* B, float scale) {
-  const GemmTerm t{{B, d.r, false}, {A, d.in, false}, d.r, scale};
-  gemm({d.out, d.in, &t, 1, W, d.in, 1.0f, nullptr});
+ProductUpdate lora_update(const LoraDims& d, const float* A, const float* B, float scale) {
+  return {d.out, d.in, d.r, B, d.r, A, d.in, scale};
 }
-
-// The merged rows [i0, i0 + rows) of a bfloat16 W, rounded to bfloat16, into out.
-void merge_bf16_rows(const LoraDims& d, const uint16_t* W, const float* A, const float* B, float scale, int64_t i0,
-                     int64_t rows, uint16_t* out) {
-  thread_local std::vector<float> wide;
-  wide.resize(static_cast<size_t>(rows * d.in));
-  for (int64_t i = 0; i < rows * d.in; ++i) wide[i] = bf16_to_f32(W[i0 * d.in + i]);
-  const GemmTerm t{{B + i0 * d.r, d.r, false}, {A, d.in, false}, d.r, scale};
-  gemm({rows, d.in, &t, 1, wide.data(), d.in, 1.0f, nullptr});  // inside a pool task: runs here
-  for (int64_t i = 0; i < rows * d.in; ++i) out[i] = f32_to_bf16(wide[i]);
-}
-
-template <typename F>
-void for_row_chunks(const LoraDims& d, F&& f) {
-  parallel_for((d.out + kMergeRows - 1) / kMergeRows, [&](int64_t c) {
-    const int64_t i0 = c * kMergeRows;
-    f(i0, std::min(kMergeRows, d.out - i0));
-  });
-}
-
-bool bf16_finite(uint16_t h) { return (h & 0x7f80u) != 0x7f80u; }
 
 }  // namespace
 
 // Merge. FLOPs: 2·out·in·r. Fewest bytes: W read and written once, A and B read once.
 void lora_merge(const LoraDims& d, const WeightMut& W, const float* A, const float* B, float scale) {
-  if (W.f32) return merge_f32(d, W.f32, A, B, scale);
-  for_row_chunks(d, [&](int64_t i0, int64_t rows) {
-    merge_bf16_rows(d, W.bf16, A, B, scale, i0, rows, W.bf16 + i0 * d.in);
-  });
+  add_product(lora_update(d, A, B, scale), W);
 }
 
 int64_t lora_merge_safe(const LoraDims& d, const WeightMut& W, const float* A, const float* B, float scale,
                         float* bad_value) {
-  const size_t n = static_cast<size_t>(d.out * d.in);
-  if (W.f32) {
-    std::vector<float> copy(W.f32, W.f32 + n);
-    merge_f32(d, copy.data(), A, B, scale);
-    for (size_t i = 0; i < n; ++i)
-      if (!std::isfinite(copy[i])) {
-        *bad_value = copy[i];
-        return static_cast<int64_t>(i);
-      }
-    std::memcpy(W.f32, copy.data(), n * sizeof(float));
-    return -1;
-  }
-  std::vector<uint16_t> copy(n);
-  for_row_chunks(d, [&](int64_t i0, int64_t rows) {
-    merge_bf16_rows(d, W.bf16, A, B, scale, i0, rows, copy.data() + i0 * d.in);
-  });
-  for (size_t i = 0; i < n; ++i)
-    if (!bf16_finite(copy[i])) {
-      *bad_value = bf16_to_f32(copy[i]);
-      return static_cast<int64_t>(i);
-    }
-  std::memcpy(W.bf16, copy.data(), n * sizeof(uint16_t));
-  return -1;
+  return add_product_safe(lora_update(d, A, B, scale), W, bad_value);
 }
 
 }  // namespace lowrank::cpu

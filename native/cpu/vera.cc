@@ -1,0 +1,158 @@
+#include "vera.h"
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "adapter.h"
+#include "gemm.h"
+#include "gemm/thin.h"
+#include "threadpool.h"
+
+namespace lowrank::cpu {
+namespace {
+
+constexpr int64_t kFillChunk = 1 << 14;  // elements per task of a projection fill
+constexpr int64_t kRowBlock = 32;        // rows of dx per task of the masked adapter pass
+
+// out[i] = lo + (hi - lo)·u, u from word `offset + i` of stream `seed` (fill_uniform's formula
+// at an offset), one Philox block per four consecutive words.
+void uniform_words(float* out, int64_t n, uint64_t seed, uint64_t offset, float lo, float hi) {
+  const float below_hi = lo < hi ? std::nextafter(hi, lo) : lo;
+  const double span = static_cast<double>(hi) - lo;
+  parallel_for((n + kFillChunk - 1) / kFillChunk, [&](int64_t c) {
+    const int64_t end = std::min(n, (c + 1) * kFillChunk);
+    int64_t i = c * kFillChunk;
+    while (i < end) {
+      const uint64_t index = offset + static_cast<uint64_t>(i);
+      const uint64_t block = index >> 2;
+      const Philox4 words = philox4x32_10(static_cast<uint32_t>(block), static_cast<uint32_t>(block >> 32), 0u, 0u,
+                                          static_cast<uint32_t>(seed), static_cast<uint32_t>(seed >> 32));
+      for (uint64_t w = index & 3; w < 4 && i < end; ++w, ++i) {
+        const double u = static_cast<double>(words.v[w] >> 8) * 0x1p-24;
+        const float v = static_cast<float>(lo + span * u);
+        out[i] = v < hi ? v : below_hi;  // rounding to float32 may reach hi; the range is [lo, hi)
+      }
+    }
+  });
+}
+
+// Bs[o, j] = λb[o]·λd[j]·B[o, j] [out, r]: the adapter's up-projection with both vectors
+// folded in, so (λb ⊙ B)(λd ⊙ A) = Bs A and λb ⊙ ((u ⊙ λd) Bᵀ) = u Bsᵀ.
+std::vector<float> scaled_b(const VeraDims& d, const float* B, const float* lambda_d, const float* lambda_b) {
+  std::vector<float> bs(static_cast<size_t>(d.out * d.r));
+  for (int64_t o = 0; o < d.out; ++o)
+    for (int64_t j = 0; j < d.r; ++j) bs[o * d.r + j] = lambda_b[o] * (lambda_d[j] * B[o * d.r + j]);
+  return bs;
+}
+
+// dx[t, i] += D(hd A)[t, i]: the adapter's input gradient when dropout is on, where the mask
+// sits on the product's output and so cannot join the base product. Blocks of rows, each a
+// small GEMM (run inline on its pool thread) into a buffer that the mask then scales.
+void add_masked_product(const VeraDims& d, const float* hd, const float* A, const Dropout& drop, float* dx) {
+  parallel_for((d.t + kRowBlock - 1) / kRowBlock, [&](int64_t b) {
+    const int64_t t0 = b * kRowBlock;
+    const int64_t rows = std::min(kRowBlock, d.t - t0);
+    thread_local std::vector<float> buf;
+    buf.resize(static_cast<size_t>(rows * d.in));
+    const GemmTerm term{{hd + t0 * d.r, d.r, false}, {A, d.max_in, false}, d.r, 1.0f};
+    gemm({rows, d.in, &term, 1, buf.data(), d.in, 0.0f, nullptr});
+    for (int64_t i = 0; i < rows; ++i) {
+      float* row = buf.data() + i * d.in;
+      drop.apply(row, static_cast<uint64_t>((t0 + i) * d.in), d.in, 1.0f, row, 1);
+      float* out = dx + (t0 + i) * d.in;
+      for (int64_t k = 0; k < d.in; ++k) out[k] += row[k];
+    }
+  });
+}
+
+ProductUpdate update(const VeraDims& d, const std::vector<float>& bs, const float* A, float sign) {
+  return {d.out, d.in, d.r, bs.data(), d.r, A, d.max_in, sign};
+}
+
+}  // namespace
+
+// Projections. FLOPs: none to speak of (10 Philox rounds per four elements). Fewest bytes: Av
+// and Bv written once, r·(max_in + max_out)·4.
+void vera_projections(int64_t r, int64_t max_in, int64_t max_out, uint64_t seed, float* A, float* B) {
+  const float a = static_cast<float>(std::sqrt(6.0 / static_cast<double>(max_in)));
+  const float b = static_cast<float>(std::sqrt(6.0 / static_cast<double>(r)));
+  uniform_words(A, r * max_in, seed, 0, -a, a);
+  uniform_words(B, max_out * r, seed, static_cast<uint64_t>(r * max_in), -b, b);
+}
+
+// Forward. FLOPs: 2·T·out·in (base) + 2·T·in·r + 2·T·out·r. Fewest bytes: x, W, the A and B
+// slices, λd, λb read once; y and u written once.
+void vera_forward(const VeraDims& d, const float* x, const Weight& W, const float* bias, const float* A,
+                  const float* B, const float* lambda_d, const float* lambda_b, const Dropout& drop, float* y,
+                  float* u) {
+  // u = D(x) Aᵀ: [T, in] · [in, r], a thin product reading x once (A's rows of stride max_in)
+  thin_nt({d.t, d.r, d.in, x, d.in, A, d.max_in, 1.0f, drop.active ? &drop : nullptr, u, d.r});
+  // y = [x | u] · [W | Bs]ᵀ + bias
+  const std::vector<float> bs = scaled_b(d, B, lambda_d, lambda_b);
+  const GemmTerm joined[2] = {
+      {{x, d.in, false}, weight_view(W, d.in, true), d.in, 1.0f},
+      {{u, d.r, false}, {bs.data(), d.r, true}, d.r, 1.0f},
+  };
+  gemm({d.t, d.out, joined, 2, y, d.out, 0.0f, bias});
+}
+
+// Backward. FLOPs: 2·T·out·in (dx base) + 2·T·r·(2·out + in). Fewest bytes: dy, u, W, the A
+// and B slices read once; dx, dλd, dλb written once. x is never read.
+void vera_backward(const VeraDims& d, const float* dy, const Weight& W, const float* A, const float* B,
+                   const float* lambda_d, const float* lambda_b, const float* u, const Dropout& drop, float* dx,
+                   float* d_lambda_d, float* d_lambda_b) {
+  // M' = dyᵀ u [out, r]: [out, T] · [T, r]; M = M' ⊙ λd (column j scaled), folded in below.
+  std::vector<float> m(static_cast<size_t>(d.out * d.r));
+  const GemmTerm tm{{dy, d.out, true}, {u, d.r, false}, d.t, 1.0f};
+  gemm({d.out, d.r, &tm, 1, m.data(), d.r, 0.0f, nullptr});
+  // dλb[o] = Σ_j B[o, j]·λd[j]·M'[o, j]
+  for (int64_t o = 0; o < d.out; ++o) {
+    double s = 0.0;
+    for (int64_t j = 0; j < d.r; ++j)
+      s += static_cast<double>(B[o * d.r + j]) * lambda_d[j] * m[o * d.r + j];
+    d_lambda_b[o] = static_cast<float>(s);
+  }
+  // h = dy (λb ⊙ B): [T, out] · [out, r], a thin product over (λb ⊙ B)ᵀ [r, out]
+  std::vector<float> bt(static_cast<size_t>(d.r * d.out));
+  for (int64_t o = 0; o < d.out; ++o)
+    for (int64_t j = 0; j < d.r; ++j) bt[j * d.out + o] = lambda_b[o] * B[o * d.r + j];
+  std::vector<float> h(static_cast<size_t>(d.t * d.r));
+  thin_nt({d.t, d.r, d.out, dy, d.out, bt.data(), d.out, 1.0f, nullptr, h.data(), d.r});
+  // dλd = Σ_t h ⊙ u, in double and in row order (independent of the thread count); then
+  // h ← h ⊙ λd, the adapter's share of dx before A.
+  std::vector<double> acc(static_cast<size_t>(d.r), 0.0);
+  for (int64_t t = 0; t < d.t; ++t)
+    for (int64_t j = 0; j < d.r; ++j) acc[j] += static_cast<double>(h[t * d.r + j]) * u[t * d.r + j];
+  for (int64_t j = 0; j < d.r; ++j) d_lambda_d[j] = static_cast<float>(acc[j]);
+  if (!dx) return;
+  for (int64_t t = 0; t < d.t; ++t)
+    for (int64_t j = 0; j < d.r; ++j) h[t * d.r + j] *= lambda_d[j];
+  if (!drop.active) {
+    // dx = [dy | h ⊙ λd] · [W ; A]: one product over the joined inner dimension out + r.
+    const GemmTerm joined[2] = {
+        {{dy, d.out, false}, weight_view(W, d.in, false), d.out, 1.0f},
+        {{h.data(), d.r, false}, {A, d.max_in, false}, d.r, 1.0f},
+    };
+    gemm({d.t, d.in, joined, 2, dx, d.in, 0.0f, nullptr});
+  } else {
+    const GemmTerm base{{dy, d.out, false}, weight_view(W, d.in, false), d.out, 1.0f};
+    gemm({d.t, d.in, &base, 1, dx, d.in, 0.0f, nullptr});
+    add_masked_product(d, h.data(), A, drop, dx);
+  }
+}
+
+// Merge. FLOPs: 2·out·in·r. Fewest bytes: W read and written once, the A and B slices read once.
+void vera_merge(const VeraDims& d, const WeightMut& W, const float* A, const float* B, const float* lambda_d,
+                const float* lambda_b, float sign) {
+  const std::vector<float> bs = scaled_b(d, B, lambda_d, lambda_b);
+  add_product(update(d, bs, A, sign), W);
+}
+
+int64_t vera_merge_safe(const VeraDims& d, const WeightMut& W, const float* A, const float* B,
+                        const float* lambda_d, const float* lambda_b, float sign, float* bad_value) {
+  const std::vector<float> bs = scaled_b(d, B, lambda_d, lambda_b);
+  return add_product_safe(update(d, bs, A, sign), W, bad_value);
+}
+
+}  // namespace lowrank::cpu

@@ -15,6 +15,12 @@ export interface NativeLoraDims {
   r: number;
 }
 
+/** VeRA: the layer's dimensions and the shared projections' (A [r, maxIn], B [maxOut, r]). */
+export interface NativeVeraDims extends NativeLoraDims {
+  maxIn: number;
+  maxOut: number;
+}
+
 /** A weight: float32 values (wDtype 0) or bfloat16 bits (wDtype 1). */
 export interface NativeWeight {
   W: F32 | Uint16Array;
@@ -97,6 +103,57 @@ export interface Native {
     }
   >;
   loraMerge: Call<NativeWeight & { A: F32; B: F32; out: number; in: number; r: number; scale: number; safe: boolean }>;
+  deltaLoraUpdate: Call<NativeWeight & { A0: F32; B0: F32; A1: F32; B1: F32; out: number; in: number; r: number; lambda: number; scale: number }>;
+  /** One fused AdamW step: tensor i belongs to group[i]; the other number arrays hold one entry per group. */
+  adamwStep: Call<{
+    params: F32[];
+    grads: F32[];
+    m: F32[];
+    v: F32[];
+    group: number[];
+    lr: number[];
+    beta1: number[];
+    beta2: number[];
+    eps: number[];
+    weightDecay: number[];
+    step: number[];
+  }>;
+  veraProjections: Call<{ A: F32; B: F32; r: number; maxIn: number; maxOut: number; seed: Seed }>;
+  veraForward: Call<
+    NativeVeraDims &
+      NativeWeight & { x: F32; bias: F32 | null; A: F32; B: F32; lambdaD: F32; lambdaB: F32; y: F32; u: F32; p: number; seed: Seed }
+  >;
+  veraBackward: Call<
+    NativeVeraDims &
+      NativeWeight & {
+      dy: F32;
+      A: F32;
+      B: F32;
+      lambdaD: F32;
+      lambdaB: F32;
+      u: F32;
+      dx: F32 | null;
+      dLambdaD: F32;
+      dLambdaB: F32;
+      p: number;
+      seed: Seed;
+    }
+  >;
+  veraMerge: Call<
+    NativeWeight & {
+      A: F32;
+      B: F32;
+      lambdaD: F32;
+      lambdaB: F32;
+      out: number;
+      in: number;
+      r: number;
+      maxIn: number;
+      maxOut: number;
+      sign: 1 | -1;
+      safe: boolean;
+    }
+  >;
   probePeak(seconds: number): { gflops: number; isa: 'avx512' | 'avx2' | 'scalar' };
   probeBandwidth(bytes: number, rounds: number): number;
   loraFaProjectGrad: Call<{ A: F32; dB: F32; out: number; in: number; r: number; scale: number }>;

@@ -2,10 +2,13 @@
 #include <napi.h>
 
 #include "backends.h"
+#include "delta_lora.h"
 #include "linear.h"
 #include "lora.h"
+#include "optim.h"
 #include "probe.h"
 #include "tensor.h"
+#include "vera.h"
 
 namespace {
 
@@ -22,9 +25,15 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("loraForward", Napi::Function::New(env, LoraForward, "loraForward"));
   exports.Set("loraBackward", Napi::Function::New(env, LoraBackward, "loraBackward"));
   exports.Set("loraMerge", Napi::Function::New(env, LoraMerge, "loraMerge"));
+  exports.Set("deltaLoraUpdate", Napi::Function::New(env, DeltaLoraUpdate, "deltaLoraUpdate"));
+  exports.Set("adamwStep", Napi::Function::New(env, AdamwStep, "adamwStep"));
   exports.Set("loraFaProjectGrad", Napi::Function::New(env, LoraFaProjectGrad, "loraFaProjectGrad"));
   exports.Set("linearForward", Napi::Function::New(env, LinearForward, "linearForward"));
   exports.Set("linearBackward", Napi::Function::New(env, LinearBackward, "linearBackward"));
+  exports.Set("veraProjections", Napi::Function::New(env, VeraProjections, "veraProjections"));
+  exports.Set("veraForward", Napi::Function::New(env, VeraForward, "veraForward"));
+  exports.Set("veraBackward", Napi::Function::New(env, VeraBackward, "veraBackward"));
+  exports.Set("veraMerge", Napi::Function::New(env, VeraMerge, "veraMerge"));
   exports.Set("probePeak", Napi::Function::New(env, ProbePeak, "probePeak"));
   exports.Set("probeBandwidth", Napi::Function::New(env, ProbeBandwidth, "probeBandwidth"));
   exports.Set("cudaDropoutMask", Napi::Function::New(env, CudaDropoutMask, "cudaDropoutMask"));

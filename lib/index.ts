@@ -16,7 +16,10 @@ export {
 } from './tensor.js';
 export { emptyPool, poolInfo, setPoolBudget, type PoolInfo } from './pool.js';
 export * as lora from './ops/lora.js';
+export * as deltaLora from './ops/delta-lora.js';
+export * as optim from './optim.js';
 export * as linear from './ops/linear.js';
+export * as vera from './ops/vera.js';
 export type { DropoutOption } from './ops/check.js';
 export type {
   LoraForwardOptions,
@@ -27,3 +30,19 @@ export type {
   LoraSaved,
   MergeOptions,
 } from './ops/lora.js';
+export type {
+  VeraForwardOptions,
+  VeraForwardResult,
+  VeraGrads,
+  VeraInitOptions,
+  VeraProjectionPair,
+  VeraProjections,
+  VeraProjectionsOptions,
+  VeraSaved,
+} from './ops/vera.js';
+export type { DeltaLoraAdapter, DeltaLoraUpdateOptions } from './ops/delta-lora.js';
+export type { AdamW, AdamWGroup, AdamWOptions, LoraPlusOptions, LoraPlusParams, Param, ParamGroup } from './optim.js';
+export { LoraLinear, type LoraLinearOptions, type LoraVariant } from './layers/lora-linear.js';
+export { VeraLinear, type VeraLinearOptions } from './layers/vera-linear.js';
+export type { Parameter } from './layers/parameter.js';
+export { Linear } from './layers/linear.js';

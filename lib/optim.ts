@@ -6,9 +6,9 @@
 // optimizer reads `grad` from that object at every step, so a caller may hand it a fresh tensor
 // between steps; `param` is fixed when the optimizer is made (its state is sized for it).
 import { invalidRange, invalidRangeText, invalidType } from './errors.js';
-import { native, settle } from './native.js';
-import { formatShape, holdAll, Tensor } from './tensor.js';
-import { f32 } from './ops/check.js';
+import { native } from './native.js';
+import { formatShape, Tensor } from './tensor.js';
+import { awaitHolding, f32 } from './ops/check.js';
 
 /** A trainable tensor and its gradient (same shape, float32). */
 export interface Param {
@@ -344,14 +344,12 @@ export class AdamW {
   /** step() off the event loop; equal to step() bit for bit. Parameters and grads must not change until it settles. */
   async stepAsync(): Promise<void> {
     const { args, tensors } = this.#prepare();
-    const release = holdAll(tensors);
     this.#inFlight = true;
     try {
-      await settle(native().adamwStep(args, true));
+      await awaitHolding(native().adamwStep(args, true), tensors);
       this.#advance();
     } finally {
       this.#inFlight = false;
-      release();
     }
   }
 

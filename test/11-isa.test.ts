@@ -5,17 +5,10 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { lora, tensor } from '../lib/index.js';
 import { native } from '../lib/native.js';
 import { dropoutFactors, loraBackwardRef, loraForwardRef, mergeRef, randomF32, relErr } from './helpers/reference.js';
+import { ALL_ISAS, supportedIsas } from './helpers/isa.js';
 
-const ALL = ['avx512', 'avx2', 'scalar'] as const;
-const supported = ALL.filter((isa) => {
-  try {
-    return native().setIsa(isa) === isa;
-  } catch {
-    return false;
-  } finally {
-    native().setIsa('');
-  }
-});
+const ALL = ALL_ISAS;
+const supported = supportedIsas();
 const unsupported = ALL.filter((isa) => !supported.includes(isa));
 
 afterAll(() => {

@@ -5,16 +5,9 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { lora, tensor } from '../lib/index.js';
 import { native } from '../lib/native.js';
 import { bf16Value, dropoutFactors, loraBackwardRef, loraForwardRef, mergeRef, randomF32, relErr } from './helpers/reference.js';
+import { supportedIsas } from './helpers/isa.js';
 
-const supported = (['avx512', 'avx2', 'scalar'] as const).filter((isa) => {
-  try {
-    return native().setIsa(isa) === isa;
-  } catch {
-    return false;
-  } finally {
-    native().setIsa('');
-  }
-});
+const supported = supportedIsas();
 
 afterAll(() => {
   native().setIsa('');

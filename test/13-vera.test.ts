@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, expectTypeOf, it } from 'vitest';
 import { lora, setThreads, Tensor, tensor, vera, zeros, type VeraGrads, type VeraProjectionPair, type VeraProjections } from '../lib/index.js';
 import { native } from '../lib/native.js';
+import { supportedIsas } from './helpers/isa.js';
 import {
   bf16Value,
   dropoutFactors,
@@ -252,15 +253,7 @@ describe('vera.forward / vera.backward against the float64 reference', () => {
 });
 
 describe('kernel paths and threads', () => {
-  const supported = (['avx512', 'avx2', 'scalar'] as const).filter((isa) => {
-    try {
-      return native().setIsa(isa) === isa;
-    } catch {
-      return false;
-    } finally {
-      native().setIsa('');
-    }
-  });
+  const supported = supportedIsas();
   afterAll(() => {
     native().setIsa('');
     setThreads(0);

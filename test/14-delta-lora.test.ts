@@ -5,16 +5,9 @@ import { afterAll, describe, expect, expectTypeOf, it } from 'vitest';
 import { deltaLora, lora, setThreads, Tensor, tensor, type DeltaLoraAdapter, type DeltaLoraUpdateOptions } from '../lib/index.js';
 import { native } from '../lib/native.js';
 import { bf16Value, errorOf, matmulNN, maxAbs, randomF32, sameBits } from './helpers/reference.js';
+import { supportedIsas } from './helpers/isa.js';
 
-const supported = (['avx512', 'avx2', 'scalar'] as const).filter((isa) => {
-  try {
-    return native().setIsa(isa) === isa;
-  } catch {
-    return false;
-  } finally {
-    native().setIsa('');
-  }
-});
+const supported = supportedIsas();
 
 afterAll(() => {
   native().setIsa('');

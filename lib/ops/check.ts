@@ -1,6 +1,7 @@
 // Argument checks shared by the ops. Each throws through lib/errors.ts, naming the argument.
 import { invalidRange, invalidRangeText, invalidType } from '../errors.js';
-import { checkSeed, formatShape, Tensor } from '../tensor.js';
+import { settle } from '../native.js';
+import { checkSeed, formatShape, holdAll, Tensor } from '../tensor.js';
 
 /** A live float32 tensor; returns its storage. */
 export function f32(t: unknown, name: string): Float32Array {
@@ -67,4 +68,17 @@ export function weight(t: unknown, name: string): { W: Float32Array | Uint16Arra
   if (t.dtype === 'float32') return { W: storage, wDtype: 0 };
   if (t.dtype === 'bfloat16') return { W: storage, wDtype: 1 };
   throw invalidType('a float32 or bfloat16 Tensor', name, t, `dtype is ${t.dtype}`);
+}
+
+/**
+ * Awaits native work running off the event loop while `tensors` are held: a dispose()
+ * meanwhile cannot hand their buffers to another tensor. Rejections carry the caller's stack.
+ */
+export async function awaitHolding(pending: Promise<void>, tensors: ReadonlyArray<Tensor | null | undefined>): Promise<void> {
+  const release = holdAll(tensors);
+  try {
+    await settle(pending);
+  } finally {
+    release();
+  }
 }

@@ -5,9 +5,9 @@
 // W: a product over the joined inner dimension 2r, [λsB₁ | −λsB₀] · [A₁ ; A₀], added into W, so
 // W is read once and written once.
 import { invalidRange, invalidType } from '../errors.js';
-import { native, settle } from '../native.js';
-import { holdAll, type Tensor } from '../tensor.js';
-import { f32, finite, options, sameDevice, shapeIs, weight } from './check.js';
+import { native } from '../native.js';
+import { type Tensor } from '../tensor.js';
+import { awaitHolding, f32, finite, options, sameDevice, shapeIs, weight } from './check.js';
 
 /**
  * The paper's settings: λ = 2, and the update starts after K = 500 steps — it applies to the
@@ -75,12 +75,7 @@ export function update(W: Tensor, before: DeltaLoraAdapter, after: DeltaLoraAdap
 /** update off the event loop; the result equals update's bit for bit. The tensors must not change until it settles. */
 export async function updateAsync(W: Tensor, before: DeltaLoraAdapter, after: DeltaLoraAdapter, opts: DeltaLoraUpdateOptions): Promise<void> {
   const { args, tensors } = prepare(W, before, after, opts);
-  const release = holdAll(tensors);
-  try {
-    await settle(native().deltaLoraUpdate(args, true));
-  } finally {
-    release();
-  }
+  await awaitHolding(native().deltaLoraUpdate(args, true), tensors);
 }
 
 /**

@@ -1,8 +1,8 @@
 // A plain linear layer, y = x Wᵀ + b, with W trainable: the full fine-tuning baseline.
 import { invalidRange } from '../errors.js';
-import { native, settle } from '../native.js';
-import { holdAll, Tensor } from '../tensor.js';
-import { f32, options, sameDevice, shapeIs, weight } from './check.js';
+import { native } from '../native.js';
+import { Tensor } from '../tensor.js';
+import { awaitHolding, f32, options, sameDevice, shapeIs, weight } from './check.js';
 
 export interface LinearSaved {
   x: Tensor;
@@ -84,22 +84,12 @@ export function backward(dy: Tensor, saved: LinearSaved): LinearGrads {
 
 export async function forwardAsync(x: Tensor, W: Tensor, opts?: { bias?: Tensor }): Promise<{ y: Tensor; saved: LinearSaved }> {
   const { args, y, saved } = prepareForward(x, W, opts);
-  const release = holdAll([x, W, opts?.bias, y]);
-  try {
-    await settle(native().linearForward(args, true));
-  } finally {
-    release();
-  }
+  await awaitHolding(native().linearForward(args, true), [x, W, opts?.bias, y]);
   return { y, saved };
 }
 
 export async function backwardAsync(dy: Tensor, saved: LinearSaved): Promise<LinearGrads> {
   const { args, grads } = prepareBackward(dy, saved);
-  const release = holdAll([dy, saved.x, saved.W, grads.dx, grads.dW, grads.db]);
-  try {
-    await settle(native().linearBackward(args, true));
-  } finally {
-    release();
-  }
+  await awaitHolding(native().linearBackward(args, true), [dy, saved.x, saved.W, grads.dx, grads.dW, grads.db]);
   return grads;
 }

@@ -1,9 +1,9 @@
 // LoRA (SPEC section 2): y = x Wᵀ + b0 + s · (D(x) Aᵀ) Bᵀ, its backward, merge and unmerge.
 // The `frozenA` option is LoRA-FA's path: A stays fixed, backward keeps only xa, never x.
 import { invalidRange, invalidType } from '../errors.js';
-import { native, settle, type NativeLoraDims } from '../native.js';
-import { holdAll, rand, randn, Tensor, zeros } from '../tensor.js';
-import { bool, dropout, type DropoutOption, f32, finite, options, sameDevice, shapeIs, weight } from './check.js';
+import { native, type NativeLoraDims } from '../native.js';
+import { rand, randn, Tensor, zeros } from '../tensor.js';
+import { awaitHolding, bool, dropout, type DropoutOption, f32, finite, options, sameDevice, shapeIs, weight } from './check.js';
 
 export interface LoraForwardOptions {
   /** s: alpha / r (or alpha / sqrt(r) with rsLoRA). Required. */
@@ -207,12 +207,7 @@ export function forward(x: Tensor, W: Tensor, A: Tensor, B: Tensor, opts: LoraFo
 /** forward off the event loop; the result equals forward's bit for bit. Inputs must not change until it settles. */
 export async function forwardAsync(x: Tensor, W: Tensor, A: Tensor, B: Tensor, opts: LoraForwardOptions): Promise<LoraForwardResult> {
   const { args, result } = prepareForward(x, W, A, B, opts);
-  const release = holdAll([x, W, A, B, opts.bias, result.y, result.saved.xa]);
-  try {
-    await settle(native().loraForward(args, true));
-  } finally {
-    release();
-  }
+  await awaitHolding(native().loraForward(args, true), [x, W, A, B, opts.bias, result.y, result.saved.xa]);
   return result;
 }
 
@@ -248,13 +243,9 @@ export function backward(dy: Tensor, saved: LoraSaved, opts?: LoraBackwardOption
 export async function backwardAsync(dy: Tensor, saved: LoraSaved, opts?: LoraBackwardOptions): Promise<LoraGrads> {
   const project = backwardOptions(opts, saved);
   const { args, grads } = prepareBackward(dy, saved);
-  const release = holdAll([dy, ...saved.tensors(), grads.dx, grads.dA, grads.dB]);
-  try {
-    await settle(native().loraBackward(args, true));
-    if (project) await settle(native().loraFaProjectGrad(projectArgs(saved, grads.dB), true));
-  } finally {
-    release();
-  }
+  const held = [dy, ...saved.tensors(), grads.dx, grads.dA, grads.dB];
+  await awaitHolding(native().loraBackward(args, true), held);
+  if (project) await awaitHolding(native().loraFaProjectGrad(projectArgs(saved, grads.dB), true), held);
   return grads;
 }
 
@@ -270,12 +261,7 @@ export function merge(W: Tensor, A: Tensor, B: Tensor, scale: number, opts?: Mer
 
 export async function mergeAsync(W: Tensor, A: Tensor, B: Tensor, scale: number, opts?: MergeOptions): Promise<void> {
   const args = prepareMerge(W, A, B, scale, mergeOptions(opts));
-  const release = holdAll([W, A, B]);
-  try {
-    await settle(native().loraMerge(args, true));
-  } finally {
-    release();
-  }
+  await awaitHolding(native().loraMerge(args, true), [W, A, B]);
 }
 
 /** W ← W − scale · B A, in place (undoes merge up to rounding). */
@@ -286,12 +272,7 @@ export function unmerge(W: Tensor, A: Tensor, B: Tensor, scale: number, opts?: M
 
 export async function unmergeAsync(W: Tensor, A: Tensor, B: Tensor, scale: number, opts?: MergeOptions): Promise<void> {
   const args = prepareMerge(W, A, B, scale, mergeOptions(opts));
-  const release = holdAll([W, A, B]);
-  try {
-    await settle(native().loraMerge({ ...args, scale: -args.scale }, true));
-  } finally {
-    release();
-  }
+  await awaitHolding(native().loraMerge({ ...args, scale: -args.scale }, true), [W, A, B]);
 }
 
 export interface LoraInitOptions {

@@ -4,9 +4,9 @@
 //   y = x Wᵀ + b0 + λb ⊙ ((D(x) Aᵀ ⊙ λd) Bᵀ).
 // Forward keeps only u = D(x) Aᵀ [T, r] for backward, never x.
 import { invalidRange, invalidType } from '../errors.js';
-import { native, settle, type NativeVeraDims } from '../native.js';
-import { checkSeed, holdAll, Tensor } from '../tensor.js';
-import { bool, dropout, type DropoutOption, f32, finite, options, sameDevice, shapeIs, weight } from './check.js';
+import { native, type NativeVeraDims } from '../native.js';
+import { checkSeed, Tensor } from '../tensor.js';
+import { awaitHolding, bool, dropout, type DropoutOption, f32, finite, options, sameDevice, shapeIs, weight } from './check.js';
 import type { MergeOptions } from './lora.js';
 
 // ---- projections -------------------------------------------------------------------------
@@ -96,12 +96,7 @@ export function projections(opts: VeraProjectionsOptions): VeraProjections {
 /** projections off the event loop; the result equals projections' bit for bit. */
 export async function projectionsAsync(opts: VeraProjectionsOptions): Promise<VeraProjections> {
   const { args, result } = prepareProjections(opts);
-  const release = holdAll([result.A, result.B]);
-  try {
-    await settle(native().veraProjections(args, true));
-  } finally {
-    release();
-  }
+  await awaitHolding(native().veraProjections(args, true), [result.A, result.B]);
   return result;
 }
 
@@ -366,12 +361,7 @@ export async function forwardAsync(
   opts?: VeraForwardOptions,
 ): Promise<VeraForwardResult> {
   const { args, result } = prepareForward(x, W, proj, lambdaD, lambdaB, opts);
-  const release = holdAll([x, W, proj.A, proj.B, lambdaD, lambdaB, opts?.bias, result.y, result.saved.u]);
-  try {
-    await settle(native().veraForward(args, true));
-  } finally {
-    release();
-  }
+  await awaitHolding(native().veraForward(args, true), [x, W, proj.A, proj.B, lambdaD, lambdaB, opts?.bias, result.y, result.saved.u]);
   return result;
 }
 
@@ -385,12 +375,7 @@ export function backward(dy: Tensor, saved: VeraSaved): VeraGrads {
 /** backward off the event loop; the result equals backward's bit for bit. */
 export async function backwardAsync(dy: Tensor, saved: VeraSaved): Promise<VeraGrads> {
   const { args, grads } = prepareBackward(dy, saved);
-  const release = holdAll([dy, ...saved.tensors(), grads.dx, grads.dLambdaD, grads.dLambdaB]);
-  try {
-    await settle(native().veraBackward(args, true));
-  } finally {
-    release();
-  }
+  await awaitHolding(native().veraBackward(args, true), [dy, ...saved.tensors(), grads.dx, grads.dLambdaD, grads.dLambdaB]);
   return grads;
 }
 
@@ -424,12 +409,7 @@ export function unmerge(W: Tensor, proj: VeraProjectionPair, lambdaD: Tensor, la
 
 async function mergeOffLoop(W: Tensor, proj: VeraProjectionPair, lambdaD: Tensor, lambdaB: Tensor, opts: unknown, sign: 1 | -1) {
   const args = prepareMerge(W, proj, lambdaD, lambdaB, opts, sign);
-  const release = holdAll([W, proj.A, proj.B, lambdaD, lambdaB]);
-  try {
-    await settle(native().veraMerge(args, true));
-  } finally {
-    release();
-  }
+  await awaitHolding(native().veraMerge(args, true), [W, proj.A, proj.B, lambdaD, lambdaB]);
 }
 
 export async function mergeAsync(W: Tensor, proj: VeraProjectionPair, lambdaD: Tensor, lambdaB: Tensor, opts?: MergeOptions): Promise<void> {

@@ -4,12 +4,13 @@
 //   'delta-lora'  like 'lora', and after each optimizer step W also moves by
 //                 λ·s·(B₁A₁ − B₀A₀) once the step count passes startStep (dropout must be 0).
 import { invalidRange, invalidType } from '../errors.js';
+import { bool, finite, options } from '../ops/check.js';
 import * as deltaLora from '../ops/delta-lora.js';
 import * as lora from '../ops/lora.js';
 import { type LoraSaved } from '../ops/lora.js';
-import { bool, finite, options } from '../ops/check.js';
 import { Tensor } from '../tensor.js';
-import { accumulate, checkTensorOption, type Parameter, parameter, zeroGrad } from './parameter.js';
+import { AdapterLayer } from './adapter-layer.js';
+import { accumulate, checkTensorOption, parameter } from './parameter.js';
 
 export type LoraVariant = 'lora' | 'lora-fa' | 'delta-lora';
 
@@ -37,7 +38,7 @@ export interface LoraLinearOptions {
   delta?: { lambda?: number; startStep?: number };
 }
 
-export class LoraLinear {
+export class LoraLinear extends AdapterLayer<LoraSaved> {
   readonly variant: LoraVariant;
   readonly weight: Tensor;
   readonly bias?: Tensor;
@@ -45,12 +46,6 @@ export class LoraLinear {
   readonly B: Tensor;
   readonly rank: number;
   readonly scale: number;
-  readonly dropout: number;
-  #seed: number;
-  #calls = 0;
-  #saved: LoraSaved | null = null;
-  #params: Parameter[];
-  #merged = false;
   readonly #projectGradB: boolean;
   readonly #lambda: number;
   readonly #startStep: number;
@@ -59,6 +54,7 @@ export class LoraLinear {
 
   constructor(opts: LoraLinearOptions) {
     const o = options<LoraLinearOptions>(opts, 'options');
+    super(o.dropout, o.seed);
     this.weight = checkTensorOption(o.weight, 'options.weight');
     if (this.weight.shape.length !== 2) throw invalidRange('a 2-D weight [out, in]', 'options.weight', this.weight);
     const [out, inDim] = this.weight.shape as [number, number];
@@ -72,60 +68,36 @@ export class LoraLinear {
     this.rank = o.rank;
     const alpha = o.alpha === undefined ? o.rank : finite(o.alpha, 'options.alpha');
     this.scale = lora.scaling(alpha, o.rank, { rslora: bool(o.rslora, 'options.rslora', false) });
-    const p = o.dropout === undefined ? 0 : finite(o.dropout, 'options.dropout');
-    if (!(p >= 0 && p < 1)) throw invalidRange('a number in [0, 1)', 'options.dropout', p);
-    if (variant === 'delta-lora') deltaLora.checkDropout(p);
-    this.dropout = p;
-    this.#seed = o.seed ?? 0;
+    if (variant === 'delta-lora') deltaLora.checkDropout(this.dropout);
     if ((o.A === undefined) !== (o.B === undefined)) throw invalidType('A and B together, or neither', 'options.A', o.A);
     if (o.A && o.B) {
       this.A = checkTensorOption(o.A, 'options.A');
       this.B = checkTensorOption(o.B, 'options.B');
     } else {
-      ({ A: this.A, B: this.B } = lora.init({ inFeatures: inDim, outFeatures: out, rank: o.rank, method: o.init, seed: this.#seed }));
+      ({ A: this.A, B: this.B } = lora.init({ inFeatures: inDim, outFeatures: out, rank: o.rank, method: o.init, seed: o.seed }));
     }
     this.#projectGradB = bool(o.projectGradB, 'options.projectGradB', false);
     if (this.#projectGradB && variant !== 'lora-fa') throw invalidRange("false unless variant is 'lora-fa'", 'options.projectGradB', true);
     const delta = options<{ lambda: number; startStep: number }>(o.delta, 'options.delta');
     this.#lambda = delta.lambda === undefined ? deltaLora.DEFAULTS.lambda : finite(delta.lambda, 'options.delta.lambda');
     this.#startStep = delta.startStep === undefined ? deltaLora.DEFAULTS.startStep : finite(delta.startStep, 'options.delta.startStep');
-    this.#params =
+    // parameters(): [lora_A, lora_B]; LoRA-FA: [lora_B]. savedBytes: T·(in + r)·4; LoRA-FA: T·r·4.
+    this.params =
       variant === 'lora-fa' ? [parameter('lora_B', this.B)] : [parameter('lora_A', this.A), parameter('lora_B', this.B)];
-  }
-
-  /** Trainable tensors with their gradients (LoRA-FA: B only). */
-  parameters(): Parameter[] {
-    return this.#params;
-  }
-
-  /** Bytes the last training forward kept for backward (LoRA: T·(in + r)·4; LoRA-FA: T·r·4). */
-  get savedBytes(): number {
-    return this.#saved?.bytes ?? 0;
-  }
-
-  get merged(): boolean {
-    return this.#merged;
   }
 
   /** y = x Wᵀ + b + s·(D(x) Aᵀ) Bᵀ. With `training` (default true) it keeps what backward needs. */
   forward(x: Tensor, opts?: { training?: boolean }): Tensor {
-    const training = bool(options<{ training: boolean }>(opts, 'options').training, 'options.training', true);
-    if (this.#merged) {
-      if (training) throw invalidRange('an unmerged layer to train (call unmerge() first)', 'layer', 'merged');
-      // The adapter lives in W: a base-only forward (a rank-1 zero adapter costs nothing).
-      return this.#baseForward(x);
-    }
-    this.#saved?.dispose();
-    this.#saved = null;
-    const dropout = training && this.dropout > 0 ? { p: this.dropout, seed: this.#seed * 1_000_003 + ++this.#calls } : undefined;
+    const training = this.beginForward(opts);
+    // Merged: the adapter lives in W, so a base-only forward (a rank-1 zero adapter costs nothing).
+    if (this.isMerged) return this.#baseForward(x);
     const { y, saved } = lora.forward(x, this.weight, this.A, this.B, {
       scale: this.scale,
       bias: this.bias,
-      dropout,
+      dropout: this.dropoutFor(training),
       frozenA: this.variant === 'lora-fa',
     });
-    if (training) this.#saved = saved;
-    else saved.dispose();
+    this.keep(training, saved);
     return y;
   }
 
@@ -142,21 +114,16 @@ export class LoraLinear {
 
   /** Adds this step's gradients into parameters()' grads and returns dx. */
   backward(dy: Tensor): Tensor {
-    if (!this.#saved) throw invalidRange('a training forward() before backward()', 'layer', 'no saved state');
-    const g = lora.backward(dy, this.#saved, { projectGradB: this.#projectGradB });
-    const [pA, pB] = this.variant === 'lora-fa' ? [undefined, this.#params[0]] : this.#params;
+    const saved = this.takeSaved();
+    const g = lora.backward(dy, saved, { projectGradB: this.#projectGradB });
+    const [pA, pB] = this.variant === 'lora-fa' ? [undefined, this.params[0]] : this.params;
     if (pA && g.dA) accumulate(pA, g.dA);
     accumulate(pB, g.dB);
     g.dA?.dispose();
     g.dB.dispose();
     if (this.variant === 'delta-lora' && !this.#before) this.#before = { A: this.A.clone(), B: this.B.clone() };
-    this.#saved.dispose();
-    this.#saved = null;
+    saved.dispose();
     return g.dx;
-  }
-
-  zeroGrad(): void {
-    zeroGrad(this.#params);
   }
 
   /**
@@ -180,20 +147,19 @@ export class LoraLinear {
 
   /** W ← W + s·B·A for zero-latency inference (safe: refuses a non-finite result). */
   merge(): void {
-    if (this.#merged) return;
+    if (this.isMerged) return;
     lora.merge(this.weight, this.A, this.B, this.scale, { safe: true });
-    this.#merged = true;
+    this.isMerged = true;
   }
 
   unmerge(): void {
-    if (!this.#merged) return;
+    if (!this.isMerged) return;
     lora.unmerge(this.weight, this.A, this.B, this.scale);
-    this.#merged = false;
+    this.isMerged = false;
   }
 
-  dispose(): void {
-    this.#saved?.dispose();
-    for (const p of this.#params) p.grad.dispose();
+  override dispose(): void {
+    super.dispose();
     this.#before?.A.dispose();
     this.#before?.B.dispose();
   }

@@ -18,6 +18,23 @@ export function shapeIs(t: Tensor, name: string, dims: readonly number[], labels
   throw invalidRangeText(`shape [${labels.join(', ')}] = ${formatShape(dims)}`, name, formatShape(s));
 }
 
+/** x [..., in] for a weight of `inDim` columns: its rows T (>= 1) and leading dimensions. */
+export function rowsOf(x: Tensor, inDim: number): { t: number; leading: number[] } {
+  if (x.shape.length < 1 || x.shape[x.shape.length - 1] !== inDim)
+    throw invalidRange(`a tensor [..., in] with in = ${inDim} (W's columns)`, 'x', x);
+  const t = x.size / inDim;
+  if (t < 1) throw invalidRange('at least one row', 'x', x);
+  return { t, leading: x.shape.slice(0, -1) };
+}
+
+/** The optional base bias [out] (float32): its storage, or null. */
+export function biasOf(bias: Tensor | undefined, out: number): Float32Array | null {
+  if (bias === undefined) return null;
+  const storage = f32(bias, 'options.bias');
+  shapeIs(bias, 'options.bias', [out], ['out']);
+  return storage;
+}
+
 /** All tensors on one device (no silent copies between devices). */
 export function sameDevice(tensors: ReadonlyArray<readonly [Tensor | undefined, string]>): void {
   const [first, firstName] = tensors[0];

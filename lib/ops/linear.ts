@@ -2,7 +2,7 @@
 import { invalidRange } from '../errors.js';
 import { native } from '../native.js';
 import { Tensor } from '../tensor.js';
-import { awaitHolding, f32, options, sameDevice, shapeIs, weight } from './check.js';
+import { awaitHolding, biasOf, f32, options, rowsOf, sameDevice, shapeIs, weight } from './check.js';
 
 export interface LinearSaved {
   x: Tensor;
@@ -16,19 +16,14 @@ function dims(x: Tensor, W: Tensor) {
   if (W.shape.length !== 2 || W.shape[0] < 1 || W.shape[1] < 1)
     throw invalidRange('a 2-D weight [out, in] with out, in >= 1', 'W', W);
   const [out, inDim] = W.shape as [number, number];
-  if (x.shape.length < 1 || x.shape[x.shape.length - 1] !== inDim)
-    throw invalidRange(`a tensor [..., in] with in = ${inDim} (W's columns)`, 'x', x);
-  const t = x.size / inDim;
-  if (t < 1) throw invalidRange('at least one row', 'x', x);
-  return { t, in: inDim, out, leading: x.shape.slice(0, -1) };
+  return { ...rowsOf(x, inDim), in: inDim, out };
 }
 
 function prepareForward(x: Tensor, W: Tensor, opts: { bias?: Tensor } | undefined) {
   const o = options<{ bias: Tensor }>(opts, 'options');
   const xs = f32(x, 'x'), Ws = weight(W, 'W');
   const d = dims(x, W);
-  const bias = o.bias === undefined ? null : f32(o.bias, 'options.bias');
-  if (o.bias) shapeIs(o.bias, 'options.bias', [d.out], ['out']);
+  const bias = biasOf(o.bias, d.out);
   sameDevice([
     [x, 'x'],
     [W, 'W'],

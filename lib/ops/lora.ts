@@ -3,7 +3,7 @@
 import { invalidRange, invalidType } from '../errors.js';
 import { native, type NativeLoraDims } from '../native.js';
 import { rand, randn, Tensor, zeros } from '../tensor.js';
-import { awaitHolding, bool, dropout, type DropoutOption, f32, finite, options, sameDevice, shapeIs, weight } from './check.js';
+import { awaitHolding, biasOf, bool, dropout, type DropoutOption, f32, finite, options, rowsOf, sameDevice, shapeIs, weight } from './check.js';
 
 export interface LoraForwardOptions {
   /** s: alpha / r (or alpha / sqrt(r) with rsLoRA). Required. */
@@ -130,11 +130,9 @@ function prepareForward(x: Tensor, W: Tensor, A: Tensor, B: Tensor, opts: LoraFo
   const o = options<LoraForwardOptions>(opts, 'options');
   const xs = f32(x, 'x'), Ws = weight(W, 'W'), As = f32(A, 'A'), Bs = f32(B, 'B');
   const { out, inDim, r } = adapterShapes(W, A, B);
-  if (x.shape.length < 1 || x.shape[x.shape.length - 1] !== inDim)
-    throw invalidRange(`a tensor [..., in] with in = ${inDim} (W's columns)`, 'x', x);
+  const { t, leading } = rowsOf(x, inDim);
   const bias = o.bias;
-  const biasS = bias === undefined ? null : f32(bias, 'options.bias');
-  if (bias) shapeIs(bias, 'options.bias', [out], ['out']);
+  const biasS = biasOf(bias, out);
   sameDevice([
     [x, 'x'],
     [W, 'W'],
@@ -145,9 +143,6 @@ function prepareForward(x: Tensor, W: Tensor, A: Tensor, B: Tensor, opts: LoraFo
   const scale = finite(o.scale, 'options.scale');
   const drop = dropout(o.dropout, 'options.dropout');
   const frozenA = bool(o.frozenA, 'options.frozenA', false);
-  const leading = x.shape.slice(0, -1);
-  const t = x.size / inDim;
-  if (t < 1) throw invalidRange('at least one row', 'x', x);
   const dims: NativeLoraDims = { t, in: inDim, out, r };
   const y = Tensor.empty([...leading, out], 'float32', x.device);
   const xa = Tensor.empty([t, r], 'float32', x.device);

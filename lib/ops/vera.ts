@@ -6,7 +6,7 @@
 import { invalidRange, invalidType } from '../errors.js';
 import { native, type NativeVeraDims } from '../native.js';
 import { checkSeed, Tensor } from '../tensor.js';
-import { awaitHolding, bool, dropout, type DropoutOption, f32, finite, options, sameDevice, shapeIs, weight } from './check.js';
+import { awaitHolding, biasOf, bool, dropout, type DropoutOption, f32, finite, options, rowsOf, sameDevice, shapeIs, weight } from './check.js';
 import type { MergeOptions } from './lora.js';
 
 // ---- projections -------------------------------------------------------------------------
@@ -275,11 +275,9 @@ function prepareForward(
   const P = projParts(proj);
   const lds = f32(lambdaD, 'lambdaD'), lbs = f32(lambdaB, 'lambdaB');
   const { out, inDim, r, maxIn, maxOut } = layerShapes(W, P.pair, lambdaD, lambdaB);
-  if (x.shape.length < 1 || x.shape[x.shape.length - 1] !== inDim)
-    throw invalidRange(`a tensor [..., in] with in = ${inDim} (W's columns)`, 'x', x);
+  const { t, leading } = rowsOf(x, inDim);
   const bias = o.bias;
-  const biasS = bias === undefined ? null : f32(bias, 'options.bias');
-  if (bias) shapeIs(bias, 'options.bias', [out], ['out']);
+  const biasS = biasOf(bias, out);
   sameDevice([
     [x, 'x'],
     [W, 'W'],
@@ -290,9 +288,6 @@ function prepareForward(
     [bias, 'options.bias'],
   ]);
   const drop = dropout(o.dropout, 'options.dropout');
-  const leading = x.shape.slice(0, -1);
-  const t = x.size / inDim;
-  if (t < 1) throw invalidRange('at least one row', 'x', x);
   const dims: NativeVeraDims = { t, in: inDim, out, r, maxIn, maxOut };
   const y = Tensor.empty([...leading, out], 'float32', x.device);
   const u = Tensor.empty([t, r], 'float32', x.device);

@@ -340,6 +340,41 @@ export function bf16Bits(value: number): number {
   return f32Bits(value) >>> 16;
 }
 
+// ---- finite differences ------------------------------------------------------------------
+
+/**
+ * Central differences of f at a few coordinates of each input array, against the analytic
+ * gradient: [name, the array the tensors wrap (changed in place and restored), gradient].
+ * f must be linear in each array (then a large step is exact up to float32 rounding).
+ * Returns the failures as messages; an empty list means every coordinate agreed within tol.
+ */
+export function centralDifferenceErrors(
+  f: () => number,
+  inputs: ReadonlyArray<readonly [string, Float32Array, Float32Array]>,
+  { h = 0.5, coords = 5, tol = 1e-3 } = {},
+): string[] {
+  const failures: string[] = [];
+  let coord = 17;
+  for (const [name, values, grad] of inputs) {
+    const gscale = maxAbs(grad);
+    if (!(gscale > 0)) failures.push(`${name}: gradient is all zeros`);
+    for (let n = 0; n < Math.min(coords, values.length); n++) {
+      coord = (coord * 7919 + 13) % values.length;
+      const old = values[coord];
+      values[coord] = old + h;
+      const up = values[coord] - old;
+      const lp = f();
+      values[coord] = old - h;
+      const down = old - values[coord];
+      const lm = f();
+      values[coord] = old;
+      const fd = (lp - lm) / (up + down);
+      if (!(Math.abs(fd - grad[coord]) / gscale < tol)) failures.push(`${name}[${coord}]: fd ${fd} vs ${grad[coord]}`);
+    }
+  }
+  return failures;
+}
+
 // ---- errors ----------------------------------------------------------------------------------
 
 /** Calls `fn` and returns what it threw; fails the test when it returns normally. */

@@ -11,7 +11,6 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { backends, deltaLora, lora, optim, randn, setThreads, Tensor, vera } from '../dist/index.js';
 import { native } from '../dist/native.js';
-import { loraForwardModel } from './onnx-graph.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const { values: args } = parseArgs({
@@ -89,9 +88,11 @@ const bandwidth = n.probeBandwidth(256 * 2 ** 20, args.quick ? 2 : 5);
 console.log(`measured FMA peak ${peak.gflops.toFixed(1)} GFLOP/s (${peak.isa}), copy bandwidth ${bandwidth.toFixed(1)} GB/s (read + write)\n`);
 
 let ort = null;
+let loraForwardModel = null; // onnx-graph.mjs needs onnx-proto, a devDependency like onnxruntime-node
 if (!args['no-ort']) {
   try {
     ort = await import('onnxruntime-node');
+    ({ loraForwardModel } = await import('./onnx-graph.mjs'));
   } catch (e) {
     console.log(`onnxruntime-node unavailable (${e.message.split('\n')[0]}); its column stays empty\n`);
   }

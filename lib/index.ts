@@ -20,6 +20,9 @@ export * as deltaLora from './ops/delta-lora.js';
 export * as optim from './optim.js';
 export * as linear from './ops/linear.js';
 export * as vera from './ops/vera.js';
+export * as safetensors from './io/safetensors.js';
+export * as torchRandom from './io/torch-random.js';
+export * as peft from './io/peft.js';
 export type { DropoutOption } from './ops/check.js';
 export type {
   LoraForwardOptions,
@@ -46,3 +49,14 @@ export { LoraLinear, type LoraLinearOptions, type LoraVariant } from './layers/l
 export { VeraLinear, type VeraLinearOptions } from './layers/vera-linear.js';
 export type { Parameter } from './layers/parameter.js';
 export { Linear } from './layers/linear.js';
+export type {
+  Adapter,
+  AdapterSummary,
+  LoraAdapter,
+  LoraAdapterInput,
+  LoraLayerWeights,
+  PeftConfig,
+  VeraAdapter,
+  VeraAdapterInput,
+  VeraLayerWeights,
+} from './io/peft.js';

@@ -133,7 +133,7 @@ interface Model {
 const RANK = 16;
 // LoRA-FA trains only B: at twice LoRA's rank it trains about as many parameters as LoRA.
 const FA_RANK = 32;
-const VERA_RANK = 256;
+const VERA_RANK = 1024;
 const DELTA_START = 50;
 const PRETRAIN_STEPS = 2000;
 const LOW_RANK_SCALE = 0.4; // size of the rank-2 change relative to the weights' scale
@@ -389,7 +389,7 @@ export async function demo(opts: DemoOptions): Promise<{ tasks: Array<{ name: st
       '',
       'checkpoint: the bytes of what a method must save (Delta-LoRA: the adapters and the updated W; VeRA: λd, λb and the',
       'projections as their seed). kept for backward: activations the two adapted layers keep between forward and backward',
-      '(LoRA: x and xa; LoRA-FA: xa only; VeRA: u, T·r·4 per layer, which at r = 256 exceeds x here because in = 32).',
+      '(LoRA: x and xa; LoRA-FA: xa only; VeRA: u, T·r·4 per layer, which at r = 1024 exceeds x here because in = 32).',
     ].join('\n'),
   );
   log(`\nloss curves: ${path.resolve(opts.out)}`);

@@ -278,8 +278,27 @@ void gemm_block(const KernelSet& ks, const GemmArgs& g, int64_t k_total, int64_t
         } else {
           // A short inner dimension (a rank-r update such as merge) is bound by C's traffic:
           // walk C row strip by row strip so its rows stream in order.
-          for (int64_t is = 0; is < mc; is += ks.mr)
-            for (int64_t js = 0; js < nc; js += ks.nr) tile(is, js);
+          // With C accumulated (and no bias), the short-kc kernel runs while the tile two ahead is
+          // fetched.
+          const bool straight = ks.accumulate_short && (!first || g.beta != 0.0f) && !(first && g.bias);
+          for (int64_t is = 0; is < mc; is += ks.mr) {
+            const int rows = static_cast<int>(std::min<int64_t>(ks.mr, mc - is));
+            for (int64_t js = 0; js < nc; js += ks.nr) {
+              if (!straight) {
+                tile(is, js);
+                continue;
+              }
+              if (js + 2 * ks.nr < nc)
+                for (int ii = 0; ii < rows; ++ii) {
+                  const float* ahead = g.c + (i0 + is + ii) * g.ldc + j0 + js + 2 * ks.nr;
+                  __builtin_prefetch(ahead, 1, 3);
+                  __builtin_prefetch(ahead + 16, 1, 3);
+                }
+              const int cols = static_cast<int>(std::min<int64_t>(ks.nr, nc - js));
+              ks.accumulate_short(kc, buf_a + is * kc, buf_b + js * kc, g.c + (i0 + is) * g.ldc + j0 + js, g.ldc, rows,
+                                  cols, nullptr, true);
+            }
+          }
         }
       }
       k0 += kc;

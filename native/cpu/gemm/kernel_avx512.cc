@@ -69,6 +69,41 @@ __attribute__((target("avx512f"))) void kernel(int64_t kc, const float* __restri
   }
 }
 
+// C += a·b for a short kc (a rank-r update): the product is summed from zero, as in kernel(),
+// so adding it to C rounds once; the caller fetches C's tiles ahead, so there are no prefetches
+// here and the epilogue is one load, add and store per vector.
+__attribute__((target("avx512f"))) void accumulate_short(int64_t kc, const float* __restrict a,
+                                                         const float* __restrict b, float* __restrict c,
+                                                         int64_t ldc, int rows, int cols, const float* /*bias*/,
+                                                         bool /*accumulate*/) {
+  const __mmask16 m0 = cols >= 16 ? 0xffff : static_cast<__mmask16>((1u << cols) - 1u);
+  const __mmask16 m1 = cols >= 32 ? 0xffff : cols <= 16 ? 0 : static_cast<__mmask16>((1u << (cols - 16)) - 1u);
+  __m512 acc[kMR][2];
+#pragma GCC unroll 12
+  for (int i = 0; i < kMR; ++i) {
+    acc[i][0] = _mm512_setzero_ps();
+    acc[i][1] = _mm512_setzero_ps();
+  }
+  for (int64_t p = 0; p < kc; ++p) {
+    const __m512 b0 = _mm512_loadu_ps(b + p * kNR);
+    const __m512 b1 = _mm512_loadu_ps(b + p * kNR + 16);
+    const float* ap = a + p * kMR;
+#pragma GCC unroll 12
+    for (int i = 0; i < kMR; ++i) {
+      const __m512 av = _mm512_set1_ps(ap[i]);
+      acc[i][0] = _mm512_fmadd_ps(av, b0, acc[i][0]);
+      acc[i][1] = _mm512_fmadd_ps(av, b1, acc[i][1]);
+    }
+  }
+#pragma GCC unroll 12
+  for (int i = 0; i < kMR; ++i) {
+    if (i >= rows) break;
+    float* cr = c + i * ldc;
+    _mm512_mask_storeu_ps(cr, m0, _mm512_add_ps(acc[i][0], _mm512_maskz_loadu_ps(m0, cr)));
+    _mm512_mask_storeu_ps(cr + 16, m1, _mm512_add_ps(acc[i][1], _mm512_maskz_loadu_ps(m1, cr + 16)));
+  }
+}
+
 // The 16 x 16 transpose of unpack / shuffle / 128-bit-lane shuffle steps. (GCC 12 warns
 // inside its own unpack/shuffle intrinsics, GCC bug 105593; the warning is silenced here only.)
 #pragma GCC diagnostic push
@@ -129,6 +164,6 @@ __attribute__((target("avx512f"))) void transpose16_bf16(const uint16_t* __restr
 
 }  // namespace
 
-const KernelSet kAvx512 = {"avx512", kMR, kNR, kernel, transpose16, transpose16_bf16};
+const KernelSet kAvx512 = {"avx512", kMR, kNR, kernel, transpose16, transpose16_bf16, accumulate_short};
 
 }  // namespace lowrank::cpu::gemm_detail

@@ -74,4 +74,23 @@ int64_t add_product_safe(const ProductUpdate& u, const WeightMut& W, float* bad_
   return -1;
 }
 
+void add_masked_product(int64_t rows, int64_t in, int64_t r, const float* g, const float* A, int64_t lda,
+                        const Dropout& drop, float* dx) {
+  constexpr int64_t kRowBlock = 32;  // rows of dx per task
+  parallel_for((rows + kRowBlock - 1) / kRowBlock, [&](int64_t b) {
+    const int64_t t0 = b * kRowBlock;
+    const int64_t n = std::min(kRowBlock, rows - t0);
+    thread_local std::vector<float> buf;
+    buf.resize(static_cast<size_t>(n * in));
+    const GemmTerm term{{g + t0 * r, r, false}, {A, lda, false}, r, 1.0f};
+    gemm({n, in, &term, 1, buf.data(), in, 0.0f, nullptr});
+    for (int64_t i = 0; i < n; ++i) {
+      float* row = buf.data() + i * in;
+      drop.apply(row, static_cast<uint64_t>((t0 + i) * in), in, 1.0f, row, 1);
+      float* out = dx + (t0 + i) * in;
+      for (int64_t k = 0; k < in; ++k) out[k] += row[k];
+    }
+  });
+}
+
 }  // namespace lowrank::cpu

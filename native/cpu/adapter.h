@@ -6,6 +6,7 @@
 
 #include <cstdint>
 
+#include "../core/philox.h"
 #include "gemm.h"
 
 namespace lowrank::cpu {
@@ -29,5 +30,12 @@ void add_product(const ProductUpdate& u, const WeightMut& W);
 // is finite. Returns -1 on success, else the flat index of the first non-finite value (W
 // untouched), whose value goes to *bad_value.
 int64_t add_product_safe(const ProductUpdate& u, const WeightMut& W, float* bad_value);
+
+// dx[t, i] += D(g A)[t, i] for t < rows, i < in, with g [rows, r] (row stride r) and A [r, in]
+// (row stride lda): an adapter's input gradient when dropout is on, where the mask sits on the
+// product's output and so cannot join the base product. Blocks of rows, each a small GEMM (run
+// inline on its pool thread) into a buffer that the mask (keyed by t·in + i) then scales.
+void add_masked_product(int64_t rows, int64_t in, int64_t r, const float* g, const float* A, int64_t lda,
+                        const Dropout& drop, float* dx);
 
 }  // namespace lowrank::cpu

@@ -29,29 +29,6 @@ void lora_forward(const LoraDims& d, const float* x, const Weight& W, const floa
   gemm({d.t, d.out, joined, 2, y, d.out, 0.0f, bias});
 }
 
-namespace {
-
-// dx[t, i] += D(g A)[t, i]: the adapter's input gradient when dropout is on, where the mask
-// sits on the product's output and so cannot join the base product. One pass over rows.
-void add_dropout_rowprod(const LoraDims& d, const float* g, const float* A, const Dropout& drop,
-                         float* dx) {
-  parallel_for(d.t, [&](int64_t t) {
-    thread_local std::vector<float> row;
-    row.assign(static_cast<size_t>(d.in), 0.0f);
-    const float* gt = g + t * d.r;
-    for (int64_t j = 0; j < d.r; ++j) {
-      const float gj = gt[j];
-      const float* a = A + j * d.in;
-      for (int64_t i = 0; i < d.in; ++i) row[i] += gj * a[i];
-    }
-    float* out = dx + t * d.in;
-    const uint64_t base = static_cast<uint64_t>(t) * static_cast<uint64_t>(d.in);
-    for (int64_t i = 0; i < d.in; ++i) out[i] += drop.factor(base + i) * row[i];
-  });
-}
-
-}  // namespace
-
 // Backward. FLOPs: 2·T·out·in (dx base) + 2·T·r·(2·out + 2·in). Fewest bytes: dy, x, W, A, B,
 // xa read once; dx, dA, dB written once.
 void lora_backward(const LoraDims& d, const float* dy, const float* x, const Weight& W,
@@ -82,7 +59,7 @@ void lora_backward(const LoraDims& d, const float* dy, const float* x, const Wei
   } else {
     const GemmTerm base{{dy, d.out, false}, weight_view(W, d.in, false), d.out, 1.0f};
     gemm({d.t, d.in, &base, 1, dx, d.in, 0.0f, nullptr});
-    add_dropout_rowprod(d, g.data(), A, drop, dx);
+    add_masked_product(d.t, d.in, d.r, g.data(), A, d.in, drop, dx);
   }
 }
 

@@ -13,7 +13,6 @@ namespace lowrank::cpu {
 namespace {
 
 constexpr int64_t kFillChunk = 1 << 14;  // elements per task of a projection fill
-constexpr int64_t kRowBlock = 32;        // rows of dx per task of the masked adapter pass
 
 // out[i] = lo + (hi - lo)·u, u from word `offset + i` of stream `seed` (fill_uniform's formula
 // at an offset), one Philox block per four consecutive words.
@@ -44,26 +43,6 @@ std::vector<float> scaled_b(const VeraDims& d, const float* B, const float* lamb
   for (int64_t o = 0; o < d.out; ++o)
     for (int64_t j = 0; j < d.r; ++j) bs[o * d.r + j] = lambda_b[o] * (lambda_d[j] * B[o * d.r + j]);
   return bs;
-}
-
-// dx[t, i] += D(hd A)[t, i]: the adapter's input gradient when dropout is on, where the mask
-// sits on the product's output and so cannot join the base product. Blocks of rows, each a
-// small GEMM (run inline on its pool thread) into a buffer that the mask then scales.
-void add_masked_product(const VeraDims& d, const float* hd, const float* A, const Dropout& drop, float* dx) {
-  parallel_for((d.t + kRowBlock - 1) / kRowBlock, [&](int64_t b) {
-    const int64_t t0 = b * kRowBlock;
-    const int64_t rows = std::min(kRowBlock, d.t - t0);
-    thread_local std::vector<float> buf;
-    buf.resize(static_cast<size_t>(rows * d.in));
-    const GemmTerm term{{hd + t0 * d.r, d.r, false}, {A, d.max_in, false}, d.r, 1.0f};
-    gemm({rows, d.in, &term, 1, buf.data(), d.in, 0.0f, nullptr});
-    for (int64_t i = 0; i < rows; ++i) {
-      float* row = buf.data() + i * d.in;
-      drop.apply(row, static_cast<uint64_t>((t0 + i) * d.in), d.in, 1.0f, row, 1);
-      float* out = dx + (t0 + i) * d.in;
-      for (int64_t k = 0; k < d.in; ++k) out[k] += row[k];
-    }
-  });
 }
 
 ProductUpdate update(const VeraDims& d, const std::vector<float>& bs, const float* A, float sign) {
@@ -138,7 +117,7 @@ void vera_backward(const VeraDims& d, const float* dy, const Weight& W, const fl
   } else {
     const GemmTerm base{{dy, d.out, false}, weight_view(W, d.in, false), d.out, 1.0f};
     gemm({d.t, d.in, &base, 1, dx, d.in, 0.0f, nullptr});
-    add_masked_product(d, h.data(), A, drop, dx);
+    add_masked_product(d.t, d.in, d.r, h.data(), A, d.max_in, drop, dx);
   }
 }
 

@@ -3,7 +3,7 @@
 // lowrank runs AdamW (two groups, 5 steps) and a LoRA forward + backward here and saves inputs
 // and results; the Python side reruns them with torch.optim.AdamW and autograd and compares.
 import { writeFileSync } from 'node:fs';
-import { lora, optim, randn, tensor } from '../dist/index.js';
+import { lora, optim, randn } from '../dist/index.js';
 // AdamW: 2 groups, 5 steps with fresh grads; LoRA forward/backward with dropout off.
 const n1 = 1000, n2 = 777;
 const p1 = randn([n1], { seed: 1 }), p2 = randn([n2], { seed: 2 });

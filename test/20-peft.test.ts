@@ -9,7 +9,8 @@ import fc from 'fast-check';
 import { afterAll, describe, expect, it } from 'vitest';
 import { LoraLinear, peft, tensor, vera } from '../lib/index.js';
 import { peftVeraProjections } from '../lib/io/torch-random.js';
-import { bf16Bits, bf16Value, errorOf, f32FromBits, matmulNN, matmulNT, randomF32, relErr } from './helpers/reference.js';
+import { bf16Value, errorOf, matmulNN, matmulNT, randomF32, relErr } from './helpers/reference.js';
+import { type FixtureTensor, fromBf16Bits, parseSafetensors, safetensorsBytes, toBf16Bits } from './helpers/safetensors-fixture.js';
 
 const tmp = mkdtempSync(path.join(os.tmpdir(), 'lowrank-peft-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
@@ -22,49 +23,8 @@ const newDir = (name: string) => {
 
 // ---- the safetensors format, by hand ---------------------------------------------------------
 
-interface Fx {
-  name: string;
-  dtype: 'F32' | 'BF16' | 'F16' | 'I64';
-  shape: number[];
-  data: Float32Array | Uint16Array | BigInt64Array;
-}
-
-/** u64 header length, JSON header (padded with spaces to a multiple of 8), data buffer. */
-function safetensorsBytes(entries: Fx[], metadata: Record<string, string> | null = { format: 'pt' }): Buffer {
-  const header: Record<string, unknown> = {};
-  if (metadata) header.__metadata__ = metadata;
-  const chunks: Buffer[] = [];
-  let offset = 0;
-  for (const e of entries) {
-    const bytes = Buffer.from(e.data.buffer, e.data.byteOffset, e.data.byteLength);
-    header[e.name] = { dtype: e.dtype, shape: e.shape, data_offsets: [offset, offset + bytes.length] };
-    offset += bytes.length;
-    chunks.push(bytes);
-  }
-  let json = JSON.stringify(header);
-  json += ' '.repeat((8 - (json.length % 8)) % 8);
-  const len = Buffer.alloc(8);
-  len.writeBigUInt64LE(BigInt(json.length));
-  return Buffer.concat([len, Buffer.from(json, 'utf8'), ...chunks]);
-}
-
-/** The test's own reader: header entries and each tensor's raw bytes. */
-function parseSafetensors(file: string) {
-  const buf = readFileSync(file);
-  const n = Number(buf.readBigUInt64LE(0));
-  const header = JSON.parse(buf.subarray(8, 8 + n).toString('utf8')) as Record<string, { dtype: string; shape: number[]; data_offsets: [number, number] }>;
-  const metadata = (header.__metadata__ ?? null) as unknown as Record<string, string> | null;
-  delete header.__metadata__;
-  const bytes = (name: string) => buf.subarray(8 + n + header[name].data_offsets[0], 8 + n + header[name].data_offsets[1]);
-  return { header, metadata, names: Object.keys(header).sort(), bytes };
-}
 
 const f32 = (n: number, seed: number, std = 1) => randomF32(n, seed, std);
-/** Float32 values rounded to bfloat16, as raw bits. */
-function toBf16Bits(v: Float32Array): Uint16Array {
-  return Uint16Array.from(v, (x) => bf16Bits(bf16Value(x)));
-}
-const fromBf16Bits = (u: Uint16Array) => Float32Array.from(u, (b) => f32FromBits(b << 16));
 
 /** Python's json.dumps(config, indent=2, sort_keys=True) for the fixture (strings, numbers, lists, objects). */
 function pyJson(v: unknown, indent = ''): string {
@@ -111,7 +71,7 @@ function veraConfig(over: Record<string, unknown> = {}): Record<string, unknown>
   };
 }
 
-function writeAdapter(dir: string, config: Record<string, unknown> | string, entries: Fx[]): string {
+function writeAdapter(dir: string, config: Record<string, unknown> | string, entries: FixtureTensor[]): string {
   writeFileSync(path.join(dir, 'adapter_config.json'), typeof config === 'string' ? config : pyJson(config));
   writeFileSync(path.join(dir, 'adapter_model.safetensors'), safetensorsBytes(entries));
   return dir;
@@ -138,7 +98,7 @@ function loraData(r: number, seed: number): Record<string, LoraData> {
   };
 }
 
-function loraEntries(data: Record<string, LoraData>, dtype: 'F32' | 'BF16' = 'F32'): Fx[] {
+function loraEntries(data: Record<string, LoraData>, dtype: 'F32' | 'BF16' = 'F32'): FixtureTensor[] {
   const enc = (v: Float32Array) => (dtype === 'F32' ? v : toBf16Bits(v));
   return Object.entries(data).flatMap(([m, d]) => [
     { name: `base_model.model.${m}.lora_A.weight`, dtype, shape: [d.r, IN], data: enc(d.A) },
@@ -361,7 +321,7 @@ describe('LoRA variants', () => {
   it('lora_bias and bias "all": trained biases replace the base bias, lora_B.bias adds scale·b', () => {
     const data = loraData(R, 50);
     const lb = f32(OUT[Q], 51), trained = f32(OUT[Q], 52), norm = f32(IN, 53);
-    const entries: Fx[] = [
+    const entries: FixtureTensor[] = [
       ...loraEntries(data),
       { name: `base_model.model.${Q}.lora_B.bias`, dtype: 'F32', shape: [OUT[Q]], data: lb },
       { name: `base_model.model.${Q}.base_layer.bias`, dtype: 'F32', shape: [OUT[Q]], data: trained },
@@ -488,7 +448,7 @@ describe('VeRA adapter directory', () => {
     [Q]: { d: f32(R, 70), b: f32(OUT[Q], 71) },
     [V]: { d: f32(R, 72), b: f32(OUT[V], 73) },
   };
-  const lambdaEntries: Fx[] = [Q, V].flatMap((m) => [
+  const lambdaEntries: FixtureTensor[] = [Q, V].flatMap((m) => [
     { name: `base_model.model.${m}.vera_lambda_b`, dtype: 'F32' as const, shape: [OUT[m]], data: lambda[m].b },
     { name: `base_model.model.${m}.vera_lambda_d`, dtype: 'F32' as const, shape: [R], data: lambda[m].d },
   ]);
@@ -665,7 +625,7 @@ describe('VeRA adapter directory', () => {
 describe('errors name the file and the key', () => {
   const data = loraData(R, 80);
   const good = loraEntries(data);
-  const fixture = (name: string, config: Record<string, unknown> | string, entries: Fx[] = good) => writeAdapter(newDir(name), config, entries);
+  const fixture = (name: string, config: Record<string, unknown> | string, entries: FixtureTensor[] = good) => writeAdapter(newDir(name), config, entries);
   const cfgFile = (d: string) => path.join(d, 'adapter_config.json');
   const stFile = (d: string) => path.join(d, 'adapter_model.safetensors');
 
@@ -715,7 +675,7 @@ describe('errors name the file and the key', () => {
   });
 
   it('missing tensors, shape mismatches, foreign keys', () => {
-    const cases: Array<[Fx[], Record<string, unknown>, string, string]> = [
+    const cases: Array<[FixtureTensor[], Record<string, unknown>, string, string]> = [
       [good.filter((e) => !e.name.endsWith(`${V}.lora_B.weight`)), loraConfig(), 'RangeError', `Expected base_model.model.${V}.lora_B.weight beside .lora_A.weight for FILE but received no such key`],
       [good.filter((e) => !e.name.endsWith(`${Q}.lora_A.weight`)), loraConfig(), 'RangeError', `Expected base_model.model.${Q}.lora_A.weight beside .lora_B.weight for FILE but received no such key`],
       [good, loraConfig({ r: 8 }), 'RangeError', `Expected shape [r, in] with r = 8 in adapter_config.json for base_model.model.${Q}.lora_A.weight in FILE but received [4, 24]`],

@@ -10,7 +10,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { peft } from '../lib/index.js';
-import { bf16Bits, bf16Value, f32FromBits, matmulNN, randomF32, relErr } from './helpers/reference.js';
+import { bf16Value, matmulNN, randomF32, relErr } from './helpers/reference.js';
+import { type FixtureTensor, fromBf16Bits, parseSafetensors, safetensorsBytes, toBf16Bits } from './helpers/safetensors-fixture.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const main = path.join(root, 'dist', 'cli', 'main.js');
@@ -30,62 +31,20 @@ function cli(args: string[], env: Record<string, string> = {}) {
 
 // ---- fixtures --------------------------------------------------------------------------------
 
-interface Fx {
-  name: string;
-  dtype: 'F32' | 'BF16' | 'I64';
-  shape: number[];
-  data: Float32Array | Uint16Array | BigInt64Array;
-}
 
-function safetensorsBytes(entries: Fx[], metadata: Record<string, string> | null = { format: 'pt' }): Buffer {
-  const header: Record<string, unknown> = {};
-  if (metadata) header.__metadata__ = metadata;
-  const chunks: Buffer[] = [];
-  let offset = 0;
-  for (const e of entries) {
-    const bytes = Buffer.from(e.data.buffer, e.data.byteOffset, e.data.byteLength);
-    header[e.name] = { dtype: e.dtype, shape: e.shape, data_offsets: [offset, offset + bytes.length] };
-    offset += bytes.length;
-    chunks.push(bytes);
-  }
-  let json = JSON.stringify(header);
-  json += ' '.repeat((8 - (json.length % 8)) % 8);
-  const len = Buffer.alloc(8);
-  len.writeBigUInt64LE(BigInt(json.length));
-  return Buffer.concat([len, Buffer.from(json, 'utf8'), ...chunks]);
-}
-
-function parseSafetensors(file: string) {
-  const buf = readFileSync(file);
-  const n = Number(buf.readBigUInt64LE(0));
-  const header = JSON.parse(buf.subarray(8, 8 + n).toString('utf8')) as Record<string, { dtype: string; shape: number[]; data_offsets: [number, number] }>;
-  const metadata = (header.__metadata__ ?? null) as unknown as Record<string, string> | null;
-  delete header.__metadata__;
-  const bytes = (name: string) => buf.subarray(8 + n + header[name].data_offsets[0], 8 + n + header[name].data_offsets[1]);
-  const f32 = (name: string) => {
-    const b = Buffer.from(bytes(name));
-    return header[name].dtype === 'BF16'
-      ? Float32Array.from(new Uint16Array(b.buffer, b.byteOffset, b.length / 2), (u) => f32FromBits(u << 16))
-      : new Float32Array(b.buffer, b.byteOffset, b.length / 4);
-  };
-  return { header, metadata, names: Object.keys(header).sort(), bytes, f32 };
-}
-
-const toBf16 = (v: Float32Array) => Uint16Array.from(v, (x) => bf16Bits(bf16Value(x)));
-const fromBf16 = (u: Uint16Array) => Float32Array.from(u, (b) => f32FromBits(b << 16));
 
 const IN = 32, R = 4;
 const Q = 'model.layers.0.self_attn.q_proj', V = 'model.layers.0.self_attn.v_proj';
 const OUT: Record<string, number> = { [Q]: 32, [V]: 16 };
 const Wq = randomF32(OUT[Q] * IN, 1, 0.2);
-const Wv = toBf16(randomF32(OUT[V] * IN, 2, 0.2)); // v_proj stored as bfloat16
+const Wv = toBf16Bits(randomF32(OUT[V] * IN, 2, 0.2)); // v_proj stored as bfloat16
 const embed = randomF32(64 * IN, 3);
 const norm = randomF32(IN, 4);
 const qBias = randomF32(OUT[Q], 5);
 const positions = BigInt64Array.from({ length: 8 }, (_, i) => BigInt(i));
 
 /** The base model's tensors; `prefix` is "model." for LlamaForCausalLM's keys, "" for LlamaModel's. */
-function baseShards(prefix: string): Fx[][] {
+function baseShards(prefix: string): FixtureTensor[][] {
   const k = (name: string) => prefix + name.replace(/^model\./, '');
   return [
     [
@@ -102,7 +61,7 @@ function baseShards(prefix: string): Fx[][] {
 }
 
 /** Two shards and model.safetensors.index.json, as transformers writes a sharded checkpoint. */
-function writeShardedBase(dir: string, shards: Fx[][]): void {
+function writeShardedBase(dir: string, shards: FixtureTensor[][]): void {
   mkdirSync(dir, { recursive: true });
   const weightMap: Record<string, string> = {};
   let total = 0;
@@ -131,7 +90,7 @@ function writeLoraAdapter(dir: string): string {
   writeFileSync(
     path.join(dir, 'adapter_model.safetensors'),
     safetensorsBytes(
-      [Q, V].flatMap((m): Fx[] => [
+      [Q, V].flatMap((m): FixtureTensor[] => [
         { name: `base_model.model.${m}.lora_A.weight`, dtype: 'F32', shape: [R, IN], data: A[m] },
         { name: `base_model.model.${m}.lora_B.weight`, dtype: 'F32', shape: [OUT[m], R], data: B[m] },
       ]),
@@ -220,7 +179,7 @@ describe('lowrank merge', () => {
     const k = (n: string) => prefix + n.replace(/^model\./, '');
     expect(relErr(find(k(`${Q}.weight`)).f32(k(`${Q}.weight`)), loraMerged(Q, Wq))).toBeLessThan(1e-6);
     expect(find(k(`${V}.weight`)).header[k(`${V}.weight`)].dtype).toBe('BF16');
-    expect(nearestBf16(find(k(`${V}.weight`)).f32(k(`${V}.weight`)), loraMerged(V, fromBf16(Wv)))).toBeNull();
+    expect(nearestBf16(find(k(`${V}.weight`)).f32(k(`${V}.weight`)), loraMerged(V, fromBf16Bits(Wv)))).toBeNull();
   }
 
   it('a sharded base into one file: adapted weights = W + delta, everything else byte-identical', () => {
@@ -276,7 +235,7 @@ describe('lowrank merge', () => {
     const s = parseSafetensors(out);
     expect(s.names.map((n) => s.header[n].dtype)).toEqual(s.names.map((n) => (n.endsWith('position_ids') ? 'I64' : 'BF16')));
     expect(nearestBf16(s.f32(`${Q}.weight`), loraMerged(Q, Wq))).toBeNull();
-    expect(Array.from(s.f32('model.norm.weight'))).toEqual(Array.from(fromBf16(toBf16(norm))));
+    expect(Array.from(s.f32('model.norm.weight'))).toEqual(Array.from(fromBf16Bits(toBf16Bits(norm))));
   });
 
   it('VeRA saved without projections: regenerated at the size the base gives (max in from its headers)', () => {
@@ -293,7 +252,7 @@ describe('lowrank merge', () => {
     writeFileSync(
       path.join(dir, 'adapter_model.safetensors'),
       safetensorsBytes(
-        [Q, V].flatMap((m): Fx[] => [
+        [Q, V].flatMap((m): FixtureTensor[] => [
           { name: `base_model.model.${m}.vera_lambda_b`, dtype: 'F32', shape: [OUT[m]], data: lambda[m].b },
           { name: `base_model.model.${m}.vera_lambda_d`, dtype: 'F32', shape: [R], data: lambda[m].d },
         ]),
@@ -370,7 +329,7 @@ describe('lowrank merge memory', () => {
       safetensorsBytes(
         Array.from({ length: LAYERS }, (_, l) => ['q_proj', 'v_proj'].map((p) => `base_model.model.model.layers.${l}.self_attn.${p}`))
           .flat()
-          .flatMap((m): Fx[] => [
+          .flatMap((m): FixtureTensor[] => [
             { name: `${m}.lora_A.weight`, dtype: 'F32', shape: [8, N], data: a },
             { name: `${m}.lora_B.weight`, dtype: 'F32', shape: [N, 8], data: b },
           ]),

@@ -12,6 +12,28 @@ constexpr int kMR = 12;
 constexpr int kNR = 32;
 constexpr int64_t kLateSteps = 64;  // steps of k left when C's tile is pulled into L1
 
+// acc[i][·] += a[p][i] ⊗ b[p][·] for steps p in [p_begin, p_end): the micro-kernels' inner loop.
+__attribute__((target("avx512f"), always_inline)) inline void fma_steps(const float* __restrict a,
+                                                                        const float* __restrict b, int64_t p_begin,
+                                                                        int64_t p_end, __m512 (&acc)[kMR][2]) {
+  for (int64_t p = p_begin; p < p_end; ++p) {
+    const __m512 b0 = _mm512_loadu_ps(b + p * kNR);
+    const __m512 b1 = _mm512_loadu_ps(b + p * kNR + 16);
+    const float* ap = a + p * kMR;
+#pragma GCC unroll 12
+    for (int i = 0; i < kMR; ++i) {
+      const __m512 av = _mm512_set1_ps(ap[i]);
+      acc[i][0] = _mm512_fmadd_ps(av, b0, acc[i][0]);
+      acc[i][1] = _mm512_fmadd_ps(av, b1, acc[i][1]);
+    }
+  }
+}
+
+// The lanes of a 16-wide vector that hold one of `cols` remaining columns (0 to 16 of them).
+inline __mmask16 column_mask(int cols) {
+  return cols >= 16 ? 0xffff : cols <= 0 ? 0 : static_cast<__mmask16>((1u << cols) - 1u);
+}
+
 __attribute__((target("avx512f"))) void kernel(int64_t kc, const float* __restrict a,
                                                const float* __restrict b, float* __restrict c,
                                                int64_t ldc, int rows, int cols,
@@ -29,17 +51,9 @@ __attribute__((target("avx512f"))) void kernel(int64_t kc, const float* __restri
   const int64_t late = kc > kLateSteps ? kc - kLateSteps : 0;
   int64_t p = 0;
   for (int phase = 0; phase < 2; ++phase) {
-    for (const int64_t end = phase == 0 ? late : kc; p < end; ++p) {
-      const __m512 b0 = _mm512_loadu_ps(b + p * kNR);
-      const __m512 b1 = _mm512_loadu_ps(b + p * kNR + 16);
-      const float* ap = a + p * kMR;
-#pragma GCC unroll 12
-      for (int i = 0; i < kMR; ++i) {
-        const __m512 av = _mm512_set1_ps(ap[i]);
-        acc[i][0] = _mm512_fmadd_ps(av, b0, acc[i][0]);
-        acc[i][1] = _mm512_fmadd_ps(av, b1, acc[i][1]);
-      }
-    }
+    const int64_t end = phase == 0 ? late : kc;
+    fma_steps(a, b, p, end, acc);
+    p = end;
     if (phase == 0) {
       for (int i = 0; i < rows; ++i) {
         _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc), _MM_HINT_T0);
@@ -47,8 +61,7 @@ __attribute__((target("avx512f"))) void kernel(int64_t kc, const float* __restri
       }
     }
   }
-  const __mmask16 m0 = cols >= 16 ? 0xffff : static_cast<__mmask16>((1u << cols) - 1u);
-  const __mmask16 m1 = cols >= 32 ? 0xffff : cols <= 16 ? 0 : static_cast<__mmask16>((1u << (cols - 16)) - 1u);
+  const __mmask16 m0 = column_mask(cols), m1 = column_mask(cols - 16);
   __m512 bias0 = _mm512_setzero_ps(), bias1 = _mm512_setzero_ps();
   if (bias) {
     bias0 = _mm512_maskz_loadu_ps(m0, bias);
@@ -76,25 +89,14 @@ __attribute__((target("avx512f"))) void accumulate_short(int64_t kc, const float
                                                          const float* __restrict b, float* __restrict c,
                                                          int64_t ldc, int rows, int cols, const float* /*bias*/,
                                                          bool /*accumulate*/) {
-  const __mmask16 m0 = cols >= 16 ? 0xffff : static_cast<__mmask16>((1u << cols) - 1u);
-  const __mmask16 m1 = cols >= 32 ? 0xffff : cols <= 16 ? 0 : static_cast<__mmask16>((1u << (cols - 16)) - 1u);
+  const __mmask16 m0 = column_mask(cols), m1 = column_mask(cols - 16);
   __m512 acc[kMR][2];
 #pragma GCC unroll 12
   for (int i = 0; i < kMR; ++i) {
     acc[i][0] = _mm512_setzero_ps();
     acc[i][1] = _mm512_setzero_ps();
   }
-  for (int64_t p = 0; p < kc; ++p) {
-    const __m512 b0 = _mm512_loadu_ps(b + p * kNR);
-    const __m512 b1 = _mm512_loadu_ps(b + p * kNR + 16);
-    const float* ap = a + p * kMR;
-#pragma GCC unroll 12
-    for (int i = 0; i < kMR; ++i) {
-      const __m512 av = _mm512_set1_ps(ap[i]);
-      acc[i][0] = _mm512_fmadd_ps(av, b0, acc[i][0]);
-      acc[i][1] = _mm512_fmadd_ps(av, b1, acc[i][1]);
-    }
-  }
+  fma_steps(a, b, 0, kc, acc);
 #pragma GCC unroll 12
   for (int i = 0; i < kMR; ++i) {
     if (i >= rows) break;

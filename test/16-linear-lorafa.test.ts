@@ -1,6 +1,7 @@
 // The plain linear layer (full fine-tuning), LoRA-FA's gradient projection and rsLoRA scaling.
 import { describe, expect, it } from 'vitest';
 import { linear, lora, tensor } from '../lib/index.js';
+import { Tensor } from '../lib/tensor.js';
 import { errorOf, loraBackwardRef, matmulNN, matmulNT, matmulTN, randomF32, relErr } from './helpers/reference.js';
 
 describe('linear', () => {
@@ -53,6 +54,12 @@ describe('linear', () => {
       cls: 'RangeError',
       message: "Expected a tensor [..., in] with in = 8 (W's columns) for x but received Tensor(float32, [2, 7], cpu)",
     });
+    const cudaDy = new Tensor(new Float32Array(6), [2, 3], 'float32', 'cuda'); // a stand-in: only its device is read
+    expect(errorOf(() => linear.backward(cudaDy, linear.forward(x, tensor(randomF32(21, 4), [3, 7])).saved))).toEqual({
+      cls: 'RangeError',
+      message: 'Expected a tensor on cpu (like the saved state) for dy but received Tensor(float32, [2, 3], cuda)',
+    });
+    cudaDy.dispose();
     const W16 = tensor(randomF32(21, 3), [3, 7]).astype('bfloat16');
     const { y, saved } = linear.forward(x, W16);
     expect(errorOf(() => linear.backward(y, saved))).toEqual({

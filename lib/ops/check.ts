@@ -27,6 +27,18 @@ export function rowsOf(x: Tensor, inDim: number): { t: number; leading: number[]
   return { t, leading: x.shape.slice(0, -1) };
 }
 
+/**
+ * The upstream gradient dy [...leading, out] of a saved forward: float32, x's leading
+ * dimensions, on the saved state's device. Returns its storage.
+ */
+export function upstream(dy: unknown, leading: readonly number[], out: number, device: Tensor['device']): Float32Array {
+  const storage = f32(dy, 'dy');
+  const t = dy as Tensor;
+  shapeIs(t, 'dy', [...leading, out], [...leading.map((_, i) => `x.shape[${i}]`), 'out']);
+  if (t.device !== device) throw invalidRange(`a tensor on ${device} (like the saved state)`, 'dy', t);
+  return storage;
+}
+
 /** The optional base bias [out] (float32): its storage, or null. */
 export function biasOf(bias: Tensor | undefined, out: number): Float32Array | null {
   if (bias === undefined) return null;

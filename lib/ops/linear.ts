@@ -2,7 +2,7 @@
 import { invalidRange } from '../errors.js';
 import { native } from '../native.js';
 import { Tensor } from '../tensor.js';
-import { awaitHolding, biasOf, f32, options, rowsOf, sameDevice, shapeIs, weight } from './check.js';
+import { awaitHolding, biasOf, f32, options, rowsOf, sameDevice, upstream, weight } from './check.js';
 
 export interface LinearSaved {
   x: Tensor;
@@ -50,8 +50,7 @@ export interface LinearGrads {
 
 function prepareBackward(dy: Tensor, saved: LinearSaved) {
   const d = dims(saved.x, saved.W);
-  const dys = f32(dy, 'dy');
-  shapeIs(dy, 'dy', [...d.leading, d.out], [...d.leading.map((_, i) => `x.shape[${i}]`), 'out']);
+  const dys = upstream(dy, d.leading, d.out, saved.x.device);
   if (saved.W.dtype !== 'float32') throw invalidRange('a float32 W to train (a bfloat16 W is frozen storage)', 'saved.W', saved.W);
   const dx = Tensor.empty([...d.leading, d.in], 'float32', dy.device);
   const dW = Tensor.empty([d.out, d.in], 'float32', dy.device);

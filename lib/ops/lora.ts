@@ -3,7 +3,7 @@
 import { invalidRange, invalidType } from '../errors.js';
 import { native, type NativeLoraDims } from '../native.js';
 import { rand, randn, Tensor, zeros } from '../tensor.js';
-import { awaitHolding, biasOf, bool, dropout, type DropoutOption, f32, finite, options, rowsOf, sameDevice, shapeIs, weight } from './check.js';
+import { awaitHolding, biasOf, bool, dropout, type DropoutOption, f32, finite, options, rowsOf, sameDevice, shapeIs, upstream, weight } from './check.js';
 
 export interface LoraForwardOptions {
   /** s: alpha / r (or alpha / sqrt(r) with rsLoRA). Required. */
@@ -154,11 +154,8 @@ function prepareForward(x: Tensor, W: Tensor, A: Tensor, B: Tensor, opts: LoraFo
 function prepareBackward(dy: Tensor, saved: LoraSaved) {
   if (!(saved instanceof LoraSaved)) throw invalidType('the saved state from lora.forward', 'saved', saved);
   const parts = saved.parts('saved');
-  const dys = f32(dy, 'dy');
   const { in: inDim, out, r } = saved.dims;
-  const want = [...saved.leading, out];
-  shapeIs(dy, 'dy', want, [...saved.leading.map((_, i) => `x.shape[${i}]`), 'out']);
-  if (dy.device !== saved.device) throw invalidRange(`a tensor on ${saved.device} (like the saved state)`, 'dy', dy);
+  const dys = upstream(dy, saved.leading, out, saved.device);
   const dx = Tensor.empty([...saved.leading, inDim], 'float32', dy.device);
   const dA = saved.frozenA ? undefined : Tensor.empty([r, inDim], 'float32', dy.device);
   const dB = Tensor.empty([out, r], 'float32', dy.device);

@@ -6,7 +6,7 @@
 import { invalidRange, invalidType } from '../errors.js';
 import { native, type NativeVeraDims } from '../native.js';
 import { checkSeed, Tensor } from '../tensor.js';
-import { awaitHolding, biasOf, bool, dropout, type DropoutOption, f32, finite, options, rowsOf, sameDevice, shapeIs, weight } from './check.js';
+import { awaitHolding, biasOf, bool, dropout, type DropoutOption, f32, finite, options, rowsOf, sameDevice, shapeIs, upstream, weight } from './check.js';
 import type { MergeOptions } from './lora.js';
 
 // ---- projections -------------------------------------------------------------------------
@@ -312,10 +312,8 @@ function prepareForward(
 function prepareBackward(dy: Tensor, saved: VeraSaved) {
   if (!(saved instanceof VeraSaved)) throw invalidType('the saved state from vera.forward', 'saved', saved);
   const parts = saved.parts('saved');
-  const dys = f32(dy, 'dy');
   const { in: inDim, out, r } = saved.dims;
-  shapeIs(dy, 'dy', [...saved.leading, out], [...saved.leading.map((_, i) => `x.shape[${i}]`), 'out']);
-  if (dy.device !== saved.device) throw invalidRange(`a tensor on ${saved.device} (like the saved state)`, 'dy', dy);
+  const dys = upstream(dy, saved.leading, out, saved.device);
   const dx = Tensor.empty([...saved.leading, inDim], 'float32', dy.device);
   const dLambdaD = Tensor.empty([r], 'float32', dy.device);
   const dLambdaB = Tensor.empty([out], 'float32', dy.device);

@@ -82,7 +82,7 @@ void check_dims(const cpu::LoraDims& d, const char* what) {
 
 }  // namespace
 
-void lora_merge(const cpu::LoraDims& d, float* W, const float* A, const float* B, float scale,
+void lora_merge_device(const cpu::LoraDims& d, float* W, const float* A, const float* B, float scale,
                 cudaStream_t stream) {
   check_dims(d, "lora_merge");
   if (d.out == 0 || d.in == 0 || d.r == 0) return;  // nothing to add
@@ -111,7 +111,7 @@ void lora_merge_host(const cpu::LoraDims& d, float* W, const float* A, const flo
   upload(dW.as<float>(), W, nW, "cudaMemcpy (W to device)");
   upload(dA.as<float>(), A, nA, "cudaMemcpy (A to device)");
   upload(dB.as<float>(), B, nB, "cudaMemcpy (B to device)");
-  lora_merge(d, dW.as<float>(), dA.as<float>(), dB.as<float>(), scale, nullptr);
+  lora_merge_device(d, dW.as<float>(), dA.as<float>(), dB.as<float>(), scale, nullptr);
   check(cudaMemcpy(W, dW.as<float>(), nW * sizeof(float), cudaMemcpyDeviceToHost),
         "cudaMemcpy (W to host)");
   check(cudaDeviceSynchronize(), "cudaDeviceSynchronize");

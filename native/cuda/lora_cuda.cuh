@@ -10,7 +10,7 @@ namespace lowrank::cuda {
 
 // W += scale · B A on device memory, enqueued on `stream` (unmerge: pass -scale).
 // W [out, in], A [r, in], B [out, r], row-major. Throws std::runtime_error on a launch error.
-void lora_merge(const cpu::LoraDims& d, float* W, const float* A, const float* B, float scale,
+void lora_merge_device(const cpu::LoraDims& d, float* W, const float* A, const float* B, float scale,
                 cudaStream_t stream);
 
 }  // namespace lowrank::cuda

@@ -290,7 +290,7 @@ double merge_kernel_ms(const cpu::LoraDims& d, const std::vector<float>& W,
   } ev;
   const auto launch = [&](int i) {  // alternating signs keep W bounded over the runs
     const float scale = i % 2 ? -0.5f : 0.5f;
-    cuda::lora_merge(d, dW.as<float>(), dA.as<float>(), dB.as<float>(), scale, nullptr);
+    cuda::lora_merge_device(d, dW.as<float>(), dA.as<float>(), dB.as<float>(), scale, nullptr);
   };
   for (int i = 0; i < 3; ++i) launch(i);  // warm-up
   std::vector<double> t;

@@ -21,6 +21,11 @@ inline void check(cudaError_t err, const char* what) {
 // Throws std::runtime_error with info().reason when no usable device is present (device.cu).
 void require_available();
 
+// The backend stream (memory.cu): one non-blocking stream per process, created on first use
+// after require_available(). Every kernel and copy of the backend is enqueued on it, which is
+// what makes the caching allocator's reuse of freed blocks safe without events.
+cudaStream_t stream();
+
 // cudaMalloc'd memory, freed on destruction. Zero bytes allocates nothing (get() is null).
 class DeviceBuffer {
  public:

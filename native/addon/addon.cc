@@ -3,6 +3,7 @@
 
 #include "backends.h"
 #include "delta_lora.h"
+#include "device.h"
 #include "linear.h"
 #include "lora.h"
 #include "optim.h"
@@ -38,6 +39,16 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("probeBandwidth", Napi::Function::New(env, ProbeBandwidth, "probeBandwidth"));
   exports.Set("cudaDropoutMask", Napi::Function::New(env, CudaDropoutMask, "cudaDropoutMask"));
   exports.Set("cudaLoraMerge", Napi::Function::New(env, CudaLoraMerge, "cudaLoraMerge"));
+  exports.Set("cudaAlloc", Napi::Function::New(env, CudaAlloc, "cudaAlloc"));
+  exports.Set("cudaFree", Napi::Function::New(env, CudaFree, "cudaFree"));
+  exports.Set("cudaUpload", Napi::Function::New(env, CudaUpload, "cudaUpload"));
+  exports.Set("cudaDownload", Napi::Function::New(env, CudaDownload, "cudaDownload"));
+  exports.Set("cudaCopy", Napi::Function::New(env, CudaCopy, "cudaCopy"));
+  exports.Set("cudaConvert", Napi::Function::New(env, CudaConvert, "cudaConvert"));
+  exports.Set("cudaSynchronize", Napi::Function::New(env, CudaSynchronize, "cudaSynchronize"));
+  exports.Set("cudaMemory", Napi::Function::New(env, CudaMemory, "cudaMemory"));
+  exports.Set("cudaEmptyCache", Napi::Function::New(env, CudaEmptyCache, "cudaEmptyCache"));
+  exports.Set("cudaSetTf32", Napi::Function::New(env, CudaSetTf32, "cudaSetTf32"));
   return exports;
 }
 

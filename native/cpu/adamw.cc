@@ -7,6 +7,7 @@
 // products and sums into FMAs is switched off, so the AVX2 and the portable paths give the
 // same bits.
 #include "adamw.h"
+#include "adamw_coeffs.h"
 
 #include <algorithm>
 #include <cmath>
@@ -32,33 +33,6 @@ namespace lowrank::cpu {
 namespace {
 
 constexpr int64_t kChunk = 1 << 14;  // elements per task: 4 arrays x 64 KiB
-
-// A step's float32 coefficients, derived in double as torch's Python computes them.
-struct Coeffs {
-  float decay;     // 1 − lr·wd
-  float coeff;     // lerp: w = 1 − β1 when w < 0.5, else w − 1
-  bool small;      // lerp's base: m when w < 0.5, else g (torch's is_lerp_weight_small)
-  float beta2;     // β2
-  float c2;        // 1 − β2
-  float bc2_sqrt;  // √(1 − β2^t)
-  float eps;
-  float neg_step;  // −lr / (1 − β1^t)
-};
-
-Coeffs coeffs(const AdamwHyper& h) {
-  Coeffs c;
-  const double t = static_cast<double>(h.step);
-  c.decay = static_cast<float>(1.0 - h.lr * h.weight_decay);
-  const float w = static_cast<float>(1.0 - h.beta1);
-  c.small = std::fabs(w) < 0.5f;
-  c.coeff = c.small ? w : w - 1.0f;
-  c.beta2 = static_cast<float>(h.beta2);
-  c.c2 = static_cast<float>(1.0 - h.beta2);
-  c.bc2_sqrt = static_cast<float>(std::sqrt(1.0 - std::pow(h.beta2, t)));
-  c.eps = static_cast<float>(h.eps);
-  c.neg_step = static_cast<float>(-(h.lr / (1.0 - std::pow(h.beta1, t))));
-  return c;
-}
 
 LR_NO_CONTRACT inline void element(const Coeffs& c, float& p, float g, float& m, float& v) {
   p = p * c.decay;

@@ -1,120 +1,85 @@
-// LoRA on CUDA, mirroring native/cpu/lora.cc function for function.
+// LoRA on CUDA, mirroring native/cpu/lora.cc function for function. Every product goes
+// through gemm() on tensor cores, in the base weight's compute type.
 #include <cuda_runtime.h>
 
 #include <cstdint>
-#include <stdexcept>
-#include <string>
+#include <vector>
 
-#include "common.cuh"
-#include "cuda.h"
-#include "lora_cuda.cuh"
+#include "../core/check.h"
+#include "../cpu/lora.h"
+#include "ops.cuh"
 
 namespace lowrank::cuda {
-namespace {
 
-// A block computes a kTile x kTile tile of W with kThreads x kThreads threads, each thread
-// kPer x kPer outputs strided by kThreads (so a warp's loads and stores of W are contiguous).
-// The r dimension is walked in chunks of kTK through shared-memory tiles of B and A.
-constexpr int kThreads = 16;
-constexpr int kPer = 4;
-constexpr int kTile = kThreads * kPer;  // 64
-constexpr int kTK = 16;
+// Forward. FLOPs: 2·T·out·in (base) + 2·T·in·r + 2·T·out·r. Fewest bytes: x, W, A, B read
+// once; y and xa written once.
+void lora_forward(const cpu::LoraDims& d, DevIn x, DevIn W, DevIn bias, const float* A, const float* B,
+                  float scale, const Dropout& drop, DevOut y, float* xa) {
+  const Compute c = compute_for(W.dtype);
+  // xa = D(x) Aᵀ: [T, in] · [in, r], narrow tiles, x read once
+  const GemmTerm txa{view(x, d.in, false, drop), view(A, d.in, true), d.in, 1.0f};
+  product(d.t, d.r, &txa, 1, xa, DType::kFloat32, d.r, 0.0f, c);
+  // y = [x | xa] · [W | scale·B]ᵀ + bias, written once
+  const GemmTerm joined[2] = {
+      {view(x, d.in, false), view(W, d.in, true), d.in, 1.0f},
+      {view(xa, d.r, false), view(B, d.r, true), d.r, scale},
+  };
+  product(d.t, d.out, joined, 2, y.data, y.dtype, d.out, 0.0f, c, bias);
+}
 
-// W[out, in] += scale · B[out, r] · A[r, in].
-// FLOPs: 2·out·in·r. Fewest bytes: 4·(2·out·in + r·in + out·r): W read and written once, A
-// and B read once. For LoRA ranks (r <= ~64) this is memory bound: about r/4 FLOP per byte.
-__global__ void __launch_bounds__(kThreads * kThreads)
-    lora_merge_kernel(int64_t out, int64_t in, int64_t r, float* __restrict__ W,
-                      const float* __restrict__ A, const float* __restrict__ B, float scale) {
-  __shared__ float As[kTK][kTile];  // A[k0 + kk, j0 + jj]
-  __shared__ float Bs[kTile][kTK];  // B[i0 + ii, k0 + kk]
-  const int tx = threadIdx.x, ty = threadIdx.y;
-  const int tid = ty * kThreads + tx;
-  const int64_t j0 = static_cast<int64_t>(blockIdx.x) * kTile;
-  const int64_t tiles_out = (out + kTile - 1) / kTile;
-  // Rows of tiles beyond gridDim.y's limit are walked by the same blocks.
-  for (int64_t bi = blockIdx.y; bi < tiles_out; bi += gridDim.y) {
-    const int64_t i0 = bi * kTile;
-    float acc[kPer][kPer] = {};
-    for (int64_t k0 = 0; k0 < r; k0 += kTK) {
-      for (int e = tid; e < kTK * kTile; e += kThreads * kThreads) {
-        const int kk = e / kTile, jj = e % kTile;
-        const int64_t k = k0 + kk, j = j0 + jj;
-        As[kk][jj] = (k < r && j < in) ? A[k * in + j] : 0.0f;
-      }
-      for (int e = tid; e < kTile * kTK; e += kThreads * kThreads) {
-        const int ii = e / kTK, kk = e % kTK;
-        const int64_t i = i0 + ii, k = k0 + kk;
-        Bs[ii][kk] = (i < out && k < r) ? B[i * r + k] : 0.0f;
-      }
-      __syncthreads();
-#pragma unroll
-      for (int kk = 0; kk < kTK; ++kk) {
-        float a[kPer], b[kPer];
-#pragma unroll
-        for (int c = 0; c < kPer; ++c) a[c] = As[kk][tx + kThreads * c];
-#pragma unroll
-        for (int q = 0; q < kPer; ++q) b[q] = Bs[ty + kThreads * q][kk];
-#pragma unroll
-        for (int q = 0; q < kPer; ++q)
-#pragma unroll
-          for (int c = 0; c < kPer; ++c) acc[q][c] += b[q] * a[c];
-      }
-      __syncthreads();
-    }
-#pragma unroll
-    for (int q = 0; q < kPer; ++q) {
-      const int64_t i = i0 + ty + kThreads * q;
-      if (i >= out) continue;
-#pragma unroll
-      for (int c = 0; c < kPer; ++c) {
-        const int64_t j = j0 + tx + kThreads * c;
-        if (j < in) W[i * in + j] += scale * acc[q][c];
-      }
-    }
+// Backward. FLOPs: 2·T·out·in (dx base) + 2·T·r·(2·out + 2·in). Fewest bytes: dy, x, W, A, B,
+// xa read once; dx, dA, dB written once.
+void lora_backward(const cpu::LoraDims& d, DevIn dy, DevIn x, DevIn W, const float* A, const float* B,
+                   const float* xa, float scale, const Dropout& drop, DevOut dx, float* dA, float* dB) {
+  const Compute c = compute_for(W.dtype);
+  // dB = scale · dyᵀ xa: [out, T] · [T, r]
+  const GemmTerm tdb{view(dy, d.out, true), view(xa, d.r, false), d.t, scale};
+  product(d.out, d.r, &tdb, 1, dB, DType::kFloat32, d.r, 0.0f, c);
+  // g = scale · dy B: [T, out] · [out, r]
+  Scratch g(static_cast<size_t>(d.t * d.r) * sizeof(float));
+  const GemmTerm tg{view(dy, d.out, false), view(B, d.r, false), d.out, scale};
+  product(d.t, d.r, &tg, 1, g.get(), DType::kFloat32, d.r, 0.0f, c);
+  if (dA) {
+    // dA = gᵀ D(x): [r, T] · [T, in]
+    const GemmTerm tda{view(g.f32(), d.r, true), view(x, d.in, false, drop), d.t, 1.0f};
+    product(d.r, d.in, &tda, 1, dA, DType::kFloat32, d.in, 0.0f, c);
   }
+  if (dx.data) input_grad(d.t, d.in, d.out, d.r, dy, W, g.f32(), A, d.in, drop, dx);
 }
 
-void check_dims(const cpu::LoraDims& d, const char* what) {
-  if (d.out < 0 || d.in < 0 || d.r < 0)
-    throw std::runtime_error(std::string(what) + ": out, in and r must be >= 0");
+// The r x r system is tiny: A and dB come to the host, the CPU's projection (Cholesky in
+// double) runs there, and dB goes back. Synchronizes.
+void lora_fa_project_grad(const cpu::LoraDims& d, const float* A, float scale, float* dB) {
+  std::vector<float> a(static_cast<size_t>(d.r * d.in)), db(static_cast<size_t>(d.out * d.r));
+  download(a.data(), A, a.size() * sizeof(float));
+  download(db.data(), dB, db.size() * sizeof(float));
+  cpu::lora_fa_project_grad(d, a.data(), scale, db.data());
+  upload(dB, db.data(), db.size() * sizeof(float));
 }
 
-}  // namespace
-
-void lora_merge_device(const cpu::LoraDims& d, float* W, const float* A, const float* B, float scale,
-                cudaStream_t stream) {
-  check_dims(d, "lora_merge");
-  if (d.out == 0 || d.in == 0 || d.r == 0) return;  // nothing to add
-  const int64_t tiles_in = (d.in + kTile - 1) / kTile;
-  const int64_t tiles_out = (d.out + kTile - 1) / kTile;
-  if (tiles_in > 0x7fffffff) throw std::runtime_error("lora_merge: in too large for one grid");
-  const dim3 grid(static_cast<unsigned>(tiles_in),
-                  static_cast<unsigned>(tiles_out < 65535 ? tiles_out : 65535));
-  const dim3 block(kThreads, kThreads);
-  lora_merge_kernel<<<grid, block, 0, stream>>>(d.out, d.in, d.r, W, A, B, scale);
-  check(cudaGetLastError(), "lora_merge_kernel launch");
+// Merge. FLOPs: 2·out·in·r. Fewest bytes: W read and written once, A and B read once.
+void lora_merge(const cpu::LoraDims& d, DevOut W, const float* A, const float* B, float scale) {
+  add_product(d.out, d.in, d.r, B, d.r, A, d.in, scale, W);
 }
 
-void lora_merge_host(const cpu::LoraDims& d, float* W, const float* A, const float* B,
-                     float scale) {
-  check_dims(d, "lora_merge_host");
+int64_t lora_merge_safe(const cpu::LoraDims& d, DevOut W, const float* A, const float* B, float scale,
+                        float* bad_value) {
+  return add_product_safe(d.out, d.in, d.r, B, d.r, A, d.in, scale, W, bad_value);
+}
+
+void lora_merge_host(const cpu::LoraDims& d, float* W, const float* A, const float* B, float scale) {
+  LR_CHECK("lora_merge_host", d.out >= 0 && d.in >= 0 && d.r >= 0, "out, in and r must be >= 0");
   require_available();
   if (d.out == 0 || d.in == 0) return;
-  const size_t nW = static_cast<size_t>(d.out * d.in);
-  const size_t nA = static_cast<size_t>(d.r * d.in);
-  const size_t nB = static_cast<size_t>(d.out * d.r);
-  DeviceBuffer dW(nW * sizeof(float)), dA(nA * sizeof(float)), dB(nB * sizeof(float));
-  auto upload = [](float* dst, const float* src, size_t n, const char* what) {
-    if (n) check(cudaMemcpy(dst, src, n * sizeof(float), cudaMemcpyHostToDevice), what);
-  };
-  upload(dW.as<float>(), W, nW, "cudaMemcpy (W to device)");
-  upload(dA.as<float>(), A, nA, "cudaMemcpy (A to device)");
-  upload(dB.as<float>(), B, nB, "cudaMemcpy (B to device)");
-  lora_merge_device(d, dW.as<float>(), dA.as<float>(), dB.as<float>(), scale, nullptr);
-  check(cudaMemcpy(W, dW.as<float>(), nW * sizeof(float), cudaMemcpyDeviceToHost),
-        "cudaMemcpy (W to host)");
-  check(cudaDeviceSynchronize(), "cudaDeviceSynchronize");
+  const size_t nW = static_cast<size_t>(d.out * d.in) * sizeof(float);
+  const size_t nA = static_cast<size_t>(d.r * d.in) * sizeof(float);
+  const size_t nB = static_cast<size_t>(d.out * d.r) * sizeof(float);
+  Scratch dW(nW), dA(nA), dB(nB);
+  upload(dW.get(), W, nW);
+  upload(dA.get(), A, nA);
+  upload(dB.get(), B, nB);
+  lora_merge(d, DevOut{dW.get(), DType::kFloat32}, dA.f32(), dB.f32(), scale);
+  download(W, dW.get(), nW);
 }
 
 }  // namespace lowrank::cuda

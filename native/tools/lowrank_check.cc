@@ -4,7 +4,10 @@
 // median time per op; exits 1 on any mismatch. Needs no Node:
 //
 //   cmake -S . -B build-check -DLOWRANK_ADDON=OFF && cmake --build build-check -j
-//   build-check/lowrank_check
+//   build-check/lowrank_check           # every check (CUDA ones where a device is usable)
+//   build-check/lowrank_check --time    # CUDA timing at T = 8192, 4096 x 4096, r = 16
+//
+// The CUDA op checks and the timing mode live in check_cuda.cc.
 #include <algorithm>
 #include <chrono>
 #include <cinttypes>
@@ -22,67 +25,16 @@
 #include "../cpu/lora.h"
 #include "../cpu/threadpool.h"
 #include "../cuda/cuda.h"
+#include "check_cuda.h"
+#include "check_util.h"
 
-#if LOWRANK_WITH_CUDA
-#include <cuda_runtime.h>
-
-#include "../cuda/common.cuh"
-#include "../cuda/lora_cuda.cuh"
-#endif
 
 namespace {
 
+using namespace lowrank::check;
 using lowrank::Dropout;
 namespace cpu = lowrank::cpu;
 namespace cuda = lowrank::cuda;
-
-int g_checks = 0;
-int g_failures = 0;
-
-void record(bool ok) {
-  ++g_checks;
-  if (!ok) ++g_failures;
-}
-
-std::vector<float> random_values(size_t n, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
-  std::vector<float> v(n);
-  for (float& x : v) {
-    do x = dist(rng);
-    while (x == 0.0f);  // never test on zeros
-  }
-  return v;
-}
-
-// max|got - ref| / max|ref|: one number per output, independent of its scale.
-double rel_err(const std::vector<float>& got, const std::vector<float>& ref) {
-  double diff = 0.0, mag = 0.0;
-  for (size_t i = 0; i < ref.size(); ++i) {
-    const double d = std::fabs(static_cast<double>(got[i]) - ref[i]);
-    diff = std::isnan(d) ? INFINITY : std::max(diff, d);
-    mag = std::max(mag, std::fabs(static_cast<double>(ref[i])));
-  }
-  return mag > 0.0 ? diff / mag : diff;
-}
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v.empty() ? 0.0 : v[v.size() / 2];
-}
-
-// Median wall time of fn in milliseconds over `runs` runs, after one warm-up run.
-double time_ms(int runs, const std::function<void()>& fn) {
-  fn();
-  std::vector<double> t;
-  for (int i = 0; i < runs; ++i) {
-    const auto a = std::chrono::steady_clock::now();
-    fn();
-    const auto b = std::chrono::steady_clock::now();
-    t.push_back(std::chrono::duration<double, std::milli>(b - a).count());
-  }
-  return median(t);
-}
 
 // ---------------------------------------------------------------------------------------------
 // Backend info
@@ -265,86 +217,6 @@ void cuda_mask_checks() {
   }
 }
 
-#if LOWRANK_WITH_CUDA
-// Median kernel time of cuda::lora_merge on device buffers, by CUDA events after warm-up.
-double merge_kernel_ms(const cpu::LoraDims& d, const std::vector<float>& W,
-                       const std::vector<float>& A, const std::vector<float>& B) {
-  cuda::DeviceBuffer dW(W.size() * 4), dA(A.size() * 4), dB(B.size() * 4);
-  const auto upload = [](const cuda::DeviceBuffer& dst, const std::vector<float>& src) {
-    cuda::check(cudaMemcpy(dst.as<float>(), src.data(), src.size() * 4, cudaMemcpyHostToDevice),
-                "cudaMemcpy");
-  };
-  upload(dW, W);
-  upload(dA, A);
-  upload(dB, B);
-  struct Events {
-    cudaEvent_t start = nullptr, stop = nullptr;
-    Events() {
-      cuda::check(cudaEventCreate(&start), "cudaEventCreate");
-      cuda::check(cudaEventCreate(&stop), "cudaEventCreate");
-    }
-    ~Events() {
-      if (start) (void)cudaEventDestroy(start);
-      if (stop) (void)cudaEventDestroy(stop);
-    }
-  } ev;
-  const auto launch = [&](int i) {  // alternating signs keep W bounded over the runs
-    const float scale = i % 2 ? -0.5f : 0.5f;
-    cuda::lora_merge_device(d, dW.as<float>(), dA.as<float>(), dB.as<float>(), scale, nullptr);
-  };
-  for (int i = 0; i < 3; ++i) launch(i);  // warm-up
-  std::vector<double> t;
-  for (int i = 0; i < 20; ++i) {
-    cuda::check(cudaEventRecord(ev.start, nullptr), "cudaEventRecord");
-    launch(i);
-    cuda::check(cudaEventRecord(ev.stop, nullptr), "cudaEventRecord");
-    cuda::check(cudaEventSynchronize(ev.stop), "cudaEventSynchronize");
-    float ms = 0.0f;
-    cuda::check(cudaEventElapsedTime(&ms, ev.start, ev.stop), "cudaEventElapsedTime");
-    t.push_back(ms);
-  }
-  return median(t);
-}
-#endif
-
-bool check_merge(int64_t out, int64_t in, int64_t r, uint32_t seed) {
-  const cpu::LoraDims d{0, in, out, r};
-  const std::vector<float> W0 = random_values(static_cast<size_t>(out * in), seed);
-  const std::vector<float> A = random_values(static_cast<size_t>(r * in), seed + 1);
-  const std::vector<float> B = random_values(static_cast<size_t>(out * r), seed + 2);
-  const float scale = 2.0f / static_cast<float>(r);
-  std::vector<float> ref = W0, got = W0;
-  cpu::lora_merge(d, {ref.data(), nullptr}, A.data(), B.data(), scale);
-  double host_ms = 0.0, kernel_ms = -1.0;
-  try {
-    cuda::lora_merge_host(d, got.data(), A.data(), B.data(), scale);
-    std::vector<float> scratch = W0;
-    host_ms = time_ms(5, [&] {
-      cuda::lora_merge_host(d, scratch.data(), A.data(), B.data(), scale);
-    });
-#if LOWRANK_WITH_CUDA
-    kernel_ms = merge_kernel_ms(d, W0, A, B);
-#endif
-  } catch (const std::exception& e) {
-    std::printf("  lora_merge out=%" PRId64 " in=%" PRId64 " r=%" PRId64 ": threw: %s FAIL\n", out,
-                in, r, e.what());
-    return false;
-  }
-  const double err = rel_err(got, ref);
-  const bool ok = err <= 1e-5;
-  std::printf("  lora_merge out=%-4" PRId64 " in=%-4" PRId64 " r=%-2" PRId64
-              ": rel err %.2e, host wrapper (incl. malloc + copies) %.3f ms",
-              out, in, r, err, host_ms);
-  if (kernel_ms >= 0.0) {
-    const double flops = 2.0 * out * in * r;
-    const double bytes = 4.0 * (2.0 * out * in + r * in + out * r);
-    std::printf(", kernel %.4f ms (%.1f GB/s of the fewest bytes, %.1f GFLOP/s)", kernel_ms,
-                bytes / kernel_ms * 1e-6, flops / kernel_ms * 1e-6);
-  }
-  std::printf(" %s\n", ok ? "ok" : "FAIL");
-  return ok;
-}
-
 void cuda_checks(const cuda::Info& info) {
   std::printf("cuda checks\n");
   if (!info.available) {
@@ -352,20 +224,27 @@ void cuda_checks(const cuda::Info& info) {
     return;
   }
   cuda_mask_checks();
-  const int64_t shapes[][3] = {{1, 1, 1}, {7, 33, 8}, {33, 7, 1}, {257, 129, 64}, {1000, 1500, 16}};
-  uint32_t seed = 100;
-  for (const auto& s : shapes) {
-    record(check_merge(s[0], s[1], s[2], seed));
-    seed += 10;
-  }
+  cuda_op_checks();
 }
 
 }  // namespace
 
-int main() {
-  std::printf("lowrank_check\n");
+int main(int argc, char** argv) {
+  const bool time_mode = argc > 1 && std::string(argv[1]) == "--time";
+  if (argc > 2 || (argc == 2 && !time_mode)) {
+    std::fprintf(stderr, "usage: lowrank_check [--time]\n");
+    return 2;
+  }
+  std::printf("lowrank_check%s\n", time_mode ? " --time" : "");
   const cuda::Info info = cuda::info();
   print_info(info);
+  if (time_mode) {
+    if (!info.available) {
+      std::printf("cuda timing: skipped (%s)\n", info.reason.c_str());
+      return 1;
+    }
+    return cuda_timing() ? 0 : 1;
+  }
   cpu_checks();
   cuda_checks(info);
   if (g_failures == 0) {

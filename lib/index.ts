@@ -1,6 +1,7 @@
 // lowrank: fast low-rank adapters (LoRA and friends) for Node.js.
 export { backends, setThreads, type Backends } from './backends.js';
 export {
+  emptyCache,
   memory,
   rand,
   randn,

@@ -59,6 +59,12 @@ export interface NativeGemmTerm {
   aDropout?: { p: number; seed: Seed };
 }
 
+/** A block of device memory from cudaAlloc: an opaque External, freed by cudaFree or the collector. */
+export type NativeDeviceBlock = object;
+
+/** Host memory a device copy reads or writes: any typed array, by its bytes. */
+export type NativeHostBytes = Float32Array | Uint16Array | Uint8Array | Int8Array | Int16Array | Uint32Array | Int32Array | Float64Array;
+
 /** Async-capable calls take `async = true` and then return a Promise. */
 type Call<A> = {
   (args: A, async?: false): void;
@@ -163,6 +169,24 @@ export interface Native {
   >;
   cudaDropoutMask(args: { out: Uint8Array; offset: number; p: number; seed: Seed }): void;
   cudaLoraMerge(args: { W: F32; A: F32; B: F32; out: number; in: number; r: number; scale: number }): void;
+  /** Device memory of `bytes` bytes from the caching allocator. */
+  cudaAlloc(args: { bytes: number }): NativeDeviceBlock;
+  /** Returns the block to the cache (stream-ordered); idempotent. */
+  cudaFree(args: { block: NativeDeviceBlock }): void;
+  /** Copies `src`'s bytes into the block at byte `offset` (default 0); returns once `src` may be reused. */
+  cudaUpload(args: { block: NativeDeviceBlock; src: NativeHostBytes; offset?: number }): void;
+  /** Fills `dst` with the block's bytes from byte `offset` (default 0), after every queued op. */
+  cudaDownload: Call<{ block: NativeDeviceBlock; dst: NativeHostBytes; offset?: number }>;
+  /** Device to device, the first `bytes` bytes, stream-ordered. */
+  cudaCopy(args: { dst: NativeDeviceBlock; src: NativeDeviceBlock; bytes: number }): void;
+  /** n elements from srcDtype to dstDtype (0 float32, 1 bfloat16, 2 float16), round-to-nearest-even. */
+  cudaConvert(args: { src: NativeDeviceBlock; srcDtype: number; dst: NativeDeviceBlock; dstDtype: number; n: number }): void;
+  cudaSynchronize(): void;
+  /** The caching allocator's bytes: handed out, held for reuse, and the most ever handed out. */
+  cudaMemory(): { allocated: number; cached: number; peak: number };
+  cudaEmptyCache(): void;
+  /** Allows single-TF32 float32 products; returns the previous setting. */
+  cudaSetTf32(allow: boolean): boolean;
 }
 
 /** The package root (where package.json, build/ and prebuilds/ live). */

@@ -1,9 +1,11 @@
 // Tensors: a shape, a dtype, a device and storage. float32 is first-class; bfloat16 and
 // float16 are storage formats (Uint16Array of raw bits) converted with round-to-nearest-even.
-// A CPU float32 tensor made from a Float32Array wraps it without copying.
+// A CPU float32 tensor made from a Float32Array wraps it without copying. A CUDA tensor's
+// storage is a block of device memory (DeviceStorage); its copies and conversions run on the
+// backend's one stream, and reading it back (toFloat32Array, data, to('cpu')) waits for them.
 import { randomBytes } from 'node:crypto';
 import { describe, invalidRange, invalidRangeText, invalidType } from './errors.js';
-import { native } from './native.js';
+import { native, settle, type NativeDeviceBlock } from './native.js';
 import { allocate, poolInfo, recycle } from './pool.js';
 
 export type DType = 'float32' | 'bfloat16' | 'float16';
@@ -11,6 +13,19 @@ export type Device = 'cpu' | 'cuda';
 export type Shape = readonly number[];
 /** Raw storage: float32 values, or bfloat16 / float16 bit patterns. */
 export type Storage = Float32Array | Uint16Array;
+
+/** The storage of a CUDA tensor: a block of device memory from the native caching allocator. */
+export interface DeviceStorage {
+  readonly kind: 'cuda';
+  /** The native block (an External); it returns to the cache on dispose() or collection. */
+  readonly handle: NativeDeviceBlock;
+  /** Bytes of the block (the tensor's nbytes). */
+  readonly bytes: number;
+}
+
+function isDevice(s: Storage | DeviceStorage): s is DeviceStorage {
+  return !ArrayBuffer.isView(s);
+}
 
 export const DTYPES: readonly DType[] = ['float32', 'bfloat16', 'float16'];
 const DTYPE_CODE: Record<DType, number> = { float32: 0, bfloat16: 1, float16: 2 };
@@ -27,7 +42,12 @@ export interface MemoryInfo {
   /** Bytes of their storage (views of another tensor's storage count nothing). */
   numBytes: number;
   cpu: { tensors: number; bytes: number; pooledBytes: number };
-  cuda: { tensors: number; bytes: number };
+  /**
+   * Live CUDA tensors and their bytes, and the native caching allocator's bytes: handed out
+   * (allocatedBytes, rounded up to its block sizes), held for reuse (cachedBytes; see
+   * emptyCache()) and the most ever handed out (peakBytes). Zeros without CUDA.
+   */
+  cuda: { tensors: number; bytes: number; allocatedBytes: number; cachedBytes: number; peakBytes: number };
 }
 
 const live = {
@@ -47,12 +67,62 @@ const registry = new FinalizationRegistry<{ device: Device; bytes: number }>((he
 
 /** Live tensors and their bytes per device (dispose() and garbage collection both release). */
 export function memory(): MemoryInfo {
+  const device = native().cudaMemory();
   return {
     numTensors: live.cpu.tensors + live.cuda.tensors,
     numBytes: live.cpu.bytes + live.cuda.bytes,
     cpu: { ...live.cpu, pooledBytes: poolInfo().bytes },
-    cuda: { ...live.cuda },
+    cuda: { ...live.cuda, allocatedBytes: device.allocated, cachedBytes: device.cached, peakBytes: device.peak },
   };
+}
+
+/**
+ * Gives the device memory that the CUDA caching allocator holds for reuse back to the driver
+ * (after waiting for queued work). Disposed CUDA tensors' blocks are otherwise kept and handed
+ * to later tensors. Does nothing when nothing is cached, and on machines without CUDA.
+ */
+export function emptyCache(): void {
+  native().cudaEmptyCache();
+}
+
+// ---- device memory -------------------------------------------------------------------------
+
+/** Zeros are written from one host chunk of at most this size (the size of a staging buffer). */
+const ZERO_CHUNK_BYTES = 8 * 1024 * 1024;
+
+function allocateDevice(bytes: number, zeroed: boolean): DeviceStorage {
+  const handle = native().cudaAlloc({ bytes });
+  if (zeroed && bytes > 0) {
+    try {
+      const zeros = new Uint8Array(Math.min(bytes, ZERO_CHUNK_BYTES));
+      for (let offset = 0; offset < bytes; offset += zeros.length)
+        native().cudaUpload({ block: handle, src: zeros.subarray(0, Math.min(zeros.length, bytes - offset)), offset });
+    } catch (e) {
+      native().cudaFree({ block: handle });
+      throw e;
+    }
+  }
+  return { kind: 'cuda', handle, bytes };
+}
+
+function freeDevice(s: DeviceStorage): void {
+  native().cudaFree({ block: s.handle });
+}
+
+/** Host memory for a tensor's raw values: Float32Array for float32, else Uint16Array bits. */
+function hostArray(dtype: DType, n: number): Storage {
+  return dtype === 'float32' ? new Float32Array(n) : new Uint16Array(n);
+}
+
+/** Runs `fill` on a fresh tensor; disposes it and rethrows when `fill` fails. */
+function filledBy(out: Tensor, fill: (t: Tensor) => void): Tensor {
+  try {
+    fill(out);
+  } catch (e) {
+    out.dispose();
+    throw e;
+  }
+  return out;
 }
 
 function sizeOf(shape: Shape): number {
@@ -73,17 +143,20 @@ export function formatShape(shape: Shape): string {
 export type Ownership = 'pooled' | 'borrowed' | 'view';
 
 export class Tensor {
-  #storage: Storage | null;
+  #storage: Storage | DeviceStorage | null;
   readonly #shape: Shape;
   readonly #dtype: DType;
   readonly #device: Device;
   readonly #size: number;
   readonly #ownership: Ownership;
   #holds = 0;
-  #deferred: Storage | null = null;
+  #deferred: Storage | DeviceStorage | null = null;
 
-  /** @internal Use tensor(), zeros() or randn(). */
-  constructor(storage: Storage, shape: Shape, dtype: DType, device: Device, ownership: Ownership = 'pooled') {
+  /**
+   * @internal Use tensor(), zeros() or randn(). A CUDA tensor's storage is a DeviceStorage
+   * ('pooled': the tensor owns the block; 'view': another tensor's block).
+   */
+  constructor(storage: Storage | DeviceStorage, shape: Shape, dtype: DType, device: Device, ownership: Ownership = 'pooled') {
     this.#storage = storage;
     this.#shape = Object.freeze([...shape]);
     this.#dtype = dtype;
@@ -95,9 +168,14 @@ export class Tensor {
     registry.register(this, { device, bytes: this.#countedBytes }, this);
   }
 
-  /** @internal A tensor of fresh (pooled) storage; contents arbitrary unless zeroed. */
+  /**
+   * @internal A tensor of fresh storage (pooled host memory, or a block from the CUDA caching
+   * allocator); contents arbitrary unless zeroed. The caller checked the device is available.
+   */
   static empty(shape: Shape, dtype: DType, device: Device, zeroed = false): Tensor {
-    return new Tensor(allocate(dtype, sizeOf(shape), zeroed), shape, dtype, device, 'pooled');
+    const n = sizeOf(shape);
+    if (device === 'cuda') return new Tensor(allocateDevice(n * DTYPE_BYTES[dtype], zeroed), shape, dtype, device, 'pooled');
+    return new Tensor(allocate(dtype, n, zeroed), shape, dtype, device, 'pooled');
   }
 
   get #countedBytes(): number {
@@ -116,8 +194,10 @@ export class Tensor {
       released = true;
       this.#holds -= 1;
       if (this.#holds === 0 && this.#deferred) {
-        recycle(this.#deferred);
+        const deferred = this.#deferred;
         this.#deferred = null;
+        if (isDevice(deferred)) freeDevice(deferred);
+        else recycle(deferred);
       }
     };
   }
@@ -143,46 +223,110 @@ export class Tensor {
     return this.#storage === null;
   }
 
-  /** @internal The raw storage; throws a TypeError naming `name` after dispose(). */
-  storage(name = 'tensor'): Storage {
+  /** The storage, host or device; throws a TypeError naming `name` after dispose(). */
+  #live(name: string): Storage | DeviceStorage {
     if (this.#storage === null) throw invalidType('a live Tensor', name, this, 'it was disposed');
     return this.#storage;
   }
 
+  /**
+   * @internal The raw host storage; throws a TypeError naming `name` after dispose(), and a
+   * RangeError for a tensor in CUDA memory (see deviceStorage()).
+   */
+  storage(name = 'tensor'): Storage {
+    const s = this.#live(name);
+    if (isDevice(s))
+      throw invalidRange('a tensor in host memory', name, this, "this operation runs on the CPU; move it with .to('cpu')");
+    return s;
+  }
+
+  /** @internal The device storage of a CUDA tensor; the same errors as storage() the other way round. */
+  deviceStorage(name = 'tensor'): DeviceStorage {
+    const s = this.#live(name);
+    if (!isDevice(s)) throw invalidRange('a tensor in CUDA memory', name, this);
+    return s;
+  }
+
+  /** @internal The native block (an External) of a live CUDA tensor, for the CUDA ops. */
+  deviceHandle(name = 'tensor'): object {
+    return this.deviceStorage(name).handle;
+  }
+
   /** A new Float32Array with the values (converted from bfloat16 / float16), synchronously. */
   toFloat32Array(): Float32Array {
-    const src = this.storage();
+    const src = this.#live('tensor');
+    if (isDevice(src)) {
+      const raw = hostArray(this.#dtype, this.#size);
+      native().cudaDownload({ block: src.handle, dst: raw });
+      return this.#asFloat32(raw);
+    }
     if (this.#dtype === 'float32') return (src as Float32Array).slice();
+    return this.#asFloat32(src);
+  }
+
+  /** `raw` (this tensor's dtype) as float32: itself when float32, else a converted copy. */
+  #asFloat32(raw: Storage): Float32Array {
+    if (raw instanceof Float32Array) return raw;
     const out = new Float32Array(this.#size);
-    native().convert({ src, srcDtype: DTYPE_CODE[this.#dtype], dst: out, dstDtype: 0 });
+    native().convert({ src: raw, srcDtype: DTYPE_CODE[this.#dtype], dst: out, dstDtype: 0 });
     return out;
   }
 
-  /** The values as a Float32Array, once every pending operation on the tensor is done. */
+  /**
+   * The values as a Float32Array, once every pending operation on the tensor is done. For a
+   * CUDA tensor the wait and the copy run off the event loop.
+   */
   async data(): Promise<Float32Array> {
-    return this.toFloat32Array();
+    const src = this.#live('tensor');
+    if (!isDevice(src)) return this.toFloat32Array();
+    const raw = hostArray(this.#dtype, this.#size);
+    const release = this.hold(); // a dispose() meanwhile frees the block only after the copy
+    try {
+      await settle(native().cudaDownload({ block: src.handle, dst: raw }, true));
+    } finally {
+      release();
+    }
+    return this.#asFloat32(raw);
   }
 
   /** A copy on `device` (a copy even when already there). */
   to(device: Device): Tensor {
-    const src = this.storage();
+    const src = this.#live('tensor');
     checkDevice(device, 'device');
-    return copyOf(src, this.#shape, this.#dtype, device);
+    if (!isDevice(src) && device === this.#device) return copyOf(src, this.#shape, this.#dtype, device);
+    const out = Tensor.empty(this.#shape, this.#dtype, device);
+    return filledBy(out, (t) => {
+      if (device === 'cuda') {
+        if (isDevice(src)) native().cudaCopy({ dst: t.deviceHandle(), src: src.handle, bytes: this.nbytes });
+        else native().cudaUpload({ block: t.deviceHandle(), src });
+      } else if (isDevice(src)) {
+        native().cudaDownload({ block: src.handle, dst: t.storage() });
+      } else {
+        t.storage().set(src);
+      }
+    });
   }
 
   /** A copy converted to `dtype`. */
   astype(dtype: DType): Tensor {
     checkDType(dtype, 'dtype');
-    const src = this.storage();
-    if (dtype === this.#dtype) return copyOf(src, this.#shape, dtype, this.#device);
-    const out = Tensor.empty(this.#shape, dtype, this.#device);
-    native().convert({ src, srcDtype: DTYPE_CODE[this.#dtype], dst: out.storage(), dstDtype: DTYPE_CODE[dtype] });
-    return out;
+    const src = this.#live('tensor');
+    if (dtype === this.#dtype) return this.clone();
+    const out = isDevice(src) ? Tensor.empty(this.#shape, dtype, 'cuda') : emptyHost(this.#shape, dtype, this.#device);
+    const srcDtype = DTYPE_CODE[this.#dtype];
+    const dstDtype = DTYPE_CODE[dtype];
+    return filledBy(out, (t) => {
+      if (isDevice(src)) native().cudaConvert({ src: src.handle, srcDtype, dst: t.deviceHandle(), dstDtype, n: this.#size });
+      else native().convert({ src, srcDtype, dst: t.storage(), dstDtype });
+    });
   }
 
   /** A copy with its own storage. */
   clone(): Tensor {
-    return copyOf(this.storage(), this.#shape, this.#dtype, this.#device);
+    const src = this.#live('tensor');
+    if (!isDevice(src)) return copyOf(src, this.#shape, this.#dtype, this.#device);
+    const out = Tensor.empty(this.#shape, this.#dtype, 'cuda');
+    return filledBy(out, (t) => native().cudaCopy({ dst: t.deviceHandle(), src: src.handle, bytes: this.nbytes }));
   }
 
   /** The same storage seen with another shape of the same size (a view: writes show in both). */
@@ -190,17 +334,27 @@ export class Tensor {
     const s = checkShape(shape, 'shape');
     if (sizeOf(s) !== this.#size)
       throw invalidRangeText(`a shape of ${this.#size} elements`, 'shape', `${formatShape(s)} (${sizeOf(s)} elements)`);
-    return new Tensor(this.storage(), s, this.#dtype, this.#device, 'view');
+    return new Tensor(this.#live('tensor'), s, this.#dtype, this.#device, 'view');
   }
 
-  /** Frees the storage; safe to call twice. Every other method throws afterwards. */
+  /**
+   * Frees the storage; safe to call twice. Every other method throws afterwards. A CUDA
+   * tensor's block returns to the caching allocator at once (work already queued on it still
+   * runs first); its views must not be used afterwards.
+   */
   dispose(): void {
     const storage = this.#storage;
     if (storage === null) return;
     this.#storage = null;
     registry.unregister(this);
     release(this.#device, this.#countedBytes);
-    if (this.#ownership !== 'pooled' || this.#device !== 'cpu') return;
+    if (this.#ownership !== 'pooled') return;
+    if (isDevice(storage)) {
+      if (this.#holds > 0) this.#deferred = storage;
+      else freeDevice(storage);
+      return;
+    }
+    if (this.#device !== 'cpu') return; // a host array standing in for a CUDA tensor
     if (this.#holds > 0) this.#deferred = storage;
     else recycle(storage);
   }
@@ -219,8 +373,13 @@ export class Tensor {
   }
 }
 
+/** Fresh pooled host storage; `device` is 'cpu' except for a host array standing in for CUDA. */
+function emptyHost(shape: Shape, dtype: DType, device: Device): Tensor {
+  return new Tensor(allocate(dtype, sizeOf(shape), false), shape, dtype, device, 'pooled');
+}
+
 function copyOf(src: Storage, shape: Shape, dtype: DType, device: Device): Tensor {
-  const out = Tensor.empty(shape, dtype, device);
+  const out = emptyHost(shape, dtype, device);
   out.storage().set(src);
   return out;
 }
@@ -243,19 +402,18 @@ export function checkDType(dtype: unknown, name: string): DType {
   return dtype as DType;
 }
 
+// A device, once found, stays; until then every check asks the runtime again (and reports its
+// current reason).
+let cudaFound = false;
+
 export function checkDevice(device: unknown, name: string): Device {
   if (typeof device !== 'string') throw invalidType("'cpu' or 'cuda'", name, device);
   if (device !== 'cpu' && device !== 'cuda') throw invalidRange("'cpu' or 'cuda'", name, device);
-  if (device === 'cuda') {
+  if (device === 'cuda' && !cudaFound) {
     const cuda = native().backends().cuda;
     if (!cuda.available)
       throw invalidRange('an available device', name, device, `CUDA is unavailable: ${cuda.reason ?? 'unknown reason'}`);
-    throw invalidRange(
-      "'cpu' (CUDA tensors are not in this version yet)",
-      name,
-      device,
-      'the CUDA backend is compiled in and reports a device, but device tensors arrive with the full CUDA backend',
-    );
+    cudaFound = true;
   }
   return device;
 }
@@ -313,6 +471,14 @@ export function tensor(data: Float32Array | Uint16Array | readonly number[], sha
   }
   if (values.length !== n)
     throw invalidRangeText(`${n} elements (shape ${formatShape(s)})`, 'data', `${describe(data)} with ${values.length} elements`);
+  if (device === 'cuda') {
+    let host: Storage = values;
+    if (!(values instanceof Uint16Array) && dtype !== 'float32') {
+      host = new Uint16Array(n);
+      native().convert({ src: values, srcDtype: 0, dst: host, dstDtype: DTYPE_CODE[dtype] });
+    }
+    return filledBy(Tensor.empty(s, dtype, 'cuda'), (t) => native().cudaUpload({ block: t.deviceHandle(), src: host }));
+  }
   if (values instanceof Uint16Array || dtype === 'float32')
     return new Tensor(values, s, dtype, device, Array.isArray(data) ? 'pooled' : 'borrowed');
   const out = Tensor.empty(s, dtype, device);
@@ -347,12 +513,25 @@ function filled(shape: readonly number[], options: RandomOptions | undefined, no
   const s = checkShape(shape, 'shape');
   const { dtype, device } = checkOptions(options, 'options');
   const seed = checkSeed(options?.seed, 'options.seed');
-  const t = Tensor.empty(s, 'float32', device);
-  native().fillRandom({ out: t.storage() as Float32Array, seed, normal, a, b });
-  if (dtype === 'float32') return t;
-  const converted = t.astype(dtype);
-  t.dispose();
-  return converted;
+  // Drawn on the host in every case, so a seed gives the same values on every device.
+  let t = Tensor.empty(s, 'float32', 'cpu');
+  try {
+    native().fillRandom({ out: t.storage() as Float32Array, seed, normal, a, b });
+    if (dtype !== 'float32') {
+      const converted = t.astype(dtype);
+      t.dispose();
+      t = converted;
+    }
+    if (device !== 'cpu') {
+      const moved = t.to(device);
+      t.dispose();
+      t = moved;
+    }
+  } catch (e) {
+    t.dispose();
+    throw e;
+  }
+  return t;
 }
 
 const FLOAT32_MAX = 3.4028234663852886e38;

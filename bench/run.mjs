@@ -432,11 +432,18 @@ async function benchCuda() {
   let copyGBs = null;
   try {
     const buf = randn([64 * 2 ** 20], { seed: 99, device: 'cuda' }); // 256 MiB
+    const bytes = 2 * buf.nbytes;
     const g = await timeGroupCuda({ copy: () => buf.to('cuda') }, sync, settings, (_, c) => c.dispose());
-    copyGBs = (2 * buf.nbytes) / (g.copy.ms / 1000) / 1e9;
     buf.dispose();
+    if (g.copy.error !== undefined) throw new Error(g.copy.error);
+    copyGBs = bytes / (g.copy.ms / 1000) / 1e9;
   } catch (e) {
     console.log(`device copy probe unavailable (${firstLine(e)})`);
+  }
+  if (copyGBs !== null && figures && copyGBs < 0.25 * figures.hbmGBs) {
+    // Far below HBM: the copy went through the host, so it says nothing about device memory.
+    console.log(`device copy ran at ${copyGBs.toFixed(0)} GB/s, under a quarter of HBM's figure: not used as the bytes rate`);
+    copyGBs = null;
   }
   const bandwidthGBs = copyGBs ?? figures?.hbmGBs ?? null;
   console.log(

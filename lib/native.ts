@@ -65,6 +65,14 @@ export type NativeDeviceBlock = object;
 /** Host memory a device copy reads or writes: any typed array, by its bytes. */
 export type NativeHostBytes = Float32Array | Uint16Array | Uint8Array | Int8Array | Int16Array | Uint32Array | Int32Array | Float64Array;
 
+type Block = NativeDeviceBlock;
+
+/** A weight on the device: its block and dtype code (0 float32, 1 bfloat16, 2 float16). */
+export interface NativeDeviceWeight {
+  W: Block;
+  wDtype: number;
+}
+
 /** Async-capable calls take `async = true` and then return a Promise. */
 type Call<A> = {
   (args: A, async?: false): void;
@@ -168,7 +176,7 @@ export interface Native {
     NativeWeight & { dy: F32; x: F32; dx: F32 | null; dW: F32 | null; db: F32 | null; t: number; in: number; out: number }
   >;
   cudaDropoutMask(args: { out: Uint8Array; offset: number; p: number; seed: Seed }): void;
-  cudaLoraMerge(args: { W: F32; A: F32; B: F32; out: number; in: number; r: number; scale: number }): void;
+  cudaLoraMergeHost(args: { W: F32; A: F32; B: F32; out: number; in: number; r: number; scale: number }): void;
   /** Device memory of `bytes` bytes from the caching allocator. */
   cudaAlloc(args: { bytes: number }): NativeDeviceBlock;
   /** Returns the block to the cache (stream-ordered); idempotent. */
@@ -187,6 +195,136 @@ export interface Native {
   cudaEmptyCache(): void;
   /** Allows single-TF32 float32 products; returns the previous setting. */
   cudaSetTf32(allow: boolean): boolean;
+
+  // The ops on CUDA tensors: the CPU entry points' dimensions and scalars, device blocks in
+  // place of typed arrays, and a dtype code (0 float32, 1 bfloat16, 2 float16) beside each
+  // activation or weight (x, W, bias, y, dy, dx). Adapter tensors and gradients are float32.
+  // Each call queues its work on the backend's stream and returns (a safe merge waits).
+  cudaLoraForward(
+    args: NativeLoraDims &
+      NativeDeviceWeight & {
+      x: Block;
+      xDtype: number;
+      bias: Block | null;
+      biasDtype: number;
+      A: Block;
+      B: Block;
+      y: Block;
+      yDtype: number;
+      xa: Block;
+      scale: number;
+      p: number;
+      seed: Seed;
+    },
+  ): void;
+  cudaLoraBackward(
+    args: NativeLoraDims &
+      NativeDeviceWeight & {
+      dy: Block;
+      dyDtype: number;
+      x: Block | null;
+      xDtype: number;
+      A: Block;
+      B: Block;
+      xa: Block;
+      dx: Block | null;
+      dxDtype: number;
+      dA: Block | null;
+      dB: Block;
+      scale: number;
+      p: number;
+      seed: Seed;
+    },
+  ): void;
+  cudaLoraFaProjectGrad(args: { A: Block; dB: Block; out: number; in: number; r: number; scale: number }): void;
+  cudaLoraMerge(args: NativeDeviceWeight & { A: Block; B: Block; out: number; in: number; r: number; scale: number; safe: boolean }): void;
+  cudaVeraForward(
+    args: NativeVeraDims &
+      NativeDeviceWeight & {
+      x: Block;
+      xDtype: number;
+      bias: Block | null;
+      biasDtype: number;
+      A: Block;
+      B: Block;
+      lambdaD: Block;
+      lambdaB: Block;
+      y: Block;
+      yDtype: number;
+      u: Block;
+      p: number;
+      seed: Seed;
+    },
+  ): void;
+  cudaVeraBackward(
+    args: NativeVeraDims &
+      NativeDeviceWeight & {
+      dy: Block;
+      dyDtype: number;
+      A: Block;
+      B: Block;
+      lambdaD: Block;
+      lambdaB: Block;
+      u: Block;
+      dx: Block | null;
+      dxDtype: number;
+      dLambdaD: Block;
+      dLambdaB: Block;
+      p: number;
+      seed: Seed;
+    },
+  ): void;
+  cudaVeraMerge(
+    args: NativeDeviceWeight & {
+      A: Block;
+      B: Block;
+      lambdaD: Block;
+      lambdaB: Block;
+      out: number;
+      in: number;
+      r: number;
+      maxIn: number;
+      maxOut: number;
+      sign: 1 | -1;
+      safe: boolean;
+    },
+  ): void;
+  cudaDeltaLoraUpdate(
+    args: NativeDeviceWeight & { A0: Block; B0: Block; A1: Block; B1: Block; out: number; in: number; r: number; lambda: number; scale: number },
+  ): void;
+  /** adamwStep on device blocks; n[i] is the element count of tensor i. */
+  cudaAdamwStep(args: {
+    params: Block[];
+    grads: Block[];
+    m: Block[];
+    v: Block[];
+    n: number[];
+    group: number[];
+    lr: number[];
+    beta1: number[];
+    beta2: number[];
+    eps: number[];
+    weightDecay: number[];
+    step: number[];
+  }): void;
+  cudaLinearForward(
+    args: NativeDeviceWeight & { x: Block; xDtype: number; bias: Block | null; biasDtype: number; y: Block; yDtype: number; t: number; in: number; out: number },
+  ): void;
+  cudaLinearBackward(
+    args: NativeDeviceWeight & {
+      dy: Block;
+      dyDtype: number;
+      x: Block;
+      xDtype: number;
+      dx: Block | null;
+      dxDtype: number;
+      dW: Block | null;
+      db: Block | null;
+      t: number;
+      in: number;
+      out: number;
+    },
+  ): void;
 }
 
 /** The package root (where package.json, build/ and prebuilds/ live). */

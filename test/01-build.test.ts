@@ -113,7 +113,7 @@ describe('the build', () => {
       'loraBackward',
       'loraMerge',
       'cudaDropoutMask',
-      'cudaLoraMerge',
+      'cudaLoraMergeHost',
     ] as const) {
       expect(typeof n[name], name).toBe('function');
     }

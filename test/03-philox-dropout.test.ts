@@ -209,13 +209,13 @@ describe('CUDA agrees with the CPU', () => {
     }
   });
 
-  it.skipIf(!cuda.available)(`cudaLoraMerge equals the CPU merge${reason}`, () => {
+  it.skipIf(!cuda.available)(`cudaLoraMergeHost equals the CPU merge${reason}`, () => {
     const O = 97, I = 130, R = 8;
     const W0 = randomF32(O * I, 60), A = randomF32(R * I, 61), B = randomF32(O * R, 62);
     const cpu = W0.slice();
     native().loraMerge({ W: cpu, wDtype: 0, A, B, out: O, in: I, r: R, scale: 0.5, safe: false });
     const gpu = W0.slice();
-    native().cudaLoraMerge({ W: gpu, A, B, out: O, in: I, r: R, scale: 0.5 });
+    native().cudaLoraMergeHost({ W: gpu, A, B, out: O, in: I, r: R, scale: 0.5 });
     expect(relErr(gpu, cpu)).toBeLessThan(1e-5);
   });
 });

@@ -2,6 +2,7 @@
 #include <napi.h>
 
 #include "backends.h"
+#include "cuda_ops.h"
 #include "delta_lora.h"
 #include "device.h"
 #include "linear.h"
@@ -38,7 +39,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("probePeak", Napi::Function::New(env, ProbePeak, "probePeak"));
   exports.Set("probeBandwidth", Napi::Function::New(env, ProbeBandwidth, "probeBandwidth"));
   exports.Set("cudaDropoutMask", Napi::Function::New(env, CudaDropoutMask, "cudaDropoutMask"));
-  exports.Set("cudaLoraMerge", Napi::Function::New(env, CudaLoraMerge, "cudaLoraMerge"));
+  exports.Set("cudaLoraMergeHost", Napi::Function::New(env, CudaLoraMergeHost, "cudaLoraMergeHost"));
   exports.Set("cudaAlloc", Napi::Function::New(env, CudaAlloc, "cudaAlloc"));
   exports.Set("cudaFree", Napi::Function::New(env, CudaFree, "cudaFree"));
   exports.Set("cudaUpload", Napi::Function::New(env, CudaUpload, "cudaUpload"));
@@ -49,6 +50,17 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("cudaMemory", Napi::Function::New(env, CudaMemory, "cudaMemory"));
   exports.Set("cudaEmptyCache", Napi::Function::New(env, CudaEmptyCache, "cudaEmptyCache"));
   exports.Set("cudaSetTf32", Napi::Function::New(env, CudaSetTf32, "cudaSetTf32"));
+  exports.Set("cudaLoraForward", Napi::Function::New(env, CudaLoraForward, "cudaLoraForward"));
+  exports.Set("cudaLoraBackward", Napi::Function::New(env, CudaLoraBackward, "cudaLoraBackward"));
+  exports.Set("cudaLoraFaProjectGrad", Napi::Function::New(env, CudaLoraFaProjectGrad, "cudaLoraFaProjectGrad"));
+  exports.Set("cudaLoraMerge", Napi::Function::New(env, CudaLoraMerge, "cudaLoraMerge"));
+  exports.Set("cudaVeraForward", Napi::Function::New(env, CudaVeraForward, "cudaVeraForward"));
+  exports.Set("cudaVeraBackward", Napi::Function::New(env, CudaVeraBackward, "cudaVeraBackward"));
+  exports.Set("cudaVeraMerge", Napi::Function::New(env, CudaVeraMerge, "cudaVeraMerge"));
+  exports.Set("cudaDeltaLoraUpdate", Napi::Function::New(env, CudaDeltaLoraUpdate, "cudaDeltaLoraUpdate"));
+  exports.Set("cudaAdamwStep", Napi::Function::New(env, CudaAdamwStep, "cudaAdamwStep"));
+  exports.Set("cudaLinearForward", Napi::Function::New(env, CudaLinearForward, "cudaLinearForward"));
+  exports.Set("cudaLinearBackward", Napi::Function::New(env, CudaLinearBackward, "cudaLinearBackward"));
   return exports;
 }
 

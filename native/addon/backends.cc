@@ -67,14 +67,14 @@ Napi::Value CudaDropoutMask(const Napi::CallbackInfo& info) {
   });
 }
 
-Napi::Value CudaLoraMerge(const Napi::CallbackInfo& info) {
+Napi::Value CudaLoraMergeHost(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
     Napi::Object a = args_object(info);
-    const cpu::LoraDims d = lora_dims(a, "cudaLoraMerge", false);
+    const cpu::LoraDims d = lora_dims(a, "cudaLoraMergeHost", false);
     auto W = f32(a, "W"), A = f32(a, "A"), B = f32(a, "B");
-    expect_size("cudaLoraMerge", "W", W.size, d.out * d.in);
-    expect_size("cudaLoraMerge", "A", A.size, d.r * d.in);
-    expect_size("cudaLoraMerge", "B", B.size, d.out * d.r);
+    expect_size("cudaLoraMergeHost", "W", W.size, d.out * d.in);
+    expect_size("cudaLoraMergeHost", "A", A.size, d.r * d.in);
+    expect_size("cudaLoraMergeHost", "B", B.size, d.out * d.r);
     cuda::lora_merge_host(d, W.data, A.data, B.data, static_cast<float>(f64(a, "scale")));
     return info.Env().Undefined();
   });

@@ -5,10 +5,15 @@
 // a layer's backward) fills: `{ param, grad }`, the shape layers' parameters() return. The
 // optimizer reads `grad` from that object at every step, so a caller may hand it a fresh tensor
 // between steps; `param` is fixed when the optimizer is made (its state is sized for it).
+//
+// Parameters may live on the CPU or on CUDA (a grad on its param's device; the state m, v is
+// made there). A step runs one fused call per device: the CPU's over the thread pool, CUDA's
+// queued on the device's stream.
 import { invalidRange, invalidRangeText, invalidType } from './errors.js';
-import { native } from './native.js';
-import { formatShape, Tensor } from './tensor.js';
-import { awaitHolding, f32 } from './ops/check.js';
+import { native, type NativeDeviceBlock } from './native.js';
+import { type Device, formatShape, Tensor } from './tensor.js';
+import { awaitHolding, checked, f32, operand } from './ops/check.js';
+import { fillZeros } from './ops/elementwise.js';
 
 /** A trainable tensor and its gradient (same shape, float32). */
 export interface Param {
@@ -85,15 +90,21 @@ function paramList(v: unknown, name: string): readonly Param[] {
   return v as Param[];
 }
 
-/** A region of memory a tensor's storage covers, for overlap checks. */
+/** A region of memory a tensor's storage covers, for overlap checks: a host buffer's bytes, or a whole device block. */
 interface Region {
-  buffer: ArrayBufferLike;
+  buffer: ArrayBufferLike | NativeDeviceBlock;
   begin: number;
   end: number;
   name: string;
 }
 
-function region(storage: Float32Array, name: string): Region {
+/** The region of a checked float32 tensor (a CUDA tensor's views share its block). */
+function region(t: Tensor, name: string): Region {
+  if (t.device === 'cuda') {
+    const s = t.deviceStorage(name);
+    return { buffer: s.handle, begin: 0, end: s.bytes, name };
+  }
+  const storage = f32(t, name);
   return { buffer: storage.buffer, begin: storage.byteOffset, end: storage.byteOffset + storage.byteLength, name };
 }
 
@@ -176,8 +187,8 @@ export class AdamWGroup {
 export class AdamW {
   readonly #groups: AdamWGroup[] = [];
   readonly #slots: Array<{ group: AdamWGroup; index: number; slots: Slot[] }> = [];
-  /** Every parameter's slot by the buffer its storage lies in (for the overlap checks). */
-  readonly #byBuffer = new Map<ArrayBufferLike, Slot[]>();
+  /** Every parameter's slot by the buffer or device block its storage lies in (for the overlap checks). */
+  readonly #byBuffer = new Map<Region['buffer'], Slot[]>();
   readonly #defaults: Required<AdamWOptions>;
   #steps = 0;
   #inFlight = false;
@@ -240,11 +251,11 @@ export class AdamW {
     try {
       params.forEach((entry, i) => {
         const name = `${paramsName}[${i}]`;
-        const param = entry.param;
-        const storage = f32(param, `${name}.param`);
-        if (param.device !== 'cpu')
-          throw invalidRange('a tensor on cpu (AdamW runs on the CPU in this version)', `${name}.param`, param);
-        const r = region(storage, `${name}.param`);
+        const param = checked(entry.param, `${name}.param`, 'float32');
+        const grad: unknown = entry.grad;
+        if (grad instanceof Tensor && grad.device !== param.device)
+          throw invalidRange(`a tensor on ${param.device} (like its param)`, `${name}.grad`, grad);
+        const r = region(param, `${name}.param`);
         const same = this.#overlap(r);
         if (same) throw invalidRange('each parameter once, in one group', `${name}.param`, param, `it is also ${same.name}, or shares its memory`);
         const slot = { param, entry, name, region: r, checkedGrad: null } as Omit<Slot, 'm' | 'v'> as Slot;
@@ -257,8 +268,8 @@ export class AdamW {
       throw e;
     }
     for (const slot of slots) {
-      slot.m = Tensor.empty(slot.param.shape, 'float32', 'cpu', true);
-      slot.v = Tensor.empty(slot.param.shape, 'float32', 'cpu', true);
+      slot.m = Tensor.empty(slot.param.shape, 'float32', slot.param.device, true);
+      slot.v = Tensor.empty(slot.param.shape, 'float32', slot.param.device, true);
     }
     const group = new AdamWGroup(params, hyper, label, g.name);
     this.#groups.push(group);
@@ -271,21 +282,20 @@ export class AdamW {
     return this.#byBuffer.get(r.buffer)?.find((o) => overlapping(o.region, r))?.region;
   }
 
-  #checkGrad(s: Slot): Float32Array {
+  /** The slot's grad, checked (again only when the entry's grad changed). */
+  #checkGrad(s: Slot): Tensor {
     const name = `${s.name}.grad`;
-    const grad: unknown = s.entry.grad;
-    const storage = f32(grad, name);
-    if (grad === s.checkedGrad) return storage;
-    const g = grad as Tensor;
+    const g = checked(s.entry.grad, name, 'float32');
+    if (g === s.checkedGrad) return g;
     const ps = s.param.shape;
     if (g.shape.length !== ps.length || g.shape.some((d, i) => d !== ps[i]))
       throw invalidRangeText(`the shape of its param ${formatShape(ps)}`, name, formatShape(g.shape));
     if (g.device !== s.param.device) throw invalidRange(`a tensor on ${s.param.device} (like its param)`, name, g);
-    const r = region(storage, name);
+    const r = region(g, name);
     const clash = this.#overlap(r);
     if (clash) throw invalidRange('a gradient apart from every parameter', name, g, `it shares memory with ${clash.name}`);
     s.checkedGrad = g;
-    return storage;
+    return g;
   }
 
   #usable(method: string): void {
@@ -294,39 +304,38 @@ export class AdamW {
       throw invalidType('no stepAsync() in flight', `AdamW.${method}`, this, 'await the previous stepAsync() first');
   }
 
+  /** The native arguments of one step: one set per device that holds parameters (null when none does). */
   #prepare() {
     this.#usable('step');
-    const args = {
-      params: [] as Float32Array[],
-      grads: [] as Float32Array[],
-      m: [] as Float32Array[],
-      v: [] as Float32Array[],
-      group: [] as number[],
-      lr: [] as number[],
-      beta1: [] as number[],
-      beta2: [] as number[],
-      eps: [] as number[],
-      weightDecay: [] as number[],
-      step: [] as number[],
-    };
+    const hyper = { lr: [] as number[], beta1: [] as number[], beta2: [] as number[], eps: [] as number[], weightDecay: [] as number[], step: [] as number[] };
+    const lists = () => ({ params: [] as object[], grads: [] as object[], m: [] as object[], v: [] as object[], n: [] as number[], group: [] as number[] });
+    const on: Record<Device, ReturnType<typeof lists>> = { cpu: lists(), cuda: lists() };
     const tensors: Tensor[] = [];
     for (const { group, index, slots } of this.#slots) {
-      args.lr.push(group.lr);
-      args.beta1.push(group.betas[0]);
-      args.beta2.push(group.betas[1]);
-      args.eps.push(group.eps);
-      args.weightDecay.push(group.weightDecay);
-      args.step.push(group.steps + 1);
+      hyper.lr.push(group.lr);
+      hyper.beta1.push(group.betas[0]);
+      hyper.beta2.push(group.betas[1]);
+      hyper.eps.push(group.eps);
+      hyper.weightDecay.push(group.weightDecay);
+      hyper.step.push(group.steps + 1);
       for (const s of slots) {
-        args.params.push(f32(s.param, `${s.name}.param`));
-        args.grads.push(this.#checkGrad(s));
-        args.m.push(s.m.storage() as Float32Array);
-        args.v.push(s.v.storage() as Float32Array);
-        args.group.push(index);
+        const l = on[s.param.device];
+        l.params.push(operand(s.param, `${s.name}.param`, 'float32').data);
+        l.grads.push(operand(this.#checkGrad(s), `${s.name}.grad`, 'float32').data);
+        l.m.push(operand(s.m, `${s.name} state m`, 'float32').data);
+        l.v.push(operand(s.v, `${s.name} state v`, 'float32').data);
+        l.n.push(s.param.size);
+        l.group.push(index);
         tensors.push(s.param, s.entry.grad, s.m, s.v);
       }
     }
-    return { args, tensors };
+    // operand() gave the CPU's lists Float32Arrays; its entry point reads their lengths.
+    const c = on.cpu, host = (list: object[]) => list as Float32Array[];
+    return {
+      cpu: c.params.length ? { params: host(c.params), grads: host(c.grads), m: host(c.m), v: host(c.v), group: c.group, ...hyper } : null,
+      cuda: on.cuda.params.length ? { ...on.cuda, ...hyper } : null,
+      tensors,
+    };
   }
 
   #advance(): void {
@@ -336,17 +345,22 @@ export class AdamW {
 
   /** One AdamW step for every parameter, from the gradients in their `grad` tensors. */
   step(): void {
-    const { args } = this.#prepare();
-    native().adamwStep(args);
+    const { cpu, cuda } = this.#prepare();
+    if (cuda) native().cudaAdamwStep(cuda);
+    if (cpu) native().adamwStep(cpu);
     this.#advance();
   }
 
-  /** step() off the event loop; equal to step() bit for bit. Parameters and grads must not change until it settles. */
+  /**
+   * step() off the event loop; equal to step() bit for bit. Parameters and grads must not change
+   * until it settles. CUDA parameters' step is queued on the device in order, as step()'s is.
+   */
   async stepAsync(): Promise<void> {
-    const { args, tensors } = this.#prepare();
+    const { cpu, cuda, tensors } = this.#prepare();
     this.#inFlight = true;
     try {
-      await awaitHolding(native().adamwStep(args, true), tensors);
+      if (cuda) native().cudaAdamwStep(cuda);
+      if (cpu) await awaitHolding(native().adamwStep(cpu, true), tensors);
       this.#advance();
     } finally {
       this.#inFlight = false;
@@ -356,7 +370,7 @@ export class AdamW {
   /** Sets every gradient to zero. */
   zeroGrad(): void {
     this.#usable('zeroGrad');
-    for (const { slots } of this.#slots) for (const s of slots) f32(s.entry.grad, `${s.name}.grad`).fill(0);
+    for (const { slots } of this.#slots) for (const s of slots) fillZeros(s.entry.grad, `${s.name}.grad`);
   }
 
   /** The optimizer state of `param` (torch's exp_avg and exp_avg_sq, and its group's step count), or undefined. */

@@ -74,7 +74,7 @@ export class LoraLinear extends AdapterLayer<LoraSaved> {
       this.A = checkTensorOption(o.A, 'options.A');
       this.B = checkTensorOption(o.B, 'options.B');
     } else {
-      ({ A: this.A, B: this.B } = lora.init({ inFeatures: inDim, outFeatures: out, rank: o.rank, method: o.init, seed: o.seed }));
+      ({ A: this.A, B: this.B } = lora.init({ inFeatures: inDim, outFeatures: out, rank: o.rank, method: o.init, seed: o.seed, device: this.weight.device }));
     }
     this.#projectGradB = bool(o.projectGradB, 'options.projectGradB', false);
     if (this.#projectGradB && variant !== 'lora-fa') throw invalidRange("false unless variant is 'lora-fa'", 'options.projectGradB', true);

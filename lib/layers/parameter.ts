@@ -1,5 +1,7 @@
-// What a layer exposes to an optimizer: a trainable tensor and the gradient accumulated for it.
+// What a layer exposes to an optimizer: a trainable tensor and the gradient accumulated for it
+// (on the parameter's device).
 import { invalidType } from '../errors.js';
+import { addInto, fillZeros } from '../ops/elementwise.js';
 import { Tensor } from '../tensor.js';
 
 export interface Parameter {
@@ -16,13 +18,11 @@ export function parameter(name: string, param: Tensor): Parameter {
 
 /** grad += g, element by element. */
 export function accumulate(p: Parameter, g: Tensor): void {
-  const dst = p.grad.storage(`${p.name} gradient`) as Float32Array;
-  const src = g.storage(`${p.name} new gradient`) as Float32Array;
-  for (let i = 0; i < dst.length; i++) dst[i] += src[i];
+  addInto(p.grad, g, `${p.name} gradient`, `${p.name} new gradient`);
 }
 
 export function zeroGrad(params: readonly Parameter[]): void {
-  for (const p of params) (p.grad.storage(`${p.name} gradient`) as Float32Array).fill(0);
+  for (const p of params) fillZeros(p.grad, `${p.name} gradient`);
 }
 
 export function checkTensorOption(v: unknown, name: string): Tensor {

@@ -45,7 +45,7 @@ export class VeraLinear extends AdapterLayer<VeraSaved> {
       this.lambdaD = checkTensorOption(o.lambdaD, 'options.lambdaD');
       this.lambdaB = checkTensorOption(o.lambdaB, 'options.lambdaB');
     } else {
-      ({ lambdaD: this.lambdaD, lambdaB: this.lambdaB } = vera.init({ outFeatures: out, rank, dInitial: o.dInitial }));
+      ({ lambdaD: this.lambdaD, lambdaB: this.lambdaB } = vera.init({ outFeatures: out, rank, dInitial: o.dInitial, device: this.weight.device }));
     }
     // parameters(): [vera_lambda_d, vera_lambda_b]. savedBytes: T·r·4 (u only).
     this.params = [parameter('vera_lambda_d', this.lambdaD), parameter('vera_lambda_b', this.lambdaB)];

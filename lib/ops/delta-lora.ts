@@ -3,11 +3,12 @@
 //   W ← W + λ · s · (B₁A₁ − B₀A₀)
 // for steps t > K (the paper: λ = 2, K = 500), with dropout 0. The update is one fused pass over
 // W: a product over the joined inner dimension 2r, [λsB₁ | −λsB₀] · [A₁ ; A₀], added into W, so
-// W is read once and written once.
+// W is read once and written once. On CUDA, W may be float32, bfloat16 or float16; the
+// adapters are float32 on both devices.
 import { invalidRange, invalidType } from '../errors.js';
 import { native } from '../native.js';
-import { type Tensor } from '../tensor.js';
-import { awaitHolding, f32, finite, options, sameDevice, shapeIs, weight } from './check.js';
+import { type Device, type Tensor } from '../tensor.js';
+import { awaitHolding, finite, type OnHost, operand, options, sameDevice, shapeIs, weight } from './check.js';
 
 /**
  * The paper's settings: λ = 2, and the update starts after K = 500 steps — it applies to the
@@ -29,16 +30,30 @@ export interface DeltaLoraUpdateOptions {
   scale: number;
 }
 
-function adapter(v: unknown, name: string): { A: Float32Array; B: Float32Array; At: Tensor; Bt: Tensor } {
+function adapter(v: unknown, name: string): { At: unknown; Bt: unknown } {
   if (typeof v !== 'object' || v === null) throw invalidType('an object { A, B }', name, v);
   const { A, B } = v as Partial<DeltaLoraAdapter>;
-  return { A: f32(A, `${name}.A`), B: f32(B, `${name}.B`), At: A as Tensor, Bt: B as Tensor };
+  return { At: A, Bt: B };
 }
 
 function prepare(W: Tensor, before: DeltaLoraAdapter, after: DeltaLoraAdapter, opts: DeltaLoraUpdateOptions) {
+  const pairs = { before: adapter(before, 'before'), after: adapter(after, 'after') };
+  const device = sameDevice([
+    [W, 'W'],
+    [pairs.before.At, 'before.A'],
+    [pairs.before.Bt, 'before.B'],
+    [pairs.after.At, 'after.A'],
+    [pairs.after.Bt, 'after.B'],
+  ]);
   const Ws = weight(W, 'W');
-  const b = adapter(before, 'before');
-  const a = adapter(after, 'after');
+  const parts = (p: { At: unknown; Bt: unknown }, name: string) => ({
+    A: operand(p.At, `${name}.A`, 'float32').data,
+    B: operand(p.Bt, `${name}.B`, 'float32').data,
+    At: p.At as Tensor,
+    Bt: p.Bt as Tensor,
+  });
+  const b = parts(pairs.before, 'before');
+  const a = parts(pairs.after, 'after');
   if (W.shape.length !== 2 || W.shape[0] < 1 || W.shape[1] < 1)
     throw invalidRange('a 2-D weight [out, in] with out, in >= 1', 'W', W);
   const [out, inDim] = W.shape as [number, number];
@@ -49,18 +64,19 @@ function prepare(W: Tensor, before: DeltaLoraAdapter, after: DeltaLoraAdapter, o
   shapeIs(a.Bt, 'after.B', [out, r], ['out', 'r']);
   shapeIs(b.At, 'before.A', [r, inDim], ['r', 'in']);
   shapeIs(b.Bt, 'before.B', [out, r], ['out', 'r']);
-  sameDevice([
-    [W, 'W'],
-    [b.At, 'before.A'],
-    [b.Bt, 'before.B'],
-    [a.At, 'after.A'],
-    [a.Bt, 'after.B'],
-  ]);
   const o = options<DeltaLoraUpdateOptions>(opts, 'options');
   const lambda = o.lambda === undefined ? DEFAULTS.lambda : finite(o.lambda, 'options.lambda');
   const scale = finite(o.scale, 'options.scale');
   const args = { ...Ws, A0: b.A, B0: b.B, A1: a.A, B1: a.B, out, in: inDim, r, lambda, scale };
-  return { args, tensors: [W, b.At, b.Bt, a.At, a.Bt] };
+  return { device, args, tensors: [W, b.At, b.Bt, a.At, a.Bt] };
+}
+
+type UpdateArgs = ReturnType<typeof prepare>['args'];
+
+/** The native call, by device: CUDA queues the update on the device's stream; the CPU runs it now. */
+function updateOn(device: Device, args: UpdateArgs): void {
+  if (device === 'cuda') native().cudaDeltaLoraUpdate(args);
+  else native().deltaLoraUpdate(args as OnHost<UpdateArgs>);
 }
 
 /**
@@ -69,13 +85,18 @@ function prepare(W: Tensor, before: DeltaLoraAdapter, after: DeltaLoraAdapter, o
  * updated in float32 and rounded to the nearest bfloat16.
  */
 export function update(W: Tensor, before: DeltaLoraAdapter, after: DeltaLoraAdapter, opts: DeltaLoraUpdateOptions): void {
-  native().deltaLoraUpdate(prepare(W, before, after, opts).args);
+  const { device, args } = prepare(W, before, after, opts);
+  updateOn(device, args);
 }
 
-/** update off the event loop; the result equals update's bit for bit. The tensors must not change until it settles. */
+/**
+ * update off the event loop; the result equals update's bit for bit. The tensors must not
+ * change until it settles. On CUDA the update is queued on the device in order, as update's is.
+ */
 export async function updateAsync(W: Tensor, before: DeltaLoraAdapter, after: DeltaLoraAdapter, opts: DeltaLoraUpdateOptions): Promise<void> {
-  const { args, tensors } = prepare(W, before, after, opts);
-  await awaitHolding(native().deltaLoraUpdate(args, true), tensors);
+  const { device, args, tensors } = prepare(W, before, after, opts);
+  if (device === 'cuda') updateOn(device, args);
+  else await awaitHolding(native().deltaLoraUpdate(args as OnHost<UpdateArgs>, true), tensors);
 }
 
 /**

@@ -1,8 +1,10 @@
-// A plain linear layer, y = x Wᵀ + b, with W trainable: the full fine-tuning baseline.
+// A plain linear layer, y = x Wᵀ + b, with W trainable: the full fine-tuning baseline. On CUDA,
+// x, W, the bias and dy may be float32, bfloat16 or float16 (y and dx take x's dtype); dW and
+// db are float32.
 import { invalidRange } from '../errors.js';
 import { native } from '../native.js';
-import { Tensor } from '../tensor.js';
-import { awaitHolding, biasOf, f32, options, rowsOf, sameDevice, upstream, weight } from './check.js';
+import { type Device, Tensor } from '../tensor.js';
+import { awaitHolding, biasOf, type OnHost, operand, options, output, rowsOf, sameDevice, upstream, weight } from './check.js';
 
 export interface LinearSaved {
   x: Tensor;
@@ -21,23 +23,50 @@ function dims(x: Tensor, W: Tensor) {
 
 function prepareForward(x: Tensor, W: Tensor, opts: { bias?: Tensor } | undefined) {
   const o = options<{ bias: Tensor }>(opts, 'options');
-  const xs = f32(x, 'x'), Ws = weight(W, 'W');
-  const d = dims(x, W);
-  const bias = biasOf(o.bias, d.out);
-  sameDevice([
+  const device = sameDevice([
     [x, 'x'],
     [W, 'W'],
     [o.bias, 'options.bias'],
   ]);
-  const y = Tensor.empty([...d.leading, d.out], 'float32', x.device);
+  const xs = operand(x, 'x', 'activation'), Ws = weight(W, 'W');
+  const d = dims(x, W);
+  const bias = biasOf(o.bias, d.out);
+  const y = Tensor.empty([...d.leading, d.out], x.dtype, device);
+  const ys = output(y);
   const saved: LinearSaved = { x, W, hasBias: o.bias !== undefined, bytes: x.nbytes };
-  return { args: { t: d.t, in: d.in, out: d.out, x: xs, ...Ws, bias, y: y.storage() as Float32Array }, y, saved };
+  const args = {
+    t: d.t,
+    in: d.in,
+    out: d.out,
+    x: xs.data,
+    xDtype: xs.dtype,
+    ...Ws,
+    bias: bias?.data ?? null,
+    biasDtype: bias?.dtype ?? 0,
+    y: ys.data,
+    yDtype: ys.dtype,
+  };
+  return { device, args, y, saved };
+}
+
+type ForwardArgs = ReturnType<typeof prepareForward>['args'];
+type BackwardArgs = ReturnType<typeof prepareBackward>['args'];
+
+// The native calls, by device: CUDA queues the work on the device's stream; the CPU runs it now.
+function forwardOn(device: Device, args: ForwardArgs): void {
+  if (device === 'cuda') native().cudaLinearForward(args);
+  else native().linearForward(args as OnHost<ForwardArgs>);
+}
+
+function backwardOn(device: Device, args: BackwardArgs): void {
+  if (device === 'cuda') native().cudaLinearBackward(args);
+  else native().linearBackward(args as OnHost<BackwardArgs>);
 }
 
 /** y = x Wᵀ + bias for x [..., in], W [out, in]. */
 export function forward(x: Tensor, W: Tensor, opts?: { bias?: Tensor }): { y: Tensor; saved: LinearSaved } {
-  const { args, y, saved } = prepareForward(x, W, opts);
-  native().linearForward(args);
+  const { device, args, y, saved } = prepareForward(x, W, opts);
+  forwardOn(device, args);
   return { y, saved };
 }
 
@@ -50,40 +79,51 @@ export interface LinearGrads {
 
 function prepareBackward(dy: Tensor, saved: LinearSaved) {
   const d = dims(saved.x, saved.W);
-  const dys = upstream(dy, d.leading, d.out, saved.x.device);
-  if (saved.W.dtype !== 'float32') throw invalidRange('a float32 W to train (a bfloat16 W is frozen storage)', 'saved.W', saved.W);
-  const dx = Tensor.empty([...d.leading, d.in], 'float32', dy.device);
-  const dW = Tensor.empty([d.out, d.in], 'float32', dy.device);
-  const db = saved.hasBias ? Tensor.empty([d.out], 'float32', dy.device) : undefined;
+  const device = saved.x.device;
+  const dys = upstream(dy, d.leading, d.out, device);
+  if (saved.W.dtype !== 'float32') throw invalidRange(`a float32 W to train (a ${saved.W.dtype} W is frozen storage)`, 'saved.W', saved.W);
+  const xs = operand(saved.x, 'saved input x', 'activation');
+  const Ws = weight(saved.W, 'saved weight W');
+  const dx = Tensor.empty([...d.leading, d.in], saved.x.dtype, device);
+  const dW = Tensor.empty([d.out, d.in], 'float32', device);
+  const db = saved.hasBias ? Tensor.empty([d.out], 'float32', device) : undefined;
+  const dxs = output(dx);
   const args = {
     t: d.t,
     in: d.in,
     out: d.out,
-    dy: dys,
-    x: f32(saved.x, 'saved input x'),
-    ...weight(saved.W, 'saved weight W'),
-    dx: dx.storage() as Float32Array,
-    dW: dW.storage() as Float32Array,
-    db: db ? (db.storage() as Float32Array) : null,
+    dy: dys.data,
+    dyDtype: dys.dtype,
+    x: xs.data,
+    xDtype: xs.dtype,
+    ...Ws,
+    dx: dxs.data,
+    dxDtype: dxs.dtype,
+    dW: output(dW).data,
+    db: db ? output(db).data : null,
   };
-  return { args, grads: db ? { dx, dW, db } : { dx, dW } };
+  return { device, args, grads: db ? { dx, dW, db } : { dx, dW } };
 }
 
 /** dx = dy W, dW = dyᵀ x, db = Σ dy. */
 export function backward(dy: Tensor, saved: LinearSaved): LinearGrads {
-  const { args, grads } = prepareBackward(dy, saved);
-  native().linearBackward(args);
+  const { device, args, grads } = prepareBackward(dy, saved);
+  backwardOn(device, args);
   return grads;
 }
 
+/** forward off the event loop (on CUDA: queued on the device in order, as forward's is). */
 export async function forwardAsync(x: Tensor, W: Tensor, opts?: { bias?: Tensor }): Promise<{ y: Tensor; saved: LinearSaved }> {
-  const { args, y, saved } = prepareForward(x, W, opts);
-  await awaitHolding(native().linearForward(args, true), [x, W, opts?.bias, y]);
+  const { device, args, y, saved } = prepareForward(x, W, opts);
+  if (device === 'cuda') forwardOn(device, args);
+  else await awaitHolding(native().linearForward(args as OnHost<ForwardArgs>, true), [x, W, opts?.bias, y]);
   return { y, saved };
 }
 
+/** backward off the event loop (on CUDA: queued on the device in order). */
 export async function backwardAsync(dy: Tensor, saved: LinearSaved): Promise<LinearGrads> {
-  const { args, grads } = prepareBackward(dy, saved);
-  await awaitHolding(native().linearBackward(args, true), [dy, saved.x, saved.W, grads.dx, grads.dW, grads.db]);
+  const { device, args, grads } = prepareBackward(dy, saved);
+  if (device === 'cuda') backwardOn(device, args);
+  else await awaitHolding(native().linearBackward(args as OnHost<BackwardArgs>, true), [dy, saved.x, saved.W, grads.dx, grads.dW, grads.db]);
   return grads;
 }

@@ -1,9 +1,28 @@
 // LoRA (SPEC section 2): y = x Wᵀ + b0 + s · (D(x) Aᵀ) Bᵀ, its backward, merge and unmerge.
 // The `frozenA` option is LoRA-FA's path: A stays fixed, backward keeps only xa, never x.
+// Every op runs where its tensors are: on CUDA, x, W, the bias and dy may be float32, bfloat16
+// or float16 (y and dx take x's dtype); A, B and the gradients are float32 on both devices.
 import { invalidRange, invalidType } from '../errors.js';
 import { native, type NativeLoraDims } from '../native.js';
-import { rand, randn, Tensor, zeros } from '../tensor.js';
-import { awaitHolding, biasOf, bool, dropout, type DropoutOption, f32, finite, options, rowsOf, sameDevice, shapeIs, upstream, weight } from './check.js';
+import { type Device, type DType, rand, randn, Tensor, zeros } from '../tensor.js';
+import {
+  awaitHolding,
+  biasOf,
+  bool,
+  dropout,
+  type DropoutOption,
+  DTYPE_CODE,
+  finite,
+  type OnHost,
+  operand,
+  options,
+  output,
+  rowsOf,
+  sameDevice,
+  shapeIs,
+  upstream,
+  weight,
+} from './check.js';
 
 export interface LoraForwardOptions {
   /** s: alpha / r (or alpha / sqrt(r) with rsLoRA). Required. */
@@ -29,6 +48,8 @@ export class LoraSaved {
   readonly p: number;
   /** @internal */ readonly seed: bigint;
   readonly frozenA: boolean;
+  /** @internal The dtype of forward's x (and so of backward's dx), kept even when x is not. */
+  readonly xDtype: DType;
 
   /** @internal */
   constructor(
@@ -41,6 +62,7 @@ export class LoraSaved {
     leading: readonly number[],
     scale: number,
     drop: { p: number; seed: bigint },
+    xDtype: DType,
   ) {
     this.#x = x;
     this.#xa = xa;
@@ -53,6 +75,7 @@ export class LoraSaved {
     this.p = drop.p;
     this.seed = drop.seed;
     this.frozenA = x === null;
+    this.xDtype = xDtype;
   }
 
   /** The device of the tensors forward ran on. */
@@ -74,11 +97,12 @@ export class LoraSaved {
   parts(name: string) {
     if (this.#xa.disposed) throw invalidType('live saved state', name, this, 'it was disposed');
     return {
-      x: this.#x === null ? null : f32(this.#x, `${name} input x`),
-      xa: f32(this.#xa, `${name}.xa`),
+      x: this.#x === null ? null : operand(this.#x, `${name} input x`, 'activation').data,
+      xDtype: DTYPE_CODE[this.xDtype],
+      xa: operand(this.#xa, `${name}.xa`, 'float32').data,
       ...weight(this.#W, `${name} weight W`),
-      A: f32(this.#A, `${name} adapter A`),
-      B: f32(this.#B, `${name} adapter B`),
+      A: operand(this.#A, `${name} adapter A`, 'float32').data,
+      B: operand(this.#B, `${name} adapter B`, 'float32').data,
     };
   }
 
@@ -128,27 +152,43 @@ function adapterShapes(W: Tensor, A: Tensor, B: Tensor): { out: number; inDim: n
 
 function prepareForward(x: Tensor, W: Tensor, A: Tensor, B: Tensor, opts: LoraForwardOptions | undefined) {
   const o = options<LoraForwardOptions>(opts, 'options');
-  const xs = f32(x, 'x'), Ws = weight(W, 'W'), As = f32(A, 'A'), Bs = f32(B, 'B');
-  const { out, inDim, r } = adapterShapes(W, A, B);
-  const { t, leading } = rowsOf(x, inDim);
   const bias = o.bias;
-  const biasS = biasOf(bias, out);
-  sameDevice([
+  const device = sameDevice([
     [x, 'x'],
     [W, 'W'],
     [A, 'A'],
     [B, 'B'],
     [bias, 'options.bias'],
   ]);
+  const xs = operand(x, 'x', 'activation'), Ws = weight(W, 'W'), As = operand(A, 'A', 'float32'), Bs = operand(B, 'B', 'float32');
+  const { out, inDim, r } = adapterShapes(W, A, B);
+  const { t, leading } = rowsOf(x, inDim);
+  const biasS = biasOf(bias, out);
   const scale = finite(o.scale, 'options.scale');
   const drop = dropout(o.dropout, 'options.dropout');
   const frozenA = bool(o.frozenA, 'options.frozenA', false);
   const dims: NativeLoraDims = { t, in: inDim, out, r };
-  const y = Tensor.empty([...leading, out], 'float32', x.device);
-  const xa = Tensor.empty([t, r], 'float32', x.device);
-  const args = { ...dims, x: xs, ...Ws, bias: biasS, A: As, B: Bs, y: y.storage() as Float32Array, xa: xa.storage() as Float32Array, scale, p: drop.p, seed: drop.seed };
-  const saved = new LoraSaved(frozenA ? null : x, xa, W, A, B, dims, leading, scale, drop);
-  return { args, result: { y, saved } };
+  const y = Tensor.empty([...leading, out], x.dtype, device);
+  const xa = Tensor.empty([t, r], 'float32', device);
+  const ys = output(y);
+  const args = {
+    ...dims,
+    x: xs.data,
+    xDtype: xs.dtype,
+    ...Ws,
+    bias: biasS?.data ?? null,
+    biasDtype: biasS?.dtype ?? 0,
+    A: As.data,
+    B: Bs.data,
+    y: ys.data,
+    yDtype: ys.dtype,
+    xa: output(xa).data,
+    scale,
+    p: drop.p,
+    seed: drop.seed,
+  };
+  const saved = new LoraSaved(frozenA ? null : x, xa, W, A, B, dims, leading, scale, drop, x.dtype);
+  return { device, args, result: { y, saved } };
 }
 
 function prepareBackward(dy: Tensor, saved: LoraSaved) {
@@ -156,33 +196,64 @@ function prepareBackward(dy: Tensor, saved: LoraSaved) {
   const parts = saved.parts('saved');
   const { in: inDim, out, r } = saved.dims;
   const dys = upstream(dy, saved.leading, out, saved.device);
-  const dx = Tensor.empty([...saved.leading, inDim], 'float32', dy.device);
-  const dA = saved.frozenA ? undefined : Tensor.empty([r, inDim], 'float32', dy.device);
-  const dB = Tensor.empty([out, r], 'float32', dy.device);
+  const device = saved.device;
+  const dx = Tensor.empty([...saved.leading, inDim], saved.xDtype, device);
+  const dA = saved.frozenA ? undefined : Tensor.empty([r, inDim], 'float32', device);
+  const dB = Tensor.empty([out, r], 'float32', device);
+  const dxs = output(dx);
   const args = {
     ...saved.dims,
-    dy: dys,
+    dy: dys.data,
+    dyDtype: dys.dtype,
     ...parts,
-    dx: dx.storage() as Float32Array,
-    dA: dA ? (dA.storage() as Float32Array) : null,
-    dB: dB.storage() as Float32Array,
+    dx: dxs.data,
+    dxDtype: dxs.dtype,
+    dA: dA ? output(dA).data : null,
+    dB: output(dB).data,
     scale: saved.scale,
     p: saved.p,
     seed: saved.seed,
   };
   const grads: LoraGrads = dA ? { dx, dA, dB } : { dx, dB };
-  return { args, grads };
+  return { device, args, grads };
 }
 
 function prepareMerge(W: Tensor, A: Tensor, B: Tensor, scale: number, safe: boolean) {
-  const Ws = weight(W, 'W'), As = f32(A, 'A'), Bs = f32(B, 'B');
-  const { out, inDim, r } = adapterShapes(W, A, B);
-  sameDevice([
+  const device = sameDevice([
     [W, 'W'],
     [A, 'A'],
     [B, 'B'],
   ]);
-  return { ...Ws, A: As, B: Bs, out, in: inDim, r, scale: finite(scale, 'scale'), safe };
+  const Ws = weight(W, 'W'), As = operand(A, 'A', 'float32'), Bs = operand(B, 'B', 'float32');
+  const { out, inDim, r } = adapterShapes(W, A, B);
+  return { device, args: { ...Ws, A: As.data, B: Bs.data, out, in: inDim, r, scale: finite(scale, 'scale'), safe } };
+}
+
+type ForwardArgs = ReturnType<typeof prepareForward>['args'];
+type BackwardArgs = ReturnType<typeof prepareBackward>['args'];
+type MergeArgs = ReturnType<typeof prepareMerge>['args'];
+type ProjectArgs = ReturnType<typeof projectArgs>;
+
+// The native calls, by device. The CUDA entry points queue their work on the device's stream
+// and return; the CPU ones run now, or off the event loop when `async`.
+function forwardOn(device: Device, args: ForwardArgs): void {
+  if (device === 'cuda') native().cudaLoraForward(args);
+  else native().loraForward(args as OnHost<ForwardArgs>);
+}
+
+function backwardOn(device: Device, args: BackwardArgs): void {
+  if (device === 'cuda') native().cudaLoraBackward(args);
+  else native().loraBackward(args as OnHost<BackwardArgs>);
+}
+
+function mergeOn(device: Device, args: MergeArgs): void {
+  if (device === 'cuda') native().cudaLoraMerge(args);
+  else native().loraMerge(args as OnHost<MergeArgs>);
+}
+
+function projectOn(device: Device, args: ProjectArgs): void {
+  if (device === 'cuda') native().cudaLoraFaProjectGrad(args);
+  else native().loraFaProjectGrad(args as OnHost<ProjectArgs>);
 }
 
 function mergeOptions(opts: unknown): boolean {
@@ -191,15 +262,19 @@ function mergeOptions(opts: unknown): boolean {
 
 /** y = x Wᵀ + bias + scale · (D(x) Aᵀ) Bᵀ for x [..., in], W [out, in], A [r, in], B [out, r]. */
 export function forward(x: Tensor, W: Tensor, A: Tensor, B: Tensor, opts: LoraForwardOptions): LoraForwardResult {
-  const { args, result } = prepareForward(x, W, A, B, opts);
-  native().loraForward(args);
+  const { device, args, result } = prepareForward(x, W, A, B, opts);
+  forwardOn(device, args);
   return result;
 }
 
-/** forward off the event loop; the result equals forward's bit for bit. Inputs must not change until it settles. */
+/**
+ * forward off the event loop; the result equals forward's bit for bit. Inputs must not change
+ * until it settles. On CUDA the work is queued on the device in order, as forward's is.
+ */
 export async function forwardAsync(x: Tensor, W: Tensor, A: Tensor, B: Tensor, opts: LoraForwardOptions): Promise<LoraForwardResult> {
-  const { args, result } = prepareForward(x, W, A, B, opts);
-  await awaitHolding(native().loraForward(args, true), [x, W, A, B, opts.bias, result.y, result.saved.xa]);
+  const { device, args, result } = prepareForward(x, W, A, B, opts);
+  if (device === 'cuda') forwardOn(device, args);
+  else await awaitHolding(native().loraForward(args as OnHost<ForwardArgs>, true), [x, W, A, B, opts.bias, result.y, result.saved.xa]);
   return result;
 }
 
@@ -219,25 +294,30 @@ function backwardOptions(opts: unknown, saved: LoraSaved): boolean {
 
 function projectArgs(saved: LoraSaved, dB: Tensor) {
   const { in: inDim, out, r } = saved.dims;
-  return { A: saved.parts('saved').A, dB: dB.storage() as Float32Array, in: inDim, out, r, scale: saved.scale };
+  return { A: saved.parts('saved').A, dB: output(dB).data, in: inDim, out, r, scale: saved.scale };
 }
 
 /** Gradients for upstream gradient dy [..., out]: dx, dA (unless frozenA) and dB. W is frozen. */
 export function backward(dy: Tensor, saved: LoraSaved, opts?: LoraBackwardOptions): LoraGrads {
   const project = backwardOptions(opts, saved);
-  const { args, grads } = prepareBackward(dy, saved);
-  native().loraBackward(args);
-  if (project) native().loraFaProjectGrad(projectArgs(saved, grads.dB));
+  const { device, args, grads } = prepareBackward(dy, saved);
+  backwardOn(device, args);
+  if (project) projectOn(device, projectArgs(saved, grads.dB));
   return grads;
 }
 
-/** backward off the event loop; the result equals backward's bit for bit. */
+/** backward off the event loop; the result equals backward's bit for bit. On CUDA the work is queued in order. */
 export async function backwardAsync(dy: Tensor, saved: LoraSaved, opts?: LoraBackwardOptions): Promise<LoraGrads> {
   const project = backwardOptions(opts, saved);
-  const { args, grads } = prepareBackward(dy, saved);
+  const { device, args, grads } = prepareBackward(dy, saved);
+  if (device === 'cuda') {
+    backwardOn(device, args);
+    if (project) projectOn(device, projectArgs(saved, grads.dB));
+    return grads;
+  }
   const held = [dy, ...saved.tensors(), grads.dx, grads.dA, grads.dB];
-  await awaitHolding(native().loraBackward(args, true), held);
-  if (project) await awaitHolding(native().loraFaProjectGrad(projectArgs(saved, grads.dB), true), held);
+  await awaitHolding(native().loraBackward(args as OnHost<BackwardArgs>, true), held);
+  if (project) await awaitHolding(native().loraFaProjectGrad(projectArgs(saved, grads.dB) as OnHost<ProjectArgs>, true), held);
   return grads;
 }
 
@@ -248,23 +328,29 @@ export interface MergeOptions {
 
 /** W ← W + scale · B A, in place. */
 export function merge(W: Tensor, A: Tensor, B: Tensor, scale: number, opts?: MergeOptions): void {
-  native().loraMerge(prepareMerge(W, A, B, scale, mergeOptions(opts)));
+  const { device, args } = prepareMerge(W, A, B, scale, mergeOptions(opts));
+  mergeOn(device, args);
+}
+
+async function mergeOffLoop(W: Tensor, A: Tensor, B: Tensor, scale: number, opts: unknown, sign: 1 | -1): Promise<void> {
+  const { device, args } = prepareMerge(W, A, B, scale, mergeOptions(opts));
+  const signed = { ...args, scale: sign * args.scale };
+  if (device === 'cuda') mergeOn(device, signed);
+  else await awaitHolding(native().loraMerge(signed as OnHost<MergeArgs>, true), [W, A, B]);
 }
 
 export async function mergeAsync(W: Tensor, A: Tensor, B: Tensor, scale: number, opts?: MergeOptions): Promise<void> {
-  const args = prepareMerge(W, A, B, scale, mergeOptions(opts));
-  await awaitHolding(native().loraMerge(args, true), [W, A, B]);
+  await mergeOffLoop(W, A, B, scale, opts, 1);
 }
 
 /** W ← W − scale · B A, in place (undoes merge up to rounding). */
 export function unmerge(W: Tensor, A: Tensor, B: Tensor, scale: number, opts?: MergeOptions): void {
-  const args = prepareMerge(W, A, B, scale, mergeOptions(opts));
-  native().loraMerge({ ...args, scale: -args.scale });
+  const { device, args } = prepareMerge(W, A, B, scale, mergeOptions(opts));
+  mergeOn(device, { ...args, scale: -args.scale });
 }
 
 export async function unmergeAsync(W: Tensor, A: Tensor, B: Tensor, scale: number, opts?: MergeOptions): Promise<void> {
-  const args = prepareMerge(W, A, B, scale, mergeOptions(opts));
-  await awaitHolding(native().loraMerge({ ...args, scale: -args.scale }, true), [W, A, B]);
+  await mergeOffLoop(W, A, B, scale, opts, -1);
 }
 
 export interface LoraInitOptions {
@@ -274,6 +360,8 @@ export interface LoraInitOptions {
   /** 'kaiming' (PEFT's default): A ~ U(±1/√in); 'gaussian': A ~ N(0, σ = 1/r) as PEFT draws it. B = 0 either way. */
   method?: 'kaiming' | 'gaussian';
   seed?: number | bigint;
+  /** Where A and B live (default 'cpu'); the same seed gives the same values on every device. */
+  device?: Device;
 }
 
 /** Fresh adapter matrices A [r, in], B [out, r] initialised as PEFT does. */
@@ -289,11 +377,12 @@ export function init(opts: LoraInitOptions): { A: Tensor; B: Tensor } {
   const r = dim(o.rank, 'options.rank');
   const method = o.method ?? 'kaiming';
   if (method !== 'kaiming' && method !== 'gaussian') throw invalidType("'kaiming' or 'gaussian'", 'options.method', method);
+  const device = o.device ?? 'cpu';
   const A =
     method === 'kaiming'
-      ? rand([r, inDim], { seed: o.seed, low: -1 / Math.sqrt(inDim), high: 1 / Math.sqrt(inDim) })
-      : randn([r, inDim], { seed: o.seed, std: 1 / r });
-  return { A, B: zeros([out, r]) };
+      ? rand([r, inDim], { seed: o.seed, low: -1 / Math.sqrt(inDim), high: 1 / Math.sqrt(inDim), device })
+      : randn([r, inDim], { seed: o.seed, std: 1 / r, device });
+  return { A, B: zeros([out, r], { device }) };
 }
 
 /** PEFT's scale: alpha / r, or alpha / sqrt(r) with rsLoRA (`use_rslora`). */

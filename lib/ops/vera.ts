@@ -2,11 +2,30 @@
 // shared by every adapted layer; a layer (out, in) uses their top-left slices A[:, :in] and
 // B[:out, :] and trains only λd [r] and λb [out]:
 //   y = x Wᵀ + b0 + λb ⊙ ((D(x) Aᵀ ⊙ λd) Bᵀ).
-// Forward keeps only u = D(x) Aᵀ [T, r] for backward, never x.
+// Forward keeps only u = D(x) Aᵀ [T, r] for backward, never x. Every op runs where its tensors
+// are: on CUDA, x, W, the bias and dy may be float32, bfloat16 or float16 (y and dx take x's
+// dtype); the projections, λd, λb and their gradients are float32 on both devices.
 import { invalidRange, invalidType } from '../errors.js';
 import { native, type NativeVeraDims } from '../native.js';
-import { checkSeed, Tensor } from '../tensor.js';
-import { awaitHolding, biasOf, bool, dropout, type DropoutOption, f32, finite, options, rowsOf, sameDevice, shapeIs, upstream, weight } from './check.js';
+import { checkDevice, checkSeed, type Device, type DType, Tensor } from '../tensor.js';
+import {
+  awaitHolding,
+  biasOf,
+  bool,
+  dropout,
+  type DropoutOption,
+  finite,
+  type OnHost,
+  type Operand,
+  operand,
+  options,
+  output,
+  rowsOf,
+  sameDevice,
+  shapeIs,
+  upstream,
+  weight,
+} from './check.js';
 import type { MergeOptions } from './lora.js';
 
 // ---- projections -------------------------------------------------------------------------
@@ -26,6 +45,8 @@ export interface VeraProjectionsOptions {
   maxOut: number;
   /** PEFT's projection_prng_key; drawn at random when omitted (and recorded in the result). */
   seed?: number | bigint;
+  /** Where A and B live (default 'cpu'): drawn on the host, then moved (the same values on every device). */
+  device?: Device;
 }
 
 /**
@@ -86,18 +107,41 @@ function prepareProjections(opts: VeraProjectionsOptions) {
   return { args, result: new VeraProjections(A, B, seed, rank, maxIn, maxOut) };
 }
 
+function projectionsDevice(opts: VeraProjectionsOptions): Device {
+  const device = options<VeraProjectionsOptions>(opts, 'options').device;
+  return device === undefined ? 'cpu' : checkDevice(device, 'options.device');
+}
+
+/** Host projections moved to `device` (themselves on the CPU). */
+function movedTo(device: Device, p: VeraProjections): VeraProjections {
+  if (device === 'cpu') return p;
+  try {
+    const A = p.A.to(device);
+    try {
+      return new VeraProjections(A, p.B.to(device), p.seed, p.rank, p.maxIn, p.maxOut);
+    } catch (e) {
+      A.dispose();
+      throw e;
+    }
+  } finally {
+    p.dispose();
+  }
+}
+
 /** The shared projections, kaiming-uniform as PEFT draws them, from the counter-based generator. */
 export function projections(opts: VeraProjectionsOptions): VeraProjections {
+  const device = projectionsDevice(opts);
   const { args, result } = prepareProjections(opts);
   native().veraProjections(args);
-  return result;
+  return movedTo(device, result);
 }
 
 /** projections off the event loop; the result equals projections' bit for bit. */
 export async function projectionsAsync(opts: VeraProjectionsOptions): Promise<VeraProjections> {
+  const device = projectionsDevice(opts);
   const { args, result } = prepareProjections(opts);
   await awaitHolding(native().veraProjections(args, true), [result.A, result.B]);
-  return result;
+  return movedTo(device, result);
 }
 
 // ---- per-layer vectors -------------------------------------------------------------------
@@ -107,6 +151,8 @@ export interface VeraInitOptions {
   rank: number;
   /** λd's initial value (PEFT's d_initial, default 0.1). */
   dInitial?: number;
+  /** Where λd and λb live (default 'cpu'). */
+  device?: Device;
 }
 
 const FLOAT32_MAX = 3.4028234663852886e38;
@@ -118,9 +164,15 @@ export function init(opts: VeraInitOptions): { lambdaD: Tensor; lambdaB: Tensor 
   const r = positiveInt(o.rank, 'options.rank');
   const d = o.dInitial === undefined ? 0.1 : finite(o.dInitial, 'options.dInitial');
   if (!(Math.abs(d) <= FLOAT32_MAX)) throw invalidRange('a finite number within float32 range', 'options.dInitial', d);
-  const lambdaD = Tensor.empty([r], 'float32', 'cpu');
-  (lambdaD.storage() as Float32Array).fill(d);
-  return { lambdaD, lambdaB: Tensor.empty([out], 'float32', 'cpu', true) };
+  const device = o.device === undefined ? 'cpu' : checkDevice(o.device, 'options.device');
+  const host = Tensor.empty([r], 'float32', 'cpu');
+  (host.storage() as Float32Array).fill(d);
+  let lambdaD = host;
+  if (device !== 'cpu') {
+    lambdaD = host.to(device);
+    host.dispose();
+  }
+  return { lambdaD, lambdaB: Tensor.empty([out], 'float32', device, true) };
 }
 
 // ---- forward / backward ------------------------------------------------------------------
@@ -147,6 +199,8 @@ export class VeraSaved {
   /** @internal */ readonly leading: readonly number[];
   readonly p: number;
   /** @internal */ readonly seed: bigint;
+  /** @internal The dtype of forward's x (and so of backward's dx). */
+  readonly xDtype: DType;
 
   /** @internal */
   constructor(
@@ -158,6 +212,7 @@ export class VeraSaved {
     dims: NativeVeraDims,
     leading: readonly number[],
     drop: { p: number; seed: bigint },
+    xDtype: DType,
   ) {
     this.#u = u;
     this.#W = W;
@@ -169,6 +224,7 @@ export class VeraSaved {
     this.leading = leading;
     this.p = drop.p;
     this.seed = drop.seed;
+    this.xDtype = xDtype;
   }
 
   /** The device of the tensors forward ran on. */
@@ -190,12 +246,12 @@ export class VeraSaved {
   parts(name: string) {
     if (this.#u.disposed) throw invalidType('live saved state', name, this, 'it was disposed');
     return {
-      u: f32(this.#u, `${name}.u`),
+      u: operand(this.#u, `${name}.u`, 'float32').data,
       ...weight(this.#W, `${name} weight W`),
-      A: f32(this.#A, `${name} projection A`),
-      B: f32(this.#B, `${name} projection B`),
-      lambdaD: f32(this.#lambdaD, `${name} lambdaD`),
-      lambdaB: f32(this.#lambdaB, `${name} lambdaB`),
+      A: operand(this.#A, `${name} projection A`, 'float32').data,
+      B: operand(this.#B, `${name} projection B`, 'float32').data,
+      lambdaD: operand(this.#lambdaD, `${name} lambdaD`, 'float32').data,
+      lambdaB: operand(this.#lambdaB, `${name} lambdaB`, 'float32').data,
     };
   }
 
@@ -255,11 +311,15 @@ function layerShapes(W: Tensor, proj: VeraProjectionPair, lambdaD: Tensor, lambd
   return { out, inDim, r, maxIn, maxOut };
 }
 
-/** The projections argument: an object holding live float32 tensors A and B. */
-function projParts(proj: unknown): { pair: VeraProjectionPair; A: Float32Array; B: Float32Array } {
+/** The projections argument: an object { A, B } (checked as float32 tensors by projParts). */
+function projPair(proj: unknown): VeraProjectionPair {
   if (typeof proj !== 'object' || proj === null) throw invalidType('projections { A, B } (from vera.projections)', 'proj', proj);
-  const pair = proj as VeraProjectionPair;
-  return { pair, A: f32(pair.A, 'proj.A'), B: f32(pair.B, 'proj.B') };
+  return proj as VeraProjectionPair;
+}
+
+/** The projections' native fields: live float32 tensors A and B. */
+function projParts(pair: VeraProjectionPair): { A: Operand['data']; B: Operand['data'] } {
+  return { A: operand(pair.A, 'proj.A', 'float32').data, B: operand(pair.B, 'proj.B', 'float32').data };
 }
 
 function prepareForward(
@@ -271,42 +331,47 @@ function prepareForward(
   opts: VeraForwardOptions | undefined,
 ) {
   const o = options<VeraForwardOptions>(opts, 'options');
-  const xs = f32(x, 'x'), Ws = weight(W, 'W');
-  const P = projParts(proj);
-  const lds = f32(lambdaD, 'lambdaD'), lbs = f32(lambdaB, 'lambdaB');
-  const { out, inDim, r, maxIn, maxOut } = layerShapes(W, P.pair, lambdaD, lambdaB);
-  const { t, leading } = rowsOf(x, inDim);
+  const pair = projPair(proj);
   const bias = o.bias;
-  const biasS = biasOf(bias, out);
-  sameDevice([
+  const device = sameDevice([
     [x, 'x'],
     [W, 'W'],
-    [P.pair.A, 'proj.A'],
-    [P.pair.B, 'proj.B'],
+    [pair.A, 'proj.A'],
+    [pair.B, 'proj.B'],
     [lambdaD, 'lambdaD'],
     [lambdaB, 'lambdaB'],
     [bias, 'options.bias'],
   ]);
+  const xs = operand(x, 'x', 'activation'), Ws = weight(W, 'W');
+  const P = projParts(pair);
+  const lds = operand(lambdaD, 'lambdaD', 'float32'), lbs = operand(lambdaB, 'lambdaB', 'float32');
+  const { out, inDim, r, maxIn, maxOut } = layerShapes(W, pair, lambdaD, lambdaB);
+  const { t, leading } = rowsOf(x, inDim);
+  const biasS = biasOf(bias, out);
   const drop = dropout(o.dropout, 'options.dropout');
   const dims: NativeVeraDims = { t, in: inDim, out, r, maxIn, maxOut };
-  const y = Tensor.empty([...leading, out], 'float32', x.device);
-  const u = Tensor.empty([t, r], 'float32', x.device);
+  const y = Tensor.empty([...leading, out], x.dtype, device);
+  const u = Tensor.empty([t, r], 'float32', device);
+  const ys = output(y);
   const args = {
     ...dims,
-    x: xs,
+    x: xs.data,
+    xDtype: xs.dtype,
     ...Ws,
-    bias: biasS,
+    bias: biasS?.data ?? null,
+    biasDtype: biasS?.dtype ?? 0,
     A: P.A,
     B: P.B,
-    lambdaD: lds,
-    lambdaB: lbs,
-    y: y.storage() as Float32Array,
-    u: u.storage() as Float32Array,
+    lambdaD: lds.data,
+    lambdaB: lbs.data,
+    y: ys.data,
+    yDtype: ys.dtype,
+    u: output(u).data,
     p: drop.p,
     seed: drop.seed,
   };
-  const saved = new VeraSaved(u, W, P.pair, lambdaD, lambdaB, dims, leading, drop);
-  return { args, result: { y, saved } };
+  const saved = new VeraSaved(u, W, pair, lambdaD, lambdaB, dims, leading, drop, x.dtype);
+  return { device, args, result: { y, saved } };
 }
 
 function prepareBackward(dy: Tensor, saved: VeraSaved) {
@@ -314,20 +379,45 @@ function prepareBackward(dy: Tensor, saved: VeraSaved) {
   const parts = saved.parts('saved');
   const { in: inDim, out, r } = saved.dims;
   const dys = upstream(dy, saved.leading, out, saved.device);
-  const dx = Tensor.empty([...saved.leading, inDim], 'float32', dy.device);
-  const dLambdaD = Tensor.empty([r], 'float32', dy.device);
-  const dLambdaB = Tensor.empty([out], 'float32', dy.device);
+  const device = saved.device;
+  const dx = Tensor.empty([...saved.leading, inDim], saved.xDtype, device);
+  const dLambdaD = Tensor.empty([r], 'float32', device);
+  const dLambdaB = Tensor.empty([out], 'float32', device);
+  const dxs = output(dx);
   const args = {
     ...saved.dims,
-    dy: dys,
+    dy: dys.data,
+    dyDtype: dys.dtype,
     ...parts,
-    dx: dx.storage() as Float32Array,
-    dLambdaD: dLambdaD.storage() as Float32Array,
-    dLambdaB: dLambdaB.storage() as Float32Array,
+    dx: dxs.data,
+    dxDtype: dxs.dtype,
+    dLambdaD: output(dLambdaD).data,
+    dLambdaB: output(dLambdaB).data,
     p: saved.p,
     seed: saved.seed,
   };
-  return { args, grads: { dx, dLambdaD, dLambdaB } as VeraGrads };
+  return { device, args, grads: { dx, dLambdaD, dLambdaB } as VeraGrads };
+}
+
+type ForwardArgs = ReturnType<typeof prepareForward>['args'];
+type BackwardArgs = ReturnType<typeof prepareBackward>['args'];
+type MergeArgs = ReturnType<typeof prepareMerge>['args'];
+
+// The native calls, by device. The CUDA entry points queue their work on the device's stream
+// and return; the CPU ones run now, or off the event loop when `async`.
+function forwardOn(device: Device, args: ForwardArgs): void {
+  if (device === 'cuda') native().cudaVeraForward(args);
+  else native().veraForward(args as OnHost<ForwardArgs>);
+}
+
+function backwardOn(device: Device, args: BackwardArgs): void {
+  if (device === 'cuda') native().cudaVeraBackward(args);
+  else native().veraBackward(args as OnHost<BackwardArgs>);
+}
+
+function mergeOn(device: Device, args: MergeArgs): void {
+  if (device === 'cuda') native().cudaVeraMerge(args);
+  else native().veraMerge(args as OnHost<MergeArgs>);
 }
 
 /** y = x Wᵀ + bias + λb ⊙ ((D(x) Aᵀ ⊙ λd) Bᵀ) for x [..., in], W [out, in], with A, B the top-left slices of proj. */
@@ -339,12 +429,15 @@ export function forward(
   lambdaB: Tensor,
   opts?: VeraForwardOptions,
 ): VeraForwardResult {
-  const { args, result } = prepareForward(x, W, proj, lambdaD, lambdaB, opts);
-  native().veraForward(args);
+  const { device, args, result } = prepareForward(x, W, proj, lambdaD, lambdaB, opts);
+  forwardOn(device, args);
   return result;
 }
 
-/** forward off the event loop; the result equals forward's bit for bit. Inputs must not change until it settles. */
+/**
+ * forward off the event loop; the result equals forward's bit for bit. Inputs must not change
+ * until it settles. On CUDA the work is queued on the device in order, as forward's is.
+ */
 export async function forwardAsync(
   x: Tensor,
   W: Tensor,
@@ -353,22 +446,25 @@ export async function forwardAsync(
   lambdaB: Tensor,
   opts?: VeraForwardOptions,
 ): Promise<VeraForwardResult> {
-  const { args, result } = prepareForward(x, W, proj, lambdaD, lambdaB, opts);
-  await awaitHolding(native().veraForward(args, true), [x, W, proj.A, proj.B, lambdaD, lambdaB, opts?.bias, result.y, result.saved.u]);
+  const { device, args, result } = prepareForward(x, W, proj, lambdaD, lambdaB, opts);
+  if (device === 'cuda') forwardOn(device, args);
+  else
+    await awaitHolding(native().veraForward(args as OnHost<ForwardArgs>, true), [x, W, proj.A, proj.B, lambdaD, lambdaB, opts?.bias, result.y, result.saved.u]);
   return result;
 }
 
 /** Gradients for upstream gradient dy [..., out]: dx, dLambdaD and dLambdaB. W and the projections are frozen. */
 export function backward(dy: Tensor, saved: VeraSaved): VeraGrads {
-  const { args, grads } = prepareBackward(dy, saved);
-  native().veraBackward(args);
+  const { device, args, grads } = prepareBackward(dy, saved);
+  backwardOn(device, args);
   return grads;
 }
 
-/** backward off the event loop; the result equals backward's bit for bit. */
+/** backward off the event loop; the result equals backward's bit for bit. On CUDA the work is queued in order. */
 export async function backwardAsync(dy: Tensor, saved: VeraSaved): Promise<VeraGrads> {
-  const { args, grads } = prepareBackward(dy, saved);
-  await awaitHolding(native().veraBackward(args, true), [dy, ...saved.tensors(), grads.dx, grads.dLambdaD, grads.dLambdaB]);
+  const { device, args, grads } = prepareBackward(dy, saved);
+  if (device === 'cuda') backwardOn(device, args);
+  else await awaitHolding(native().veraBackward(args as OnHost<BackwardArgs>, true), [dy, ...saved.tensors(), grads.dx, grads.dLambdaD, grads.dLambdaB]);
   return grads;
 }
 
@@ -376,33 +472,37 @@ export async function backwardAsync(dy: Tensor, saved: VeraSaved): Promise<VeraG
 
 function prepareMerge(W: Tensor, proj: VeraProjectionPair, lambdaD: Tensor, lambdaB: Tensor, opts: unknown, sign: 1 | -1) {
   const safe = bool(options<MergeOptions>(opts, 'options').safe, 'options.safe', false);
-  const Ws = weight(W, 'W');
-  const P = projParts(proj);
-  const lds = f32(lambdaD, 'lambdaD'), lbs = f32(lambdaB, 'lambdaB');
-  const { out, inDim, r, maxIn, maxOut } = layerShapes(W, P.pair, lambdaD, lambdaB);
-  sameDevice([
+  const pair = projPair(proj);
+  const device = sameDevice([
     [W, 'W'],
-    [P.pair.A, 'proj.A'],
-    [P.pair.B, 'proj.B'],
+    [pair.A, 'proj.A'],
+    [pair.B, 'proj.B'],
     [lambdaD, 'lambdaD'],
     [lambdaB, 'lambdaB'],
   ]);
-  return { ...Ws, A: P.A, B: P.B, lambdaD: lds, lambdaB: lbs, out, in: inDim, r, maxIn, maxOut, sign, safe };
+  const Ws = weight(W, 'W');
+  const P = projParts(pair);
+  const lds = operand(lambdaD, 'lambdaD', 'float32'), lbs = operand(lambdaB, 'lambdaB', 'float32');
+  const { out, inDim, r, maxIn, maxOut } = layerShapes(W, pair, lambdaD, lambdaB);
+  return { device, args: { ...Ws, A: P.A, B: P.B, lambdaD: lds.data, lambdaB: lbs.data, out, in: inDim, r, maxIn, maxOut, sign, safe } };
 }
 
 /** W ← W + (λb ⊙ B)(λd ⊙ A), in place (A, B the slices of proj for W's shape). */
 export function merge(W: Tensor, proj: VeraProjectionPair, lambdaD: Tensor, lambdaB: Tensor, opts?: MergeOptions): void {
-  native().veraMerge(prepareMerge(W, proj, lambdaD, lambdaB, opts, 1));
+  const { device, args } = prepareMerge(W, proj, lambdaD, lambdaB, opts, 1);
+  mergeOn(device, args);
 }
 
 /** W ← W − (λb ⊙ B)(λd ⊙ A), in place (undoes merge up to rounding). */
 export function unmerge(W: Tensor, proj: VeraProjectionPair, lambdaD: Tensor, lambdaB: Tensor, opts?: MergeOptions): void {
-  native().veraMerge(prepareMerge(W, proj, lambdaD, lambdaB, opts, -1));
+  const { device, args } = prepareMerge(W, proj, lambdaD, lambdaB, opts, -1);
+  mergeOn(device, args);
 }
 
 async function mergeOffLoop(W: Tensor, proj: VeraProjectionPair, lambdaD: Tensor, lambdaB: Tensor, opts: unknown, sign: 1 | -1) {
-  const args = prepareMerge(W, proj, lambdaD, lambdaB, opts, sign);
-  await awaitHolding(native().veraMerge(args, true), [W, proj.A, proj.B, lambdaD, lambdaB]);
+  const { device, args } = prepareMerge(W, proj, lambdaD, lambdaB, opts, sign);
+  if (device === 'cuda') mergeOn(device, args);
+  else await awaitHolding(native().veraMerge(args as OnHost<MergeArgs>, true), [W, proj.A, proj.B, lambdaD, lambdaB]);
 }
 
 export async function mergeAsync(W: Tensor, proj: VeraProjectionPair, lambdaD: Tensor, lambdaB: Tensor, opts?: MergeOptions): Promise<void> {

@@ -5,12 +5,15 @@
 //     adapter can represent;
 //   - "full-rank shift": the teacher's first layer moved by a dense random change, which no
 //     low-rank adapter can represent: here full fine-tuning should win.
-// Prints a table per task, draws the loss curves to an SVG file.
+// Prints a table per task, draws the loss curves to an SVG file. With --device cuda the models
+// (weights, adapters, optimizer state, activations) live on the GPU; the teachers that label the
+// data, ReLU and the loss run on the host (small tensors, copied each step).
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { SingleBar } from 'cli-progress';
 import { backends } from '../backends.js';
+import { invalidRange } from '../errors.js';
 import { Linear } from '../layers/linear.js';
 import { LoraLinear, type LoraVariant } from '../layers/lora-linear.js';
 import { type Parameter } from '../layers/parameter.js';
@@ -18,7 +21,7 @@ import { VeraLinear } from '../layers/vera-linear.js';
 import * as linear from '../ops/linear.js';
 import * as vera from '../ops/vera.js';
 import { AdamW, loraPlusGroups, type ParamGroup } from '../optim.js';
-import { randn, Tensor, tensor } from '../tensor.js';
+import { type Device, randn, Tensor, tensor } from '../tensor.js';
 import { lossChart, type Series } from './chart.js';
 
 const D = 32; // input features
@@ -53,27 +56,27 @@ function disposeWeights(w: Weights): void {
 
 // ---- the MLP: layer1 → ReLU → layer2 → softmax cross-entropy ----------------------------
 
+// ReLU and the loss work on host copies of the values: on the CPU a copy like clone()'s, on
+// CUDA a download, with the result uploaded again.
+
 function relu(h: Tensor): Tensor {
-  const out = h.clone();
-  const v = out.storage() as Float32Array;
+  const v = h.toFloat32Array();
   for (let i = 0; i < v.length; i++) if (v[i] < 0) v[i] = 0;
-  return out;
+  return tensor(v, h.shape, { device: h.device });
 }
 
 /** dh = da where h > 0. */
 function reluBackward(da: Tensor, h: Tensor): Tensor {
-  const out = da.clone();
-  const v = out.storage() as Float32Array, hv = h.storage() as Float32Array;
+  const v = da.toFloat32Array(), hv = h.toFloat32Array();
   for (let i = 0; i < v.length; i++) if (hv[i] <= 0) v[i] = 0;
-  return out;
+  return tensor(v, da.shape, { device: da.device });
 }
 
-/** Mean cross-entropy, its gradient wrt the logits, and the number of correct argmaxes. */
+/** Mean cross-entropy, its gradient wrt the logits (on the logits' device), and the number of correct argmaxes. */
 function crossEntropy(logits: Tensor, labels: Int32Array): { loss: number; dlogits: Tensor; correct: number } {
-  const z = logits.storage() as Float32Array;
+  const z = logits.toFloat32Array();
   const rows = labels.length;
-  const dlogits = Tensor.empty([rows, C], 'float32', 'cpu');
-  const g = dlogits.storage() as Float32Array;
+  const g = new Float32Array(rows * C);
   let loss = 0, correct = 0;
   for (let t = 0; t < rows; t++) {
     let max = -Infinity, arg = 0;
@@ -84,10 +87,10 @@ function crossEntropy(logits: Tensor, labels: Int32Array): { loss: number; dlogi
     for (let c = 0; c < C; c++) g[t * C + c] = (Math.exp(z[t * C + c] - max) / sum - (c === labels[t] ? 1 : 0)) / rows;
     if (arg === labels[t]) correct++;
   }
-  return { loss: loss / rows, dlogits, correct };
+  return { loss: loss / rows, dlogits: tensor(g, [rows, C], { device: logits.device }), correct };
 }
 
-/** Class labels a teacher MLP assigns to x. */
+/** Class labels a teacher MLP (on the host) assigns to x (on the host). */
 function teacherLabels(teacher: Weights, x: Tensor): Int32Array {
   const h = linear.forward(x, teacher.W1, { bias: teacher.b1 }).y;
   const a = relu(h);
@@ -109,10 +112,15 @@ interface Batch {
   labels: Int32Array;
 }
 
-function batches(teacher: Weights, count: number, seed: number, size = BATCH): Batch[] {
+/** Inputs drawn and labelled on the host, then moved to `device`. */
+function batches(teacher: Weights, count: number, seed: number, device: Device, size = BATCH): Batch[] {
   return Array.from({ length: count }, (_, i) => {
     const x = randn([size, D], { seed: seed + i });
-    return { x, labels: teacherLabels(teacher, x) };
+    const labels = teacherLabels(teacher, x);
+    if (device === 'cpu') return { x, labels };
+    const moved = x.to(device);
+    x.dispose();
+    return { x: moved, labels };
   });
 }
 
@@ -158,7 +166,7 @@ function build(method: Method, base: Weights, seed: number): Model {
       break;
     }
     case 'VeRA': {
-      projections = vera.projections({ rank: VERA_RANK, maxIn: Math.max(D, H), maxOut: Math.max(H, C), seed: BigInt(seed) });
+      projections = vera.projections({ rank: VERA_RANK, maxIn: Math.max(D, H), maxOut: Math.max(H, C), seed: BigInt(seed), device: w.W1.device });
       layer1 = new VeraLinear({ weight: w.W1, bias: w.b1, projections });
       layer2 = new VeraLinear({ weight: w.W2, bias: w.b2, projections });
       const params = [...layer1.parameters(), ...layer2.parameters()];
@@ -275,17 +283,17 @@ function runMethod(method: Method, base: Weights, train: Batch[], test: Batch, s
   return row;
 }
 
-function pretrain(teacher: Weights, steps: number): Weights {
+function pretrain(teacher: Weights, steps: number, device: Device): Weights {
   const w: Weights = {
-    W1: randn([H, D], { seed: 101, std: Math.sqrt(2 / D) }),
-    b1: randn([H], { seed: 102, std: 0.01 }),
-    W2: randn([C, H], { seed: 103, std: Math.sqrt(1 / H) }),
-    b2: randn([C], { seed: 104, std: 0.01 }),
+    W1: randn([H, D], { seed: 101, std: Math.sqrt(2 / D), device }),
+    b1: randn([H], { seed: 102, std: 0.01, device }),
+    W2: randn([C, H], { seed: 103, std: Math.sqrt(1 / H), device }),
+    b2: randn([C], { seed: 104, std: 0.01, device }),
   };
   const layer1 = new Linear({ weight: w.W1, bias: w.b1 }), layer2 = new Linear({ weight: w.W2, bias: w.b2 });
   const optimizer = new AdamW([...layer1.parameters(), ...layer2.parameters()], { lr: 3e-3, weightDecay: 0 });
   const m: Model = { layer1, layer2, optimizer, checkpointBytes: 0, dispose() {} };
-  const data = batches(teacher, 64, 5000);
+  const data = batches(teacher, 64, 5000, device);
   for (let s = 0; s < steps; s++) trainStep(m, data[s % data.length]);
   optimizer.dispose();
   layer1.dispose();
@@ -338,16 +346,14 @@ export interface DemoOptions {
 }
 
 export async function demo(opts: DemoOptions): Promise<{ tasks: Array<{ name: string; rows: Row[] }>; chart: string }> {
-  if (opts.device === 'cuda') {
-    const cuda = backends().cuda;
-    throw new RangeError(
-      `Expected an available device for --device but received 'cuda' (${cuda.available ? 'CUDA tensors are not in this version yet' : `CUDA is unavailable: ${cuda.reason}`})`,
-    );
-  }
+  const { cpu, cuda } = backends();
+  if (opts.device === 'cuda' && !cuda.available)
+    throw invalidRange('an available device', '--device', opts.device, `CUDA is unavailable: ${cuda.reason ?? 'unknown reason'}`);
+  const device = opts.device;
   const started = performance.now();
   const log = (s: string) => !opts.quiet && console.log(s);
-  const { cpu } = backends();
-  log(`lowrank method comparison on the CPU (${cpu.isa}, ${cpu.threads} threads): MLP ${D} → ${H} → ${C}, batch ${BATCH}`);
+  const where = device === 'cuda' ? `on CUDA (${cuda.devices[0]?.name ?? 'device 0'})` : `on the CPU (${cpu.isa}, ${cpu.threads} threads)`;
+  log(`lowrank method comparison ${where}: MLP ${D} → ${H} → ${C}, batch ${BATCH}`);
   const teacher: Weights = {
     W1: randn([H, D], { seed: 1, std: Math.sqrt(2 / D) }),
     b1: randn([H], { seed: 2, std: 0.1 }),
@@ -355,7 +361,7 @@ export async function demo(opts: DemoOptions): Promise<{ tasks: Array<{ name: st
     b2: randn([C], { seed: 4, std: 0.1 }),
   };
   log('pretraining on the base task ...');
-  const base = pretrain(teacher, PRETRAIN_STEPS);
+  const base = pretrain(teacher, PRETRAIN_STEPS, device);
   const lowRank = lowRankChange(LOW_RANK_SCALE);
   const fullRank = randn([H, D], { seed: 301, std: 1.2 * Math.sqrt(2 / D) });
   const tasks = [
@@ -364,8 +370,8 @@ export async function demo(opts: DemoOptions): Promise<{ tasks: Array<{ name: st
   ];
   const results: Array<{ name: string; rows: Row[] }> = [];
   for (const [k, task] of tasks.entries()) {
-    const train = batches(task.teacher, 48, 10_000 + 1000 * k);
-    const test = batches(task.teacher, 1, 90_000 + k, 4096)[0];
+    const train = batches(task.teacher, 48, 10_000 + 1000 * k, device);
+    const test = batches(task.teacher, 1, 90_000 + k, device, 4096)[0];
     const rows: Row[] = [];
     for (const method of METHODS) {
       const bar = opts.quiet || !process.stdout.isTTY ? null : new SingleBar({ format: `  ${method.padEnd(16)} {bar} {value}/{total} steps`, hideCursor: true });
@@ -418,7 +424,7 @@ export function parseDemoArgs(argv: string[]): DemoOptions {
 Options:
   --steps N       training steps per method and task (default 1000)
   --out FILE      where to write the loss curves as SVG (default lowrank-methods.svg)
-  --device cpu    cpu (cuda when CUDA tensors are available)
+  --device D      cpu (default) or cuda: where the models train
   --quiet         print nothing
   --help          this text`);
     process.exit(0);

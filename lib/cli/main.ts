@@ -66,7 +66,7 @@ const COMMANDS = {
     positionals: { count: 1, name: 'one path (an adapter directory or a .safetensors file)' },
   },
   demo: {
-    usage: 'lowrank demo [--steps N] [--out FILE] [--device cpu] [--quiet]',
+    usage: 'lowrank demo [--steps N] [--out FILE] [--device cpu|cuda] [--quiet]',
     summary: 'compare full fine-tuning, LoRA, LoRA-FA, VeRA, Delta-LoRA and LoRA+ on two small tasks',
     options: {},
   },

@@ -17,6 +17,9 @@
 //   "model.", GPT-2's "transformer."). Each adapter tensor maps to the base tensor of the same
 //   name, else to the one base tensor that equals it after dropping leading components from
 //   either side; none or several is an error.
+// - Device: with --device cuda each adapted weight is uploaded, merged on the GPU and downloaded
+//   into the same host buffer (one weight on the device at a time); everything else, biases
+//   included, stays on the host.
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { backends } from '../backends.js';
@@ -25,7 +28,9 @@ import * as peft from '../io/peft.js';
 import { writeFileAtomic } from '../io/atomic.js';
 import { SafetensorsFile, SafetensorsWriter, type SafetensorsDtype, type TensorEntry } from '../io/safetensors.js';
 import { native } from '../native.js';
-import { formatShape, tensor, type DType, type Tensor } from '../tensor.js';
+import * as lora from '../ops/lora.js';
+import * as vera from '../ops/vera.js';
+import { formatShape, tensor, Tensor, type DType } from '../tensor.js';
 
 export const INDEX_NAME = 'model.safetensors.index.json';
 export const MODEL_NAME = 'model.safetensors';
@@ -234,23 +239,91 @@ function allFinite(t: Tensor): boolean {
   return true;
 }
 
-function checkDevice(device: unknown): void {
-  if (device === undefined || device === 'cpu') return;
+function checkDevice(device: unknown): 'cpu' | 'cuda' {
+  if (device === undefined || device === 'cpu') return 'cpu';
   if (device !== 'cuda') throw invalidRange('cpu or cuda', '--device', device);
   const cuda = backends().cuda;
-  throw invalidRange(
-    'an available device',
-    '--device',
-    device,
-    cuda.available ? 'CUDA tensors are not in this version yet; merge on the cpu' : `CUDA is unavailable: ${cuda.reason ?? 'unknown reason'}`,
-  );
+  if (!cuda.available) throw invalidRange('an available device', '--device', device, `CUDA is unavailable: ${cuda.reason ?? 'unknown reason'}`);
+  return 'cuda';
+}
+
+/** A new host [cols, rows] float32 tensor holding t's transpose. */
+function transposed(t: Tensor): Tensor {
+  const [rows, cols] = t.shape as [number, number];
+  const src = t.toFloat32Array(), dst = new Float32Array(rows * cols);
+  for (let i = 0; i < rows; i++) for (let j = 0; j < cols; j++) dst[j * rows + i] = src[i * cols + j];
+  return tensor(dst, [cols, rows]);
+}
+
+/**
+ * peft.mergeWeight on CUDA: W (host, as stored) gets the module's delta computed on the device
+ * and is written back in place. LoRA: W += s·B A ([out, in]), or with fan_in_fan_out W [in, out]
+ * += s·Aᵀ Bᵀ (a merge with Bᵀ as "A" and Aᵀ as "B"). VeRA: its merge with the shared
+ * projections (moved once), or with fan_in_fan_out a merge of (λd ⊙ A)ᵀ and (λb ⊙ B)ᵀ formed on
+ * the host (r × in and r × out: small).
+ */
+class CudaMerger {
+  readonly #adapter: peft.Adapter;
+  #projections: vera.VeraProjectionPair | null = null;
+
+  constructor(adapter: peft.Adapter) {
+    this.#adapter = adapter;
+  }
+
+  merge(module: string, W: Tensor): void {
+    const moved: Tensor[] = [];
+    const onDevice = (t: Tensor) => {
+      const d = t.to('cuda');
+      moved.push(d);
+      return d;
+    };
+    const host: Tensor[] = [];
+    const made = (t: Tensor) => {
+      host.push(t);
+      return t;
+    };
+    try {
+      const Wd = onDevice(W);
+      const a = this.#adapter;
+      const fifo = a.fanInFanOut;
+      if (a.kind === 'lora') {
+        const l = a.layers.get(module)!;
+        if (fifo) lora.merge(Wd, onDevice(made(transposed(l.B))), onDevice(made(transposed(l.A))), l.scale);
+        else lora.merge(Wd, onDevice(l.A), onDevice(l.B), l.scale);
+      } else {
+        const l = a.layers.get(module)!;
+        if (!fifo) {
+          this.#projections ??= { A: a.projections.A.to('cuda'), B: a.projections.B.to('cuda') };
+          vera.merge(Wd, this.#projections, onDevice(l.lambdaD), onDevice(l.lambdaB));
+        } else {
+          const [inDim, out] = W.shape as [number, number];
+          const r = l.lambdaD.size, maxIn = a.projections.A.shape[1];
+          const A = a.projections.A.toFloat32Array(), B = a.projections.B.toFloat32Array();
+          const ld = l.lambdaD.toFloat32Array(), lb = l.lambdaB.toFloat32Array();
+          const dA = new Float32Array(inDim * r), bB = new Float32Array(r * out); // (λd ⊙ A[:, :in])ᵀ, (λb ⊙ B[:out, :])ᵀ
+          for (let j = 0; j < r; j++) for (let i = 0; i < inDim; i++) dA[i * r + j] = ld[j] * A[j * maxIn + i];
+          for (let o = 0; o < out; o++) for (let j = 0; j < r; j++) bB[j * out + o] = lb[o] * B[o * r + j];
+          lora.merge(Wd, onDevice(made(tensor(bB, [r, out]))), onDevice(made(tensor(dA, [inDim, r]))), 1);
+        }
+      }
+      native().cudaDownload({ block: Wd.deviceHandle('W'), dst: W.storage('W') });
+    } finally {
+      for (const t of [...moved, ...host]) t.dispose();
+    }
+  }
+
+  dispose(): void {
+    this.#projections?.A.dispose();
+    this.#projections?.B.dispose();
+    this.#projections = null;
+  }
 }
 
 /** Merges `adapter` into `base`, streaming; returns what it did. See the top of this file. */
 export function mergeCheckpoint(o: MergeCheckpointOptions): MergeReport {
   const started = performance.now();
   const startRssBytes = process.memoryUsage.rss();
-  checkDevice(o.device);
+  const device = checkDevice(o.device);
   if (!LITTLE_ENDIAN) throw new RangeError('Expected a little-endian host for lowrank merge but received a big-endian one (it copies safetensors data as stored)');
   if (o.dtype !== undefined && !(o.dtype in TO_SAFETENSORS)) throw invalidRange('float32, bfloat16 or float16', '--dtype', o.dtype);
   if (typeof o.out !== 'string' || o.out === '') throw invalidType('a path', '--out', o.out);
@@ -260,6 +333,7 @@ export function mergeCheckpoint(o: MergeCheckpointOptions): MergeReport {
   const files: SafetensorsFile[] = [];
   const writers: SafetensorsWriter[] = [];
   let adapter: peft.Adapter | undefined;
+  let merger: CudaMerger | undefined;
   try {
     // Headers of every shard: where each tensor lives.
     const where = new Map<string, { file: SafetensorsFile; entry: TensorEntry }>();
@@ -301,6 +375,7 @@ export function mergeCheckpoint(o: MergeCheckpointOptions): MergeReport {
       if (e.shape.length === 2) baseShapes.set(l.module, fifo ? [e.shape[1], e.shape[0]] : [e.shape[0], e.shape[1]]);
     }
     adapter = peft.loadAdapter(summary.dir, { baseShapes });
+    if (device === 'cuda') merger = new CudaMerger(adapter);
 
     // What happens to each base tensor.
     type Action = { kind: 'merge'; module: string } | { kind: 'bias'; module: string } | { kind: 'replace'; tensor: Tensor };
@@ -453,7 +528,8 @@ export function mergeCheckpoint(o: MergeCheckpointOptions): MergeReport {
                   convert(W.storage(), S, w.storage(), 'float32');
                   W = w;
                 }
-                peft.mergeWeight(adapter, action.module, W);
+                if (merger) merger.merge(action.module, W);
+                else peft.mergeWeight(adapter, action.module, W);
                 if (!allFinite(W)) throw invalidRangeText('finite values after merging', name, `non-finite values (the adapter's ${action.module} overflows)`);
                 result = W;
                 report.merged += 1;
@@ -504,6 +580,7 @@ export function mergeCheckpoint(o: MergeCheckpointOptions): MergeReport {
   } finally {
     for (const w of writers) w.abort();
     for (const f of files) f.close();
+    merger?.dispose();
     adapter?.dispose();
   }
 }

@@ -10,10 +10,21 @@ const cuda = backends().cuda;
 const DTYPES: readonly DType[] = ['float32', 'bfloat16', 'float16'];
 const SIZES = [1, 7, 33, 1_000_003] as const;
 
-/** The raw bits of a tensor's host storage (float32 as Uint32, else the Uint16 bits). */
-function bits(t: Tensor): Uint32Array | Uint16Array {
+/** The bytes of a host tensor's storage (so NaN payloads and -0 count). */
+function bytesOf(t: Tensor): Buffer {
   const s = t.storage();
-  return s instanceof Float32Array ? new Uint32Array(s.buffer, s.byteOffset, s.length) : s;
+  return Buffer.from(s.buffer, s.byteOffset, s.byteLength);
+}
+
+/** Host tensors `got` and `want` hold the same bytes; the first differing element in the message. */
+function expectSameBits(got: Tensor, want: Tensor, label: string): void {
+  const a = bytesOf(got), b = bytesOf(want);
+  if (a.equals(b)) return;
+  const width = got.dtype === 'float32' ? 4 : 2;
+  let i = 0;
+  while (i < Math.min(a.length, b.length) && a[i] === b[i]) i++;
+  const at = Math.floor(i / width) * width;
+  expect.fail(`${label}: ${a.length} vs ${b.length} bytes; element ${at / width} is ${a.subarray(at, at + width).toString('hex')} vs ${b.subarray(at, at + width).toString('hex')}`);
 }
 
 /**
@@ -126,11 +137,11 @@ describe.skipIf(!cuda.available)('on a CUDA device', () => {
         expect(gpu.shape).toEqual([n]);
         const back = gpu.to('cpu');
         expect(back.device).toBe('cpu');
-        expect(bits(back), `${dtype} [${n}] to('cpu')`).toEqual(bits(cpu));
+        expectSameBits(back, cpu, `${dtype} [${n}] to('cpu')`);
         expect(sameBits(gpu.toFloat32Array(), cpu.toFloat32Array()), `${dtype} [${n}] toFloat32Array`).toBe(true);
         expect(sameBits(await gpu.data(), cpu.toFloat32Array()), `${dtype} [${n}] data()`).toBe(true);
         const again = cpu.to('cuda');
-        expect(bits(again.to('cpu'))).toEqual(bits(cpu));
+        expectSameBits(again.to('cpu'), cpu, `${dtype} [${n}] cpu.to('cuda')`);
         for (const t of [cpu, gpu, back, again]) t.dispose();
       }
     }
@@ -142,7 +153,7 @@ describe.skipIf(!cuda.available)('on a CUDA device', () => {
     const gpu = tensor(values, [n], { device: 'cuda' });
     expect(sameBits(gpu.toFloat32Array(), values)).toBe(true);
     const half = gpu.astype('bfloat16');
-    expect(bits(half.to('cpu'))).toEqual(bits(tensor(values, [n]).astype('bfloat16')));
+    expectSameBits(half.to('cpu'), tensor(values, [n]).astype('bfloat16'), 'bfloat16 of 20 MB');
     gpu.dispose();
     half.dispose();
   });
@@ -167,7 +178,7 @@ describe.skipIf(!cuda.available)('on a CUDA device', () => {
           const got = gpu.astype(to);
           expect(got.device).toBe('cuda');
           expect(got.dtype).toBe(to);
-          expect(bits(got.to('cpu')), `${from} -> ${to} [${n}]`).toEqual(bits(want));
+          expectSameBits(got.to('cpu'), want, `${from} -> ${to} [${n}]`);
           want.dispose();
           got.dispose();
         }
@@ -182,10 +193,10 @@ describe.skipIf(!cuda.available)('on a CUDA device', () => {
       for (const n of [7, 1_000_003]) {
         const a = randn([n], { seed: 42n, dtype, device: 'cuda', mean: 0.5, std: 2 });
         const b = randn([n], { seed: 42n, dtype, mean: 0.5, std: 2 });
-        expect(bits(a.to('cpu'))).toEqual(bits(b));
+        expectSameBits(a.to('cpu'), b, `randn ${dtype} [${n}]`);
         const c = rand([n], { seed: 7, dtype, device: 'cuda', low: -3, high: 3 });
         const d = rand([n], { seed: 7, dtype, low: -3, high: 3 });
-        expect(bits(c.to('cpu'))).toEqual(bits(d));
+        expectSameBits(c.to('cpu'), d, `rand ${dtype} [${n}]`);
         for (const t of [a, b, c, d]) t.dispose();
       }
     }
@@ -294,7 +305,9 @@ describe.skipIf(!cuda.available)('on a CUDA device', () => {
       t.dispose();
       t = next;
     }
-    const want = tensor(values, [n]).astype('float16').toFloat32Array();
+    const host = tensor(values, [n]).astype('float16');
+    const want = host.toFloat32Array();
+    host.dispose();
     const pending = t.data();
     t.dispose();
     const other = tensor(new Float32Array(n).fill(Number.NaN), [n], { device: 'cuda' }); // same size: would reuse a freed block

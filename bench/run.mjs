@@ -336,12 +336,14 @@ function lazy(make) {
 }
 
 /**
- * How to wait for the device: the backend's synchronize() where this build exports one, else a
- * download of a one-element device tensor (the backend's single stream runs it after every
- * queued op, and data() returns once it is done).
+ * How to wait for the device: the public synchronize() where this build exports one, else the
+ * addon's cudaSynchronize(), else a download of a one-element device tensor (the backend's single
+ * stream runs it after every queued op, and data() returns once it is done).
  */
 function deviceSync() {
   if (typeof api.synchronize === 'function') return { how: 'synchronize()', sync: async () => api.synchronize() };
+  const n = native();
+  if (typeof n.cudaSynchronize === 'function') return { how: "the addon's cudaSynchronize()", sync: async () => n.cudaSynchronize() };
   const probe = tensor([1], [1], { device: 'cuda' });
   return {
     how: 'data() of a one-element device tensor',

@@ -23,8 +23,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import * as api from '../dist/index.js';
-import { backends, linear, lora, rand, randn, safetensors, tensor } from '../dist/index.js';
-import { native } from '../dist/native.js';
+import { backends, linear, lora, rand, randn, safetensors } from '../dist/index.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -63,20 +62,10 @@ if (!Number.isSafeInteger(reps) || reps < 1) fail(`Expected a positive integer f
 const cuda = backends().cuda;
 if (device === 'cuda' && !cuda.available) fail(`CUDA is unavailable: ${cuda.reason ?? 'no usable device'}`);
 
-/**
- * Waits for the device: the public synchronize() where this build exports one, else the addon's
- * cudaSynchronize(), else a download of a one-element device tensor (the backend's single stream
- * runs it after every queued op). CPU ops return finished.
- */
+/** Waits for the device (CUDA ops only queue work); CPU ops return finished. */
 function deviceSync() {
   if (device === 'cpu') return async () => {};
-  if (typeof api.synchronize === 'function') return async () => api.synchronize();
-  const n = native();
-  if (typeof n.cudaSynchronize === 'function') return async () => n.cudaSynchronize();
-  const probe = tensor([1], [1], { device });
-  return async () => {
-    await probe.data();
-  };
+  return async () => api.synchronize();
 }
 const sync = deviceSync();
 

@@ -335,22 +335,9 @@ function lazy(make) {
   return get;
 }
 
-/**
- * How to wait for the device: the public synchronize() where this build exports one, else the
- * addon's cudaSynchronize(), else a download of a one-element device tensor (the backend's single
- * stream runs it after every queued op, and data() returns once it is done).
- */
+/** Waits for the device: every CUDA op only queues work. */
 function deviceSync() {
-  if (typeof api.synchronize === 'function') return { how: 'synchronize()', sync: async () => api.synchronize() };
-  const n = native();
-  if (typeof n.cudaSynchronize === 'function') return { how: "the addon's cudaSynchronize()", sync: async () => n.cudaSynchronize() };
-  const probe = tensor([1], [1], { device: 'cuda' });
-  return {
-    how: 'data() of a one-element device tensor',
-    sync: async () => {
-      await probe.data();
-    },
-  };
+  return { how: 'synchronize()', sync: async () => api.synchronize() };
 }
 
 /**

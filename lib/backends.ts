@@ -19,3 +19,24 @@ export function setThreads(n: number): number {
   if (!Number.isSafeInteger(n) || n < 0 || n > 1024) throw invalidRange('an integer in [0, 1024]', 'n', n);
   return native().setThreads(n);
 }
+
+/**
+ * Waits until every operation queued on CUDA is done (ops on CUDA tensors return as soon as
+ * they are queued; data() and toFloat32Array() wait by themselves). Throws the first
+ * asynchronous device error. Does nothing when the CUDA backend is not compiled in or has no
+ * device: nothing can be queued there.
+ */
+export function synchronize(): void {
+  const cuda = native().backends().cuda;
+  if (cuda.available) native().cudaSynchronize();
+}
+
+/**
+ * Whether float32 products on CUDA may use one TF32 tensor-core product (faster, about 1e-3
+ * relative) instead of the default split-precision product (three TF32 products, about float32
+ * accuracy). Returns the previous setting. bfloat16 / float16 products are unaffected.
+ */
+export function setTf32(allow: boolean): boolean {
+  if (typeof allow !== 'boolean') throw invalidType('a boolean', 'allow', allow);
+  return native().cudaSetTf32(allow);
+}

@@ -1,5 +1,5 @@
 // lowrank: fast low-rank adapters (LoRA and friends) for Node.js.
-export { backends, setThreads, type Backends } from './backends.js';
+export { backends, setThreads, setTf32, synchronize, type Backends } from './backends.js';
 export {
   emptyCache,
   memory,

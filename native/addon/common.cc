@@ -1,5 +1,6 @@
 #include "common.h"
 
+#include <cmath>
 #include <exception>
 #include <sstream>
 
@@ -171,6 +172,75 @@ Napi::Value run(Napi::Env env, bool async, Napi::Object keep, std::function<void
     throw Napi::Error::New(env, e.what());
   }
   return env.Undefined();
+}
+
+Dropout dropout_field(const Napi::Object& a) { return Dropout::make(f64(a, "p"), u64(a, "seed")); }
+
+cpu::VeraDims vera_dims(const Napi::Object& a, const char* op, bool tokens, int64_t* max_out) {
+  cpu::VeraDims d;
+  d.t = tokens ? i64(a, "t") : 1;
+  d.in = i64(a, "in");
+  d.out = i64(a, "out");
+  d.r = i64(a, "r");
+  d.max_in = i64(a, "maxIn");
+  *max_out = i64(a, "maxOut");
+  LR_CHECK(op, d.t > 0 && d.in > 0 && d.out > 0 && d.r > 0, "every dimension must be positive");
+  LR_CHECK(op, d.in <= d.max_in, "the layer's in exceeds the projections' maxIn");
+  LR_CHECK(op, d.out <= *max_out, "the layer's out exceeds the projections' maxOut");
+  return d;
+}
+
+void merge_not_finite(int64_t bad, float value, int64_t in) {
+  std::ostringstream s;
+  const char* text = std::isnan(value) ? "NaN" : value > 0 ? "Infinity" : "-Infinity";
+  s << "Expected a finite merged weight for W but received " << text << " at W[" << bad / in << ", " << bad % in
+    << "]; W was left unchanged";
+  throw lowrank::RangeError(s.str());
+}
+
+Napi::Array array_field(const Napi::Object& a, const char* key) {
+  if (!a.Has(key)) throw lowrank::TypeError(std::string("missing native argument '") + key + "'");
+  Napi::Value v = a.Get(key);
+  if (!v.IsArray()) throw lowrank::TypeError(std::string("native argument '") + key + "' is not an array");
+  return v.As<Napi::Array>();
+}
+
+std::string at(const char* key, uint32_t i) { return std::string(key) + "[" + std::to_string(i) + "]"; }
+
+double number_at(const Napi::Array& list, const char* key, uint32_t i) {
+  Napi::Value v = list.Get(i);
+  if (!v.IsNumber()) throw lowrank::TypeError(std::string("native argument '") + at(key, i) + "' is not a number");
+  return v.As<Napi::Number>().DoubleValue();
+}
+
+std::vector<cpu::AdamwHyper> adamw_hyper(const Napi::Object& a, const char* op, uint32_t count) {
+  const Napi::Array group = array_field(a, "group");
+  LR_CHECK_EQ(op, group.Length(), count);
+  const char* keys[] = {"lr", "beta1", "beta2", "eps", "weightDecay", "step"};
+  Napi::Array per_group[6];
+  for (int k = 0; k < 6; ++k) per_group[k] = array_field(a, keys[k]);
+  const uint32_t ngroups = per_group[0].Length();
+  for (int k = 1; k < 6; ++k) LR_CHECK_EQ(op, per_group[k].Length(), ngroups);
+  std::vector<cpu::AdamwHyper> groups(ngroups);
+  for (uint32_t g = 0; g < ngroups; ++g) {
+    cpu::AdamwHyper& h = groups[g];
+    h.lr = number_at(per_group[0], "lr", g);
+    h.beta1 = number_at(per_group[1], "beta1", g);
+    h.beta2 = number_at(per_group[2], "beta2", g);
+    h.eps = number_at(per_group[3], "eps", g);
+    h.weight_decay = number_at(per_group[4], "weightDecay", g);
+    const double step = number_at(per_group[5], "step", g);
+    LR_CHECK(op, step >= 1 && step <= 9007199254740991.0, "step must be a positive integer");
+    h.step = static_cast<int64_t>(step);
+  }
+  std::vector<cpu::AdamwHyper> hyper(count);
+  for (uint32_t i = 0; i < count; ++i) {
+    const double gi = number_at(group, "group", i);
+    LR_CHECK(op, gi >= 0 && gi < ngroups && gi == static_cast<double>(static_cast<uint32_t>(gi)),
+             at("group", i) + " is not the index of a group");
+    hyper[i] = groups[static_cast<uint32_t>(gi)];
+  }
+  return hyper;
 }
 
 }  // namespace lowrank::addon

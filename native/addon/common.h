@@ -7,10 +7,13 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "../core/check.h"
+#include "../cpu/adamw.h"
 #include "../cpu/gemm.h"
 #include "../cpu/lora.h"
+#include "../cpu/vera.h"
 
 namespace lowrank::addon {
 
@@ -60,6 +63,28 @@ MaskRequest mask_request(const Napi::Object& a, const char* op);
 
 // The element count a field must have: LR_EXPECT_SIZE("loraForward", x, T * in).
 void expect_size(const char* op, const char* name, size_t got, int64_t want);
+
+// The dropout fields "p" and "seed".
+Dropout dropout_field(const Napi::Object& a);
+
+// VeRA's dimensions ("t" skipped unless `tokens`) and the projections' "maxOut", checked.
+cpu::VeraDims vera_dims(const Napi::Object& a, const char* op, bool tokens, int64_t* max_out);
+
+// The RangeError of a safe merge whose result at flat index `bad` of W [*, in] is `value`.
+[[noreturn]] void merge_not_finite(int64_t bad, float value, int64_t in);
+
+// Array field `key`; `key[i]` as a string for messages; element i of a number array.
+Napi::Array array_field(const Napi::Object& a, const char* key);
+std::string at(const char* key, uint32_t i);
+double number_at(const Napi::Array& list, const char* key, uint32_t i);
+
+// AdamW's per-tensor hyperparameters: the group arrays "lr", "beta1", "beta2", "eps",
+// "weightDecay", "step" and each of the `count` tensors' "group" index, checked.
+std::vector<cpu::AdamwHyper> adamw_hyper(const Napi::Object& a, const char* op, uint32_t count);
+
+}  // namespace lowrank::addon
+
+namespace lowrank::addon {
 
 }  // namespace lowrank::addon
 

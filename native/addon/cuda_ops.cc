@@ -68,32 +68,6 @@ float* dev_f32(const Napi::Object& a, const char* op, const char* key, int64_t c
   return static_cast<float*>(device_field(a, key, bytes_of(op, key, count, 4), optional));
 }
 
-Dropout dropout(const Napi::Object& a) { return Dropout::make(f64(a, "p"), u64(a, "seed")); }
-
-// The error a safe merge reports for a non-finite result, in the CPU path's words.
-[[noreturn]] void not_finite(int64_t bad, float value, int64_t in) {
-  std::ostringstream s;
-  const char* text = std::isnan(value) ? "NaN" : value > 0 ? "Infinity" : "-Infinity";
-  s << "Expected a finite merged weight for W but received " << text << " at W[" << bad / in << ", " << bad % in
-    << "]; W was left unchanged";
-  throw lowrank::RangeError(s.str());
-}
-
-// VeRA's dimensions (t skipped unless `tokens`) and the projections' maxOut, checked as the CPU
-// path checks them.
-cpu::VeraDims vera_dims(const Napi::Object& a, const char* op, bool tokens, int64_t* max_out) {
-  cpu::VeraDims d;
-  d.t = tokens ? i64(a, "t") : 1;
-  d.in = i64(a, "in");
-  d.out = i64(a, "out");
-  d.r = i64(a, "r");
-  d.max_in = i64(a, "maxIn");
-  *max_out = i64(a, "maxOut");
-  LR_CHECK(op, d.t > 0 && d.in > 0 && d.out > 0 && d.r > 0, "every dimension must be positive");
-  LR_CHECK(op, d.in <= d.max_in, "the layer's in exceeds the projections' maxIn");
-  LR_CHECK(op, d.out <= *max_out, "the layer's out exceeds the projections' maxOut");
-  return d;
-}
 
 struct VeraAdapter {
   const float* A = nullptr;
@@ -130,7 +104,7 @@ Napi::Value CudaLoraForward(const Napi::CallbackInfo& info) {
     const Napi::Object a = args_object(info);
     const cpu::LoraDims d = lora_dims(a, op, true);
     const float scale = static_cast<float>(f64(a, "scale"));
-    const Dropout drop = dropout(a);
+    const Dropout drop = dropout_field(a);
     const cuda::DevIn x = dev_in(a, op, "x", "xDtype", product(op, d.t, d.in));
     const cuda::DevIn W = dev_in(a, op, "W", "wDtype", product(op, d.out, d.in));
     const cuda::DevIn bias = dev_in(a, op, "bias", "biasDtype", d.out, true);
@@ -150,7 +124,7 @@ Napi::Value CudaLoraBackward(const Napi::CallbackInfo& info) {
     const Napi::Object a = args_object(info);
     const cpu::LoraDims d = lora_dims(a, op, true);
     const float scale = static_cast<float>(f64(a, "scale"));
-    const Dropout drop = dropout(a);
+    const Dropout drop = dropout_field(a);
     const cuda::DevIn dy = dev_in(a, op, "dy", "dyDtype", product(op, d.t, d.out));
     const cuda::DevIn x = dev_in(a, op, "x", "xDtype", product(op, d.t, d.in), true);
     const cuda::DevIn W = dev_in(a, op, "W", "wDtype", product(op, d.out, d.in));
@@ -197,7 +171,7 @@ Napi::Value CudaLoraMerge(const Napi::CallbackInfo& info) {
     }
     float value = 0.0f;
     const int64_t bad = cuda::lora_merge_safe(d, W, A, B, scale, &value);
-    if (bad >= 0) not_finite(bad, value, d.in);
+    if (bad >= 0) merge_not_finite(bad, value, d.in);
     return env.Undefined();
   });
 }
@@ -209,7 +183,7 @@ Napi::Value CudaVeraForward(const Napi::CallbackInfo& info) {
     const Napi::Object a = args_object(info);
     int64_t max_out = 0;
     const cpu::VeraDims d = vera_dims(a, op, true, &max_out);
-    const Dropout drop = dropout(a);
+    const Dropout drop = dropout_field(a);
     const cuda::DevIn x = dev_in(a, op, "x", "xDtype", product(op, d.t, d.in));
     const cuda::DevIn W = dev_in(a, op, "W", "wDtype", product(op, d.out, d.in));
     const cuda::DevIn bias = dev_in(a, op, "bias", "biasDtype", d.out, true);
@@ -228,7 +202,7 @@ Napi::Value CudaVeraBackward(const Napi::CallbackInfo& info) {
     const Napi::Object a = args_object(info);
     int64_t max_out = 0;
     const cpu::VeraDims d = vera_dims(a, op, true, &max_out);
-    const Dropout drop = dropout(a);
+    const Dropout drop = dropout_field(a);
     const cuda::DevIn dy = dev_in(a, op, "dy", "dyDtype", product(op, d.t, d.out));
     const cuda::DevIn W = dev_in(a, op, "W", "wDtype", product(op, d.out, d.in));
     const VeraAdapter ad = vera_adapter(a, op, d, max_out);
@@ -259,7 +233,7 @@ Napi::Value CudaVeraMerge(const Napi::CallbackInfo& info) {
     }
     float value = 0.0f;
     const int64_t bad = cuda::vera_merge_safe(d, W, ad.A, ad.B, ad.lambda_d, ad.lambda_b, sign, &value);
-    if (bad >= 0) not_finite(bad, value, d.in);
+    if (bad >= 0) merge_not_finite(bad, value, d.in);
     return env.Undefined();
   });
 }
@@ -289,20 +263,6 @@ Napi::Value CudaDeltaLoraUpdate(const Napi::CallbackInfo& info) {
 
 namespace {
 
-Napi::Array array(const Napi::Object& a, const char* key) {
-  if (!a.Has(key)) throw lowrank::TypeError(std::string("missing native argument '") + key + "'");
-  const Napi::Value v = a.Get(key);
-  if (!v.IsArray()) throw lowrank::TypeError(std::string("native argument '") + key + "' is not an array");
-  return v.As<Napi::Array>();
-}
-
-std::string at(const char* key, uint32_t i) { return std::string(key) + "[" + std::to_string(i) + "]"; }
-
-double number_at(const Napi::Array& list, const char* key, uint32_t i) {
-  const Napi::Value v = list.Get(i);
-  if (!v.IsNumber()) throw lowrank::TypeError(std::string("native argument '") + at(key, i) + "' is not a number");
-  return v.As<Napi::Number>().DoubleValue();
-}
 
 // Element i of a list of device blocks, named "<key>[i]" in errors, of at least `count` floats.
 float* dev_f32_at(Napi::Env env, const Napi::Array& list, const char* key, uint32_t i, int64_t count) {
@@ -319,35 +279,16 @@ Napi::Value CudaAdamwStep(const Napi::CallbackInfo& info) {
   return guarded(env, [&]() -> Napi::Value {
     constexpr const char* op = "cudaAdamwStep";
     const Napi::Object a = args_object(info);
-    const Napi::Array params = array(a, "params"), grads = array(a, "grads"), m = array(a, "m"), v = array(a, "v");
-    const Napi::Array sizes = array(a, "n"), group = array(a, "group");
+    const Napi::Array params = array_field(a, "params"), grads = array_field(a, "grads");
+    const Napi::Array m = array_field(a, "m"), v = array_field(a, "v"), sizes = array_field(a, "n");
     const uint32_t count = params.Length();
     LR_CHECK_EQ(op, grads.Length(), count);
     LR_CHECK_EQ(op, m.Length(), count);
     LR_CHECK_EQ(op, v.Length(), count);
     LR_CHECK_EQ(op, sizes.Length(), count);
-    LR_CHECK_EQ(op, group.Length(), count);
-
-    const char* keys[] = {"lr", "beta1", "beta2", "eps", "weightDecay", "step"};
-    Napi::Array per_group[6];
-    for (int k = 0; k < 6; ++k) per_group[k] = array(a, keys[k]);
-    const uint32_t ngroups = per_group[0].Length();
-    for (int k = 1; k < 6; ++k) LR_CHECK_EQ(op, per_group[k].Length(), ngroups);
-    std::vector<cpu::AdamwHyper> groups(ngroups);
-    for (uint32_t g = 0; g < ngroups; ++g) {
-      cpu::AdamwHyper& h = groups[g];
-      h.lr = number_at(per_group[0], "lr", g);
-      h.beta1 = number_at(per_group[1], "beta1", g);
-      h.beta2 = number_at(per_group[2], "beta2", g);
-      h.eps = number_at(per_group[3], "eps", g);
-      h.weight_decay = number_at(per_group[4], "weightDecay", g);
-      const double step = number_at(per_group[5], "step", g);
-      LR_CHECK(op, step >= 1 && step <= 9007199254740991.0, "step must be a positive integer");
-      h.step = static_cast<int64_t>(step);
-    }
+    const std::vector<cpu::AdamwHyper> hyper = adamw_hyper(a, op, count);
 
     std::vector<cpu::AdamwTensor> tensors(count);
-    std::vector<cpu::AdamwHyper> hyper(count);
     for (uint32_t i = 0; i < count; ++i) {
       const double n = number_at(sizes, "n", i);
       LR_CHECK(op, n >= 0 && n <= 9007199254740991.0 && n == std::floor(n), at("n", i) + " is not an element count");
@@ -356,11 +297,7 @@ Napi::Value CudaAdamwStep(const Napi::CallbackInfo& info) {
       float* g = dev_f32_at(env, grads, "grads", i, elems);
       float* mi = dev_f32_at(env, m, "m", i, elems);
       float* vi = dev_f32_at(env, v, "v", i, elems);
-      const double gi = number_at(group, "group", i);
-      LR_CHECK(op, gi >= 0 && gi < ngroups && gi == static_cast<double>(static_cast<uint32_t>(gi)),
-               at("group", i) + " is not the index of a group");
       tensors[i] = {p, g, mi, vi, elems};
-      hyper[i] = groups[static_cast<uint32_t>(gi)];
     }
     cuda::adamw_step(tensors.data(), hyper.data(), static_cast<int64_t>(count));
     return env.Undefined();

@@ -9,13 +9,6 @@
 #include "common.h"
 
 namespace lowrank::addon {
-namespace {
-
-Dropout dropout(const Napi::Object& a) { return Dropout::make(f64(a, "p"), u64(a, "seed")); }
-
-
-
-}  // namespace
 
 Napi::Value LoraForward(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
@@ -32,7 +25,7 @@ Napi::Value LoraForward(const Napi::CallbackInfo& info) {
     expect_size("loraForward", "y", y.size, d.t * d.out);
     expect_size("loraForward", "xa", xa.size, d.t * d.r);
     const float scale = static_cast<float>(f64(a, "scale"));
-    const Dropout drop = dropout(a);
+    const Dropout drop = dropout_field(a);
     return run(info.Env(), async_flag(info), a, [=] {
       cpu::lora_forward(d, x.data, W, bias.data, A.data, B.data, scale, drop, y.data, xa.data);
     });
@@ -57,7 +50,7 @@ Napi::Value LoraBackward(const Napi::CallbackInfo& info) {
     if (dA.data) expect_size("loraBackward", "dA", dA.size, d.r * d.in);
     if (dx.data) expect_size("loraBackward", "dx", dx.size, d.t * d.in);
     const float scale = static_cast<float>(f64(a, "scale"));
-    const Dropout drop = dropout(a);
+    const Dropout drop = dropout_field(a);
     return run(info.Env(), async_flag(info), a, [=] {
       cpu::lora_backward(d, dy.data, x.data, W, A.data, B.data, xa.data, scale, drop, dx.data,
                          dA.data, dB.data);
@@ -91,13 +84,7 @@ Napi::Value LoraMerge(const Napi::CallbackInfo& info) {
       if (!safe) return cpu::lora_merge(d, W, A.data, B.data, scale);
       float value = 0.0f;
       const int64_t bad = cpu::lora_merge_safe(d, W, A.data, B.data, scale, &value);
-      if (bad >= 0) {
-        std::ostringstream s;
-        const char* text = std::isnan(value) ? "NaN" : value > 0 ? "Infinity" : "-Infinity";
-        s << "Expected a finite merged weight for W but received " << text << " at W[" << bad / d.in
-          << ", " << bad % d.in << "]; W was left unchanged";
-        throw lowrank::RangeError(s.str());
-      }
+      if (bad >= 0) merge_not_finite(bad, value, d.in);
     });
   });
 }

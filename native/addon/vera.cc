@@ -12,23 +12,6 @@
 namespace lowrank::addon {
 namespace {
 
-// The layer's dimensions (t is skipped when `tokens` is false) and the projections' maxOut.
-cpu::VeraDims dims(const Napi::Object& a, const char* op, bool tokens, int64_t* max_out) {
-  cpu::VeraDims d;
-  d.t = tokens ? i64(a, "t") : 1;
-  d.in = i64(a, "in");
-  d.out = i64(a, "out");
-  d.r = i64(a, "r");
-  d.max_in = i64(a, "maxIn");
-  *max_out = i64(a, "maxOut");
-  LR_CHECK(op, d.t > 0 && d.in > 0 && d.out > 0 && d.r > 0, "every dimension must be positive");
-  LR_CHECK(op, d.in <= d.max_in, "the layer's in exceeds the projections' maxIn");
-  LR_CHECK(op, d.out <= *max_out, "the layer's out exceeds the projections' maxOut");
-  return d;
-}
-
-Dropout dropout(const Napi::Object& a) { return Dropout::make(f64(a, "p"), u64(a, "seed")); }
-
 struct Adapter {
   const float* A = nullptr;
   const float* B = nullptr;
@@ -66,7 +49,7 @@ Napi::Value VeraForward(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
     Napi::Object a = args_object(info);
     int64_t max_out = 0;
-    const cpu::VeraDims d = dims(a, "veraForward", true, &max_out);
+    const cpu::VeraDims d = vera_dims(a, "veraForward", true, &max_out);
     const Adapter ad = adapter(a, "veraForward", d, max_out);
     const cpu::Weight W = as_const(weight(a, "veraForward", d.out * d.in));
     auto x = f32(a, "x"), bias = f32(a, "bias", true), y = f32(a, "y"), u = f32(a, "u");
@@ -74,7 +57,7 @@ Napi::Value VeraForward(const Napi::CallbackInfo& info) {
     if (bias.data) expect_size("veraForward", "bias", bias.size, d.out);
     expect_size("veraForward", "y", y.size, d.t * d.out);
     expect_size("veraForward", "u", u.size, d.t * d.r);
-    const Dropout drop = dropout(a);
+    const Dropout drop = dropout_field(a);
     return run(info.Env(), async_flag(info), a, [=] {
       cpu::vera_forward(d, x.data, W, bias.data, ad.A, ad.B, ad.lambda_d, ad.lambda_b, drop, y.data, u.data);
     });
@@ -85,7 +68,7 @@ Napi::Value VeraBackward(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
     Napi::Object a = args_object(info);
     int64_t max_out = 0;
-    const cpu::VeraDims d = dims(a, "veraBackward", true, &max_out);
+    const cpu::VeraDims d = vera_dims(a, "veraBackward", true, &max_out);
     const Adapter ad = adapter(a, "veraBackward", d, max_out);
     const cpu::Weight W = as_const(weight(a, "veraBackward", d.out * d.in));
     auto dy = f32(a, "dy"), u = f32(a, "u"), dx = f32(a, "dx", true);
@@ -95,7 +78,7 @@ Napi::Value VeraBackward(const Napi::CallbackInfo& info) {
     if (dx.data) expect_size("veraBackward", "dx", dx.size, d.t * d.in);
     expect_size("veraBackward", "dLambdaD", dld.size, d.r);
     expect_size("veraBackward", "dLambdaB", dlb.size, d.out);
-    const Dropout drop = dropout(a);
+    const Dropout drop = dropout_field(a);
     return run(info.Env(), async_flag(info), a, [=] {
       cpu::vera_backward(d, dy.data, W, ad.A, ad.B, ad.lambda_d, ad.lambda_b, u.data, drop, dx.data, dld.data,
                          dlb.data);
@@ -107,7 +90,7 @@ Napi::Value VeraMerge(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
     Napi::Object a = args_object(info);
     int64_t max_out = 0;
-    const cpu::VeraDims d = dims(a, "veraMerge", false, &max_out);
+    const cpu::VeraDims d = vera_dims(a, "veraMerge", false, &max_out);
     const Adapter ad = adapter(a, "veraMerge", d, max_out);
     const cpu::WeightMut W = weight(a, "veraMerge", d.out * d.in);
     const float sign = static_cast<float>(f64(a, "sign"));
@@ -117,13 +100,7 @@ Napi::Value VeraMerge(const Napi::CallbackInfo& info) {
       if (!safe) return cpu::vera_merge(d, W, ad.A, ad.B, ad.lambda_d, ad.lambda_b, sign);
       float value = 0.0f;
       const int64_t bad = cpu::vera_merge_safe(d, W, ad.A, ad.B, ad.lambda_d, ad.lambda_b, sign, &value);
-      if (bad >= 0) {
-        std::ostringstream s;
-        const char* text = std::isnan(value) ? "NaN" : value > 0 ? "Infinity" : "-Infinity";
-        s << "Expected a finite merged weight for W but received " << text << " at W[" << bad / d.in << ", "
-          << bad % d.in << "]; W was left unchanged";
-        throw lowrank::RangeError(s.str());
-      }
+      if (bad >= 0) merge_not_finite(bad, value, d.in);
     });
   });
 }

@@ -188,6 +188,8 @@ export interface Native {
   /** Device to device, the first `bytes` bytes, stream-ordered. */
   cudaCopy(args: { dst: NativeDeviceBlock; src: NativeDeviceBlock; bytes: number }): void;
   /** n elements from srcDtype to dstDtype (0 float32, 1 bfloat16, 2 float16), round-to-nearest-even. */
+  cudaFill(args: { block: NativeDeviceBlock; dtype: number; value: number; n: number }): void;
+  cudaAddInto(args: { dst: NativeDeviceBlock; src: NativeDeviceBlock; n: number }): void;
   cudaConvert(args: { src: NativeDeviceBlock; srcDtype: number; dst: NativeDeviceBlock; dstDtype: number; n: number }): void;
   cudaSynchronize(): void;
   /** The caching allocator's bytes: handed out, held for reuse, and the most ever handed out. */

@@ -87,16 +87,12 @@ export function emptyCache(): void {
 
 // ---- device memory -------------------------------------------------------------------------
 
-/** Zeros are written from one host chunk of at most this size (the size of a staging buffer). */
-const ZERO_CHUNK_BYTES = 8 * 1024 * 1024;
-
 function allocateDevice(bytes: number, zeroed: boolean): DeviceStorage {
   const handle = native().cudaAlloc({ bytes });
   if (zeroed && bytes > 0) {
     try {
-      const zeros = new Uint8Array(Math.min(bytes, ZERO_CHUNK_BYTES));
-      for (let offset = 0; offset < bytes; offset += zeros.length)
-        native().cudaUpload({ block: handle, src: zeros.subarray(0, Math.min(zeros.length, bytes - offset)), offset });
+      // All-zero bits are 0 in every dtype: fill as 16-bit words (every storage size is even).
+      native().cudaFill({ block: handle, dtype: 1, value: 0, n: bytes / 2 });
     } catch (e) {
       native().cudaFree({ block: handle });
       throw e;

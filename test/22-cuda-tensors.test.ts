@@ -91,6 +91,8 @@ describe('without a usable CUDA device', () => {
       [() => native().cudaDownload({ block: null as never, dst: new Float32Array(4) }), 'Expected a live CUDA tensor for block but received null'],
       [() => native().cudaCopy({ dst: undefined as never, src: {}, bytes: 4 }), 'Expected a live CUDA tensor for dst but received undefined'],
       [() => native().cudaConvert({ src: {}, srcDtype: 0, dst: {}, dstDtype: 1, n: 4 }), 'Expected a live CUDA tensor for src but received an object'],
+      [() => native().cudaFill({ block: {}, dtype: 0, value: 0, n: 4 }), 'Expected a live CUDA tensor for block but received an object'],
+      [() => native().cudaAddInto({ dst: new Float32Array(4) as never, src: {}, n: 4 }), 'Expected a live CUDA tensor for dst but received a typed array (host memory)'],
       [() => native().cudaSetTf32(1 as never), 'Expected a boolean for allow but received 1'],
     ];
     for (const [call, message] of cases) expect(errorOf(call)).toEqual({ cls: 'TypeError', message });
@@ -212,6 +214,20 @@ describe.skipIf(!cuda.available)('on a CUDA device', () => {
     const h = zeros([7, 3], { device: 'cuda', dtype: 'float16' });
     expect(Array.from(h.to('cpu').storage())).toEqual(new Array(21).fill(0));
     h.dispose();
+  });
+
+  it('fill and add on the device: gradients accumulate without the host', () => {
+    for (const n of [1, 7, 33, 100003]) {
+      const a = randn([n], { seed: n, device: 'cuda' }), b = randn([n], { seed: n + 1, device: 'cuda' });
+      const want = a.toFloat32Array().map((v, i) => v + b.toFloat32Array()[i]);
+      native().cudaAddInto({ dst: a.deviceHandle(), src: b.deviceHandle(), n });
+      expect(a.toFloat32Array()).toEqual(want);
+      native().cudaFill({ block: a.deviceHandle(), dtype: 0, value: 2.5, n });
+      expect(a.toFloat32Array()).toEqual(new Float32Array(n).fill(2.5));
+      const h = randn([n], { seed: n, device: 'cuda', dtype: 'bfloat16' });
+      native().cudaFill({ block: h.deviceHandle(), dtype: 1, value: -0.1, n });
+      expect(h.toFloat32Array()).toEqual(tensor(new Float32Array(n).fill(-0.1), [n], { dtype: 'bfloat16' }).toFloat32Array());
+    }
   });
 
   it('dispose returns blocks to the cache and a new tensor of the same size reuses them', () => {

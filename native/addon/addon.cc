@@ -46,6 +46,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("cudaDownload", Napi::Function::New(env, CudaDownload, "cudaDownload"));
   exports.Set("cudaCopy", Napi::Function::New(env, CudaCopy, "cudaCopy"));
   exports.Set("cudaConvert", Napi::Function::New(env, CudaConvert, "cudaConvert"));
+  exports.Set("cudaFill", Napi::Function::New(env, CudaFill, "cudaFill"));
+  exports.Set("cudaAddInto", Napi::Function::New(env, CudaAddInto, "cudaAddInto"));
   exports.Set("cudaSynchronize", Napi::Function::New(env, CudaSynchronize, "cudaSynchronize"));
   exports.Set("cudaMemory", Napi::Function::New(env, CudaMemory, "cudaMemory"));
   exports.Set("cudaEmptyCache", Napi::Function::New(env, CudaEmptyCache, "cudaEmptyCache"));

@@ -211,6 +211,30 @@ Napi::Value CudaConvert(const Napi::CallbackInfo& info) {
   });
 }
 
+Napi::Value CudaFill(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    const Napi::Object a = args_object(info);
+    const DType dtype = dtype_field(a, "dtype", "cudaFill");
+    const size_t n = size_field(a, "n", "cudaFill", false);
+    void* dst = device_field(a, "block", n * static_cast<size_t>(dtype_size(dtype)));
+    cuda::fill({dst, dtype}, static_cast<float>(f64(a, "value")), static_cast<int64_t>(n));
+    return env.Undefined();
+  });
+}
+
+Napi::Value CudaAddInto(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    const Napi::Object a = args_object(info);
+    const size_t n = size_field(a, "n", "cudaAddInto", false);
+    auto* dst = static_cast<float*>(device_field(a, "dst", n * sizeof(float)));
+    const auto* src = static_cast<const float*>(device_field(a, "src", n * sizeof(float)));
+    cuda::add_into(dst, src, static_cast<int64_t>(n));
+    return env.Undefined();
+  });
+}
+
 Napi::Value CudaSynchronize(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return guarded(env, [&]() -> Napi::Value {

@@ -27,6 +27,8 @@ Napi::Value CudaUpload(const Napi::CallbackInfo& info);       // ({block, src: T
 Napi::Value CudaDownload(const Napi::CallbackInfo& info);     // ({block, dst: TypedArray, offset?}); waits
 Napi::Value CudaCopy(const Napi::CallbackInfo& info);         // ({dst, src, bytes})
 Napi::Value CudaConvert(const Napi::CallbackInfo& info);      // ({src, srcDtype, dst, dstDtype, n})
+Napi::Value CudaFill(const Napi::CallbackInfo& info);         // ({block, dtype, value, n})
+Napi::Value CudaAddInto(const Napi::CallbackInfo& info);      // ({dst, src, n}): float32 dst += src
 Napi::Value CudaSynchronize(const Napi::CallbackInfo& info);  // ()
 Napi::Value CudaMemory(const Napi::CallbackInfo& info);       // () => {allocated, cached, peak}
 Napi::Value CudaEmptyCache(const Napi::CallbackInfo& info);   // ()

@@ -101,6 +101,11 @@ struct DevOut {
   DType dtype = DType::kFloat32;
 };
 
+// dst[i] = value (rounded to dst's dtype) for i < n, on device (elementwise.cu).
+void fill(DevOut dst, float value, int64_t n);
+// dst[i] += src[i] for i < n, float32, on device: gradient accumulation (elementwise.cu).
+void add_into(float* dst, const float* src, int64_t n);
+
 // The same contracts as native/cpu/lora.h; A, B, xa, dA, dB are float32 device pointers.
 void lora_forward(const cpu::LoraDims& d, DevIn x, DevIn W, DevIn bias, const float* A, const float* B,
                   float scale, const Dropout& drop, DevOut y, float* xa);

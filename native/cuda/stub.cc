@@ -30,6 +30,9 @@ void convert(const void*, DType, void*, DType, int64_t) { absent(); }
 void synchronize() { absent(); }
 bool set_tf32(bool) { return false; }
 
+void fill(DevOut, float, int64_t) { absent(); }
+void add_into(float*, const float*, int64_t) { absent(); }
+
 void lora_forward(const cpu::LoraDims&, DevIn, DevIn, DevIn, const float*, const float*, float, const Dropout&,
                   DevOut, float*) {
   absent();

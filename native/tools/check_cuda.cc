@@ -357,6 +357,29 @@ void check_convert() {
   });
 }
 
+// fill and add_into against the host, bit for bit.
+void check_elementwise() {
+  guarded("elementwise", [&] {
+    bool ok = true;
+    for (int64_t n : {1, 7, 33, 100003}) {
+      const std::vector<float> a = rnd(n, 31 + static_cast<uint32_t>(n)), b = rnd(n, 37 + static_cast<uint32_t>(n));
+      Dev ga(a, DType::kFloat32), gb(b, DType::kFloat32);
+      cuda::add_into(ga.f32(), gb.f32(), n);
+      std::vector<float> want(a.size());
+      for (size_t i = 0; i < a.size(); ++i) want[i] = a[i] + b[i];
+      ok = ok && ga.get() == want;
+      for (DType d : kDtypes) {
+        Dev gf(static_cast<size_t>(n), d);
+        gf.poison();
+        cuda::fill(gf.out(), -0.1f, n);
+        ok = ok && gf.get() == std::vector<float>(static_cast<size_t>(n), round_to(-0.1f, d));
+      }
+    }
+    record(ok);
+    std::printf("  %-58s %s\n", "add_into and fill (every dtype), n in 1, 7, 33, 100003", ok ? "ok" : "FAIL");
+  });
+}
+
 // ---- timing --------------------------------------------------------------------------------
 
 // Median milliseconds of fn over 20 runs after 3 warm-up runs, by CUDA events on the backend's
@@ -404,6 +427,7 @@ void cuda_op_checks() {
     }
   check_adamw();
   check_convert();
+  check_elementwise();
 }
 
 bool cuda_timing() {

@@ -105,6 +105,21 @@ function writeResult(result, suffix) {
   console.log(`\nwritten ${path.relative(process.cwd(), file)}`);
 }
 
+/**
+ * A training step to time: forward, then backward from its saved state, then dispose of every
+ * result. The bytes each method keeps for backward go into `kept[label]`.
+ */
+function trainingStep(kept) {
+  return (label, fwd, bwd) => () => {
+    const res = fwd();
+    kept[label] = res.saved.bytes;
+    const g = bwd(res.saved);
+    res.y.dispose();
+    res.saved.dispose();
+    for (const t of Object.values(g)) t?.dispose?.();
+  };
+}
+
 /** The CPU benchmark: SPEC section 6's shapes, fp32, with onnxruntime-node beside it. */
 async function benchCpu() {
   const shapeNames = (args.shapes ?? (args.quick ? 'Q,S' : 'S,M,M64')).split(',');
@@ -220,14 +235,7 @@ async function benchCpu() {
       const Ar = rank === r ? A : randn([rank, inDim], { seed: 13, std: 1 / Math.sqrt(inDim) });
       const Br = rank === r ? B : randn([out, rank], { seed: 14, std: 0.1 });
       const kept = {};
-      const step = (label, fwd, bwd) => () => {
-        const res = fwd();
-        kept[label] = res.saved.bytes;
-        const g = bwd(res.saved);
-        res.y.dispose();
-        res.saved.dispose();
-        for (const t of Object.values(g)) t?.dispose?.();
-      };
+      const step = trainingStep(kept);
       const gr = await timeGroup({
         lora: step('lora', () => lora.forward(x, W, Ar, Br, { scale }), (sv) => lora.backward(dy, sv)),
         loraFa: step('loraFa', () => lora.forward(x, W, Ar, Br, { scale, frozenA: true }), (sv) => lora.backward(dy, sv)),
@@ -499,14 +507,7 @@ async function benchCuda() {
       const veraBytes = fwdBytes + bwdFaBytes + 8 * (r + out); // LoRA-FA's traffic plus λd, λb and their gradients
 
       const kept = {};
-      const step = (label, fwd, bwd) => () => {
-        const res = fwd();
-        kept[label] = res.saved.bytes;
-        const g = bwd(res.saved);
-        res.y.dispose();
-        res.saved.dispose();
-        for (const v of Object.values(g)) v?.dispose?.();
-      };
+      const step = trainingStep(kept);
       const g = await timeGroupCuda(
         {
           base: () => linear.forward(x, W),

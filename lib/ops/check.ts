@@ -148,6 +148,11 @@ export function weight(t: unknown, name: string): { W: Operand['data']; wDtype: 
   return { W: w.data, wDtype: w.dtype };
 }
 
+/** The fields every forward passes to native code: x, W, the optional bias and y, each with its dtype code. */
+export function forwardFields(x: Operand, W: { W: Operand['data']; wDtype: number }, bias: Operand | null, y: Operand) {
+  return { x: x.data, xDtype: x.dtype, ...W, bias: bias?.data ?? null, biasDtype: bias?.dtype ?? 0, y: y.data, yDtype: y.dtype };
+}
+
 /** A fresh output tensor as its native fields: the block or storage, and its dtype code. */
 export function output(t: Tensor): Operand {
   return operand(t, 'output', t.dtype === 'float32' ? 'float32' : 'activation');

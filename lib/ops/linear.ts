@@ -4,7 +4,7 @@
 import { invalidRange } from '../errors.js';
 import { native } from '../native.js';
 import { type Device, Tensor } from '../tensor.js';
-import { awaitHolding, biasOf, type OnHost, operand, options, output, rowsOf, sameDevice, upstream, weight } from './check.js';
+import { awaitHolding, biasOf, forwardFields, type OnHost, operand, options, output, rowsOf, sameDevice, upstream, weight } from './check.js';
 
 export interface LinearSaved {
   x: Tensor;
@@ -38,13 +38,7 @@ function prepareForward(x: Tensor, W: Tensor, opts: { bias?: Tensor } | undefine
     t: d.t,
     in: d.in,
     out: d.out,
-    x: xs.data,
-    xDtype: xs.dtype,
-    ...Ws,
-    bias: bias?.data ?? null,
-    biasDtype: bias?.dtype ?? 0,
-    y: ys.data,
-    yDtype: ys.dtype,
+    ...forwardFields(xs, Ws, bias, ys),
   };
   return { device, args, y, saved };
 }

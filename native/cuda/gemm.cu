@@ -97,6 +97,18 @@ __device__ __forceinline__ float fetch(const Operand& o, int64_t row, int64_t co
   return v;
 }
 
+// Eight consecutive 16-bit elements of a K-contiguous operand's stored row `row` from column
+// `col` (one 16-byte load), zeros past `rows` or past the term's k.
+__device__ __forceinline__ uint4 load_chunk(const Operand& o, int64_t row, int64_t rows, int64_t col, int64_t k) {
+  const uint16_t* base = static_cast<const uint16_t*>(o.data);
+  if (row < rows && col + 8 <= k) return *reinterpret_cast<const uint4*>(base + row * o.ld + col);
+  uint16_t h[8];
+#pragma unroll
+  for (int e = 0; e < 8; ++e) h[e] = (row < rows && col + e < k) ? base[row * o.ld + col + e] : 0;
+  return make_uint4(h[0] | (uint32_t(h[1]) << 16), h[2] | (uint32_t(h[3]) << 16), h[4] | (uint32_t(h[5]) << 16),
+                    h[6] | (uint32_t(h[7]) << 16));
+}
+
 __device__ __forceinline__ uint32_t ld32(const uint16_t* p) { return *reinterpret_cast<const uint32_t*>(p); }
 
 __device__ __forceinline__ void mma16(Compute c, float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
@@ -180,17 +192,7 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32) gemm_kernel(const Param
       for (int i = 0; i < kVA; ++i) {
         const int c = tid + i * kThreads;
         const int mm = c / (kBK / 8), kk = (c % (kBK / 8)) * 8;
-        const int64_t row = m0 + mm, col = k0 + kk;
-        if (row < p.m && col + 8 <= tm.k) {
-          va[i] = *reinterpret_cast<const uint4*>(static_cast<const uint16_t*>(a.data) + row * a.ld + col);
-        } else {
-          uint16_t h[8];
-#pragma unroll
-          for (int e = 0; e < 8; ++e)
-            h[e] = (row < p.m && col + e < tm.k) ? static_cast<const uint16_t*>(a.data)[row * a.ld + col + e] : 0;
-          va[i] = make_uint4(h[0] | (uint32_t(h[1]) << 16), h[2] | (uint32_t(h[3]) << 16),
-                             h[4] | (uint32_t(h[5]) << 16), h[6] | (uint32_t(h[7]) << 16));
-        }
+        va[i] = load_chunk(a, m0 + mm, p.m, k0 + kk, tm.k);
       }
     } else {
 #pragma unroll
@@ -206,17 +208,7 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32) gemm_kernel(const Param
       for (int i = 0; i < kVB; ++i) {
         const int c = tid + i * kThreads;
         const int nn = c / (kBK / 8), kk = (c % (kBK / 8)) * 8;
-        const int64_t row = n0 + nn, col = k0 + kk;
-        if (row < p.n && col + 8 <= tm.k) {
-          vb[i] = *reinterpret_cast<const uint4*>(static_cast<const uint16_t*>(b.data) + row * b.ld + col);
-        } else {
-          uint16_t h[8];
-#pragma unroll
-          for (int e = 0; e < 8; ++e)
-            h[e] = (row < p.n && col + e < tm.k) ? static_cast<const uint16_t*>(b.data)[row * b.ld + col + e] : 0;
-          vb[i] = make_uint4(h[0] | (uint32_t(h[1]) << 16), h[2] | (uint32_t(h[3]) << 16),
-                             h[4] | (uint32_t(h[5]) << 16), h[6] | (uint32_t(h[7]) << 16));
-        }
+        vb[i] = load_chunk(b, n0 + nn, p.n, k0 + kk, tm.k);
       }
     } else {
 #pragma unroll

@@ -89,4 +89,23 @@ LR_HD float f16_to_f32(uint16_t h) {
   return f32_from_bits(sign | ((e + 112u) << 23) | (m << 13));
 }
 
+// Element i of a buffer of dtype t, as float32 (exact: every bfloat16 / float16 value is a float32).
+LR_HD float load_f32(const void* src, DType t, int64_t i) {
+  switch (t) {
+    case DType::kFloat32: return static_cast<const float*>(src)[i];
+    case DType::kBFloat16: return bf16_to_f32(static_cast<const uint16_t*>(src)[i]);
+    case DType::kFloat16: return f16_to_f32(static_cast<const uint16_t*>(src)[i]);
+  }
+  return 0.0f;
+}
+
+// Element i of a buffer of dtype t ← v, rounded to nearest even.
+LR_HD void store_f32(void* dst, DType t, int64_t i, float v) {
+  switch (t) {
+    case DType::kFloat32: static_cast<float*>(dst)[i] = v; break;
+    case DType::kBFloat16: static_cast<uint16_t*>(dst)[i] = f32_to_bf16(v); break;
+    case DType::kFloat16: static_cast<uint16_t*>(dst)[i] = f32_to_f16(v); break;
+  }
+}
+
 }  // namespace lowrank

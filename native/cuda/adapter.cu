@@ -10,28 +10,18 @@
 namespace lowrank::cuda {
 namespace {
 
-__device__ __forceinline__ float value_at(const void* p, DType d, int64_t i) {
-  if (d == DType::kFloat32) return static_cast<const float*>(p)[i];
-  const uint16_t h = static_cast<const uint16_t*>(p)[i];
-  return d == DType::kBFloat16 ? bf16_to_f32(h) : f16_to_f32(h);
-}
-
 // *first = min over non-finite elements of their index (initialised to n by the caller).
 __global__ void first_non_finite_kernel(const void* p, DType d, int64_t n, unsigned long long* first) {
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride)
-    if (!isfinite(value_at(p, d, i))) atomicMin(first, static_cast<unsigned long long>(i));
+    if (!isfinite(load_f32(p, d, i))) atomicMin(first, static_cast<unsigned long long>(i));
 }
 
 // dx[i] += factor(i) · tmp[i]: the mask of D(g A), applied where the product lands.
 __global__ void add_masked_kernel(const float* tmp, Dropout drop, int64_t n, void* dx, DType d) {
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride) {
-    const float v = value_at(dx, d, i) + drop.factor(static_cast<uint64_t>(i)) * tmp[i];
-    if (d == DType::kFloat32)
-      static_cast<float*>(dx)[i] = v;
-    else
-      static_cast<uint16_t*>(dx)[i] = d == DType::kBFloat16 ? f32_to_bf16(v) : f32_to_f16(v);
+    store_f32(dx, d, i, load_f32(dx, d, i) + drop.factor(static_cast<uint64_t>(i)) * tmp[i]);
   }
 }
 
@@ -62,13 +52,10 @@ int64_t add_product_safe(int64_t out, int64_t in, int64_t r, const float* B, int
   download(&found, first.get(), sizeof found);
   if (found < none) {
     const int64_t i = static_cast<int64_t>(found);
-    if (W.dtype == DType::kFloat32) {
-      download(bad_value, static_cast<const float*>(copy_of_w.get()) + i, sizeof(float));
-    } else {
-      uint16_t h = 0;
-      download(&h, static_cast<const uint16_t*>(copy_of_w.get()) + i, sizeof h);
-      *bad_value = W.dtype == DType::kBFloat16 ? bf16_to_f32(h) : f16_to_f32(h);
-    }
+    const size_t size = static_cast<size_t>(dtype_size(W.dtype));
+    uint32_t word = 0;  // the element's bytes (little-endian: a 16-bit value sits in the low half)
+    download(&word, static_cast<const uint8_t*>(copy_of_w.get()) + static_cast<size_t>(i) * size, size);
+    *bad_value = load_f32(&word, W.dtype, 0);
     return i;
   }
   copy(W.data, copy_of_w.get(), bytes);

@@ -38,7 +38,7 @@ struct Operand {
   const void* data;
   int64_t ld;
   Dropout drop;
-  int dtype;
+  DType dtype;
   bool trans;
   bool vec;  // 16-byte loads of 8 elements (see the file comment)
 };
@@ -56,21 +56,9 @@ struct Params {
   void* c;
   const void* bias;
   float beta;
-  int nterms, c_dtype, bias_dtype;
+  int nterms;
+  DType c_dtype, bias_dtype;
 };
-
-__device__ __forceinline__ float load_value(const void* p, int dtype, int64_t i) {
-  if (dtype == 0) return static_cast<const float*>(p)[i];
-  const uint16_t h = static_cast<const uint16_t*>(p)[i];
-  return dtype == 1 ? bf16_to_f32(h) : f16_to_f32(h);
-}
-
-__device__ __forceinline__ void store_value(void* p, int dtype, int64_t i, float v) {
-  if (dtype == 0)
-    static_cast<float*>(p)[i] = v;
-  else
-    static_cast<uint16_t*>(p)[i] = dtype == 1 ? f32_to_bf16(v) : f32_to_f16(v);
-}
 
 template <Compute C>
 struct Smem {
@@ -92,7 +80,7 @@ __device__ __forceinline__ float fetch(const Operand& o, int64_t row, int64_t co
                                        float alpha) {
   if (row >= rows || col >= cols) return 0.0f;
   const int64_t i = o.trans ? col * o.ld + row : row * o.ld + col;
-  float v = load_value(o.data, o.dtype, i) * alpha;
+  float v = load_f32(o.data, o.dtype, i) * alpha;
   if (o.drop.active) v *= o.drop.factor(static_cast<uint64_t>(i));
   return v;
 }
@@ -357,10 +345,10 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32) gemm_kernel(const Param
         const int64_t col = n0 + wn0 + nt * 8 + 2 * tig + (q & 1);
         if (row >= p.m || col >= p.n) continue;
         float v = acc[mt][nt][q];
-        if (p.bias) v += load_value(p.bias, p.bias_dtype, col);
+        if (p.bias) v += load_f32(p.bias, p.bias_dtype, col);
         const int64_t i = row * p.ldc + col;
-        if (p.beta != 0.0f) v += p.beta * load_value(p.c, p.c_dtype, i);
-        store_value(p.c, p.c_dtype, i, v);
+        if (p.beta != 0.0f) v += p.beta * load_f32(p.c, p.c_dtype, i);
+        store_f32(p.c, p.c_dtype, i, v);
       }
 }
 
@@ -379,8 +367,6 @@ void launch_shape(const Params& p, Compute c) {
   check(cudaGetLastError(), "gemm_kernel launch");
 }
 
-int code(DType d) { return static_cast<int>(d); }
-
 // Whether an operand can use 16-byte loads: its stored rows run along k (A not transposed, B
 // transposed), it is already in the 16-bit compute type, unscaled, unmasked, and aligned.
 bool vectorizable(const MatView& v, bool k_contiguous, float alpha, Compute c) {
@@ -390,7 +376,7 @@ bool vectorizable(const MatView& v, bool k_contiguous, float alpha, Compute c) {
          reinterpret_cast<uintptr_t>(v.data) % 16 == 0;
 }
 
-Operand operand(const MatView& v, bool vec) { return Operand{v.data, v.ld, v.drop, code(v.dtype), v.trans, vec}; }
+Operand operand(const MatView& v, bool vec) { return Operand{v.data, v.ld, v.drop, v.dtype, v.trans, vec}; }
 
 }  // namespace
 
@@ -416,8 +402,8 @@ void gemm(const GemmArgs& g) {
   p.ldc = g.ldc;
   p.beta = g.beta;
   p.bias = g.bias;
-  p.c_dtype = code(g.c_dtype);
-  p.bias_dtype = code(g.bias_dtype);
+  p.c_dtype = g.c_dtype;
+  p.bias_dtype = g.bias_dtype;
   for (int i = 0; i < g.nterms; ++i) {
     const GemmTerm& t = g.terms[i];
     LR_CHECK("gemm", t.k >= 0, "every term's k must be >= 0");

@@ -15,15 +15,7 @@ __global__ void column_sums_kernel(int64_t t, int64_t out, const void* dy, DType
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   for (int64_t o = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; o < out; o += stride) {
     double s = 0.0;
-    for (int64_t i = 0; i < t; ++i) {
-      const int64_t k = i * out + o;
-      if (d == DType::kFloat32)
-        s += static_cast<const float*>(dy)[k];
-      else {
-        const uint16_t h = static_cast<const uint16_t*>(dy)[k];
-        s += d == DType::kBFloat16 ? bf16_to_f32(h) : f16_to_f32(h);
-      }
-    }
+    for (int64_t i = 0; i < t; ++i) s += load_f32(dy, d, i * out + o);
     db[o] = static_cast<float>(s);
   }
 }

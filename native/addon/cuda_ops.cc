@@ -38,14 +38,6 @@ int64_t product(const char* op, int64_t a, int64_t b) {
   return p;
 }
 
-DType dtype_field(const Napi::Object& a, const char* key, const char* op) {
-  const int64_t code = i64(a, key);
-  if (code < 0 || code > 2)
-    throw lowrank::RangeError(std::string(op) + ": expected 0 (float32), 1 (bfloat16) or 2 (float16) for " + key +
-                              " but received " + std::to_string(code));
-  return static_cast<DType>(code);
-}
-
 // An activation or weight operand: the block in `key` with its dtype code in `dtype_key`, at
 // least `count` elements. Optional: null (and the dtype code not read) when the field is null
 // or undefined.
@@ -67,7 +59,6 @@ cuda::DevOut dev_out(const Napi::Object& a, const char* op, const char* key, con
 float* dev_f32(const Napi::Object& a, const char* op, const char* key, int64_t count, bool optional = false) {
   return static_cast<float*>(device_field(a, key, bytes_of(op, key, count, 4), optional));
 }
-
 
 struct VeraAdapter {
   const float* A = nullptr;

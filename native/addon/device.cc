@@ -74,14 +74,6 @@ size_t size_field(const Napi::Object& obj, const char* key, const char* op, bool
   return static_cast<size_t>(d);
 }
 
-DType dtype_field(const Napi::Object& obj, const char* key, const char* op) {
-  const int64_t code = i64(obj, key);
-  if (code < 0 || code > 2)
-    throw lowrank::RangeError(std::string(op) + ": expected 0 (float32), 1 (bfloat16) or 2 (float16) for " + key +
-                              " but received " + std::to_string(code));
-  return static_cast<DType>(code);
-}
-
 // A typed array field: its first byte and its length in bytes.
 struct HostBytes {
   uint8_t* data = nullptr;
@@ -108,6 +100,14 @@ void check_span(const char* op, const char* key, const DeviceBlock& b, size_t of
 }
 
 }  // namespace
+
+DType dtype_field(const Napi::Object& obj, const char* key, const char* op) {
+  const int64_t code = i64(obj, key);
+  if (code < 0 || code > 2)
+    throw lowrank::RangeError(std::string(op) + ": expected 0 (float32), 1 (bfloat16) or 2 (float16) for " + key +
+                              " but received " + std::to_string(code));
+  return static_cast<DType>(code);
+}
 
 void* device_field(const Napi::Object& obj, const char* key, size_t min_bytes, bool optional) {
   const Napi::Value v = obj.Get(key);

@@ -7,6 +7,8 @@
 
 #include <cstddef>
 
+#include "../core/dtype.h"
+
 namespace lowrank::addon {
 
 struct DeviceBlock {
@@ -20,6 +22,10 @@ struct DeviceBlock {
 // field is not one or its block was freed, lowrank::RangeError when the block holds fewer
 // than `min_bytes` bytes; returns nullptr when `optional` and the field is null or undefined.
 void* device_field(const Napi::Object& obj, const char* key, size_t min_bytes, bool optional = false);
+
+// The dtype code in field `key` (0 float32, 1 bfloat16, 2 float16); a RangeError naming `op`
+// and the field for anything else.
+DType dtype_field(const Napi::Object& obj, const char* key, const char* op);
 
 Napi::Value CudaAlloc(const Napi::CallbackInfo& info);        // ({bytes}) => External
 Napi::Value CudaFree(const Napi::CallbackInfo& info);         // ({block}); idempotent

@@ -1,6 +1,7 @@
 // What this build and this machine offer, and the CPU thread count.
 import { invalidRange, invalidType } from './errors.js';
 import { native, type NativeBackends } from './native.js';
+import { cudaFoundYet } from './tensor.js';
 
 export type Backends = NativeBackends;
 
@@ -27,8 +28,8 @@ export function setThreads(n: number): number {
  * device: nothing can be queued there.
  */
 export function synchronize(): void {
-  const cuda = native().backends().cuda;
-  if (cuda.available) native().cudaSynchronize();
+  // Work reaches CUDA only through CUDA tensors, and making one found the device first.
+  if (cudaFoundYet()) native().cudaSynchronize();
 }
 
 /**

@@ -402,6 +402,11 @@ export function checkDType(dtype: unknown, name: string): DType {
 // current reason).
 let cudaFound = false;
 
+/** @internal Whether a CUDA device was found (so work may be queued there). */
+export function cudaFoundYet(): boolean {
+  return cudaFound;
+}
+
 export function checkDevice(device: unknown, name: string): Device {
   if (typeof device !== 'string') throw invalidType("'cpu' or 'cuda'", name, device);
   if (device !== 'cpu' && device !== 'cuda') throw invalidRange("'cpu' or 'cuda'", name, device);

@@ -2,7 +2,7 @@
 // device, seeded fills that match the CPU, views, dispose and reuse. Without a usable device the
 // same calls must fail with the runtime's reason, never crash.
 import { describe, expect, it } from 'vitest';
-import { backends, emptyCache, memory, rand, randn, Tensor, tensor, zeros, type DType } from '../lib/index.js';
+import { backends, emptyCache, memory, rand, randn, setTf32, synchronize, Tensor, tensor, zeros, type DType } from '../lib/index.js';
 import { native } from '../lib/native.js';
 import { errorOf, mulberry32, randomF32, sameBits, thrown } from './helpers/reference.js';
 
@@ -100,6 +100,11 @@ describe('without a usable CUDA device', () => {
       cls: 'RangeError',
       message: 'cudaConvert: expected 0 (float32), 1 (bfloat16) or 2 (float16) for srcDtype but received 3',
     });
+  });
+
+  it('synchronize() returns at once when nothing can be queued on a device, and setTf32 checks its argument', () => {
+    if (!cuda.available) expect(() => synchronize()).not.toThrow();
+    expect(errorOf(() => setTf32('yes' as never))).toEqual({ cls: 'TypeError', message: 'Expected a boolean for allow but received "yes"' });
   });
 
   it('memory statistics and emptyCache() never need a device', () => {

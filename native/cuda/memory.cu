@@ -21,6 +21,7 @@
 #include "../core/dtype.h"
 #include "common.cuh"
 #include "cuda.h"
+#include "ops.cuh"
 
 namespace lowrank::cuda {
 namespace {
@@ -168,10 +169,7 @@ __global__ void convert_kernel(const typename Elem<S>::T* __restrict__ src, type
 
 template <DType S, DType D>
 void launch_convert(const void* src, void* dst, int64_t n) {
-  constexpr int kThreads = 256;
-  constexpr int64_t kMaxBlocks = 8192;  // enough to fill any current device; the loop strides
-  const int64_t blocks = std::min<int64_t>((n + kThreads - 1) / kThreads, kMaxBlocks);
-  convert_kernel<S, D><<<static_cast<unsigned>(blocks), kThreads, 0, stream()>>>(
+  convert_kernel<S, D><<<blocks_for(n), kElementwiseThreads, 0, stream()>>>(
       static_cast<const typename Elem<S>::T*>(src), static_cast<typename Elem<D>::T*>(dst), n);
   check(cudaGetLastError(), "convert_kernel launch");
 }

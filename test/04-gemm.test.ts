@@ -244,6 +244,53 @@ describe('native gemm against a float64 triple loop', () => {
     expect(errorOf(() => call({ k: 0 }))).toEqual({ cls: 'RangeError', message: 'gemm: k must be positive' });
   });
 
+  // A short inner dimension accumulated into C without a bias (merge, Delta-LoRA) runs on its own
+  // tile geometry and threading: partial tiles on both edges, row blocks with a remainder,
+  // padded C, one and two terms, on every micro-kernel set this CPU supports.
+  it('rank-r updates (a short inner dimension, beta 1, no bias) at awkward sizes on every kernel set', () => {
+    try {
+      for (const isa of ['avx512', 'avx2', 'scalar'] as const) {
+        try {
+          native().setIsa(isa);
+        } catch {
+          continue; // not supported on this CPU (the test above says so)
+        }
+        for (const [m, n, k, padC] of [
+          [1, 1, 1, 0],
+          [7, 65, 7, 3],
+          [257, 33, 16, 0],
+          [130, 200, 33, 5],
+          [13, 129, 127, 0],
+        ] as const) {
+          const { got, want } = run({
+            m,
+            n,
+            padC,
+            beta: 1,
+            terms: [
+              { k, ta: false, tb: false, alpha: 0.5 },
+              { k: Math.max(1, k >> 1), ta: false, tb: false, alpha: -0.25 },
+            ],
+          });
+          expect(relErr(got, want), `${isa} m=${m} n=${n} k=${k}`).toBeLessThan(1e-5);
+        }
+      }
+    } finally {
+      native().setIsa('');
+    }
+  });
+
+  it('an inner dimension deeper than one block, with a remainder block of its own', () => {
+    // 2048-deep blocks: 2300 = 2048 + 252 (a block of its own), 2100 = one block (the 52 join it).
+    for (const [k, beta] of [
+      [2300, 0],
+      [2100, 1],
+    ] as const) {
+      const { got, want } = run({ m: 13, n: 37, beta, bias: true, terms: [{ k, ta: false, tb: true, alpha: 1 }] });
+      expect(relErr(got, want), `k=${k}`).toBeLessThan(1e-5);
+    }
+  });
+
   // Each micro-kernel set the CPU supports (native().setIsa) must meet the same contract.
   const canSwitch = typeof (native() as { setIsa?: unknown }).setIsa === 'function';
   it.skipIf(!canSwitch)(`every micro-kernel set this CPU supports agrees with the float64 loop${canSwitch ? '' : ' (skipped: this build has no setIsa)'}`, (ctx) => {

@@ -27,14 +27,17 @@ namespace lowrank::cpu {
 namespace {
 
 using gemm_detail::KernelSet;
+using gemm_detail::MicroKernel;
 
-// Tuned on Zen 4 (1 MiB L2 per core): a 192 x 512 block of A (384 KiB) stays in L2 while
-// each 512 x 32 strip of B (64 KiB) serves 16 micro-kernel calls.
-constexpr int64_t kKC = 512;    // inner-dimension block
-constexpr int64_t kKTail = 64;  // a remainder this small joins the previous block
-constexpr int64_t kMC = 192;    // rows of A per packed block (a multiple of every MR)
-constexpr int64_t kNC = 4096;
-constexpr int64_t kStreamK = 128;  // below this block depth, C's traffic decides the loop order   // columns of B per packed panel (a multiple of every NR)
+// Tuned on Zen 4 (1 MiB L2 per core). A deep inner-dimension block keeps C's traffic small:
+// C is read and written once per block, so a 4096-deep product passes over C twice, not eight
+// times. The 120 x 2048 block of A (960 KiB) stays in L2 while each 2048 x 32 strip of B
+// (256 KiB) streams past it.
+constexpr int64_t kKC = 2048;      // inner-dimension block
+constexpr int64_t kKTail = 64;     // a remainder this small joins the previous block
+constexpr int64_t kMC = 120;       // rows of A per packed block (a multiple of every MR)
+constexpr int64_t kNC = 4096;      // columns of B per packed panel (a multiple of every NR)
+constexpr int64_t kStreamK = 128;  // below this block depth, C's traffic decides the loop order
 
 bool supported(const KernelSet& ks) {
   __builtin_cpu_init();
@@ -93,10 +96,26 @@ void for_segments(const GemmArgs& g, int64_t k0, int64_t kc, F&& f) {
   }
 }
 
+// How one product runs: the micro-kernel, the tile geometry its operands are packed for, and
+// whether it is a rank-r update (a short inner dimension accumulated into C), whose cost is
+// C's traffic: then C is swept row strip by row strip with its tiles fetched ahead.
+struct Plan {
+  const KernelSet* ks;
+  int mr, nr;
+  MicroKernel kernel;
+  bool update;
+};
+
+Plan plan_for(const KernelSet& ks, const GemmArgs& g, int64_t k_total) {
+  if (ks.update.kernel && k_total < kStreamK && g.beta != 0.0f && !g.bias)
+    return {&ks, ks.update.mr, ks.update.nr, ks.update.kernel, true};
+  return {&ks, ks.mr, ks.nr, ks.kernel, false};
+}
+
 // op(A)[i0:i0+mc, k0:k0+kc] (alpha applied) into MR-row strips: strip s holds kc groups of MR.
-void pack_a(const KernelSet& ks, const GemmArgs& g, int64_t i0, int64_t mc, int64_t k0, int64_t kc,
-            float* out) {
-  const int mr = ks.mr;
+void pack_a(const Plan& plan, const GemmArgs& g, int64_t i0, int64_t mc, int64_t k0, int64_t kc, float* out) {
+  const KernelSet& ks = *plan.ks;
+  const int mr = plan.mr;
   for (int64_t s = 0; s < mc; s += mr) {
     float* strip = out + s * kc;
     const int rows = static_cast<int>(std::min<int64_t>(mr, mc - s));
@@ -139,9 +158,9 @@ void pack_a(const KernelSet& ks, const GemmArgs& g, int64_t i0, int64_t mc, int6
 }
 
 // op(B)[k0:k0+kc, j0:j0+nc] into NR-column strips: strip s holds kc groups of NR.
-void pack_b(const KernelSet& ks, const GemmArgs& g, int64_t k0, int64_t kc, int64_t j0, int64_t nc,
-            float* out) {
-  const int nr = ks.nr;
+void pack_b(const Plan& plan, const GemmArgs& g, int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* out) {
+  const KernelSet& ks = *plan.ks;
+  const int nr = plan.nr;
   for (int64_t s = 0; s < nc; s += nr) {
     float* strip = out + s * kc;
     const int cols = static_cast<int>(std::min<int64_t>(nr, nc - s));
@@ -248,57 +267,53 @@ PackBuffers& pack_buffers() {
 int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 
 // The serial blocked product for rows [ib, ie) and columns [jb, je) of C.
-void gemm_block(const KernelSet& ks, const GemmArgs& g, int64_t k_total, int64_t ib, int64_t ie, int64_t jb,
+void gemm_block(const Plan& plan, const GemmArgs& g, int64_t k_total, int64_t ib, int64_t ie, int64_t jb,
                 int64_t je) {
+  const int mr = plan.mr, nr = plan.nr;
   PackBuffers& pack = pack_buffers();
   const int64_t kc_max = std::min(k_total, kKC + kKTail);
-  float* buf_a = pack.a.get(static_cast<size_t>(round_up(std::min(kMC, ie - ib), ks.mr) * kc_max));
-  float* buf_b = pack.b.get(static_cast<size_t>(round_up(std::min(kNC, je - jb), ks.nr) * kc_max));
+  float* buf_a = pack.a.get(static_cast<size_t>(round_up(std::min(kMC, ie - ib), mr) * kc_max));
+  float* buf_b = pack.b.get(static_cast<size_t>(round_up(std::min(kNC, je - jb), nr) * kc_max));
   for (int64_t j0 = jb; j0 < je; j0 += kNC) {
     const int64_t nc = std::min(kNC, je - j0);
     for (int64_t k0 = 0; k0 < k_total;) {
       int64_t kc = std::min(kKC, k_total - k0);
       if (k_total - k0 - kc <= kKTail) kc = k_total - k0;
       const bool first = k0 == 0;
-      pack_b(ks, g, k0, kc, j0, nc, buf_b);
+      pack_b(plan, g, k0, kc, j0, nc, buf_b);
       for (int64_t i0 = ib; i0 < ie; i0 += kMC) {
         const int64_t mc = std::min(kMC, ie - i0);
-        pack_a(ks, g, i0, mc, k0, kc, buf_a);
+        pack_a(plan, g, i0, mc, k0, kc, buf_a);
         auto tile = [&](int64_t is, int64_t js) {
-          const int cols = static_cast<int>(std::min<int64_t>(ks.nr, nc - js));
-          const int rows = static_cast<int>(std::min<int64_t>(ks.mr, mc - is));
+          const int cols = static_cast<int>(std::min<int64_t>(nr, nc - js));
+          const int rows = static_cast<int>(std::min<int64_t>(mr, mc - is));
           const float* bias = first && g.bias ? g.bias + j0 + js : nullptr;
-          ks.kernel(kc, buf_a + is * kc, buf_b + js * kc, g.c + (i0 + is) * g.ldc + j0 + js, g.ldc, rows, cols,
-                    bias, !first || g.beta != 0.0f);
+          plan.kernel(kc, buf_a + is * kc, buf_b + js * kc, g.c + (i0 + is) * g.ldc + j0 + js, g.ldc, rows, cols, bias,
+                      !first || g.beta != 0.0f);
         };
-        if (kc >= kStreamK) {
-          // Each B strip serves every A strip of the block from cache.
-          for (int64_t js = 0; js < nc; js += ks.nr)
-            for (int64_t is = 0; is < mc; is += ks.mr) tile(is, js);
-        } else {
-          // A short inner dimension (a rank-r update such as merge) is bound by C's traffic:
-          // walk C row strip by row strip so its rows stream in order.
-          // With C accumulated (and no bias), the short-kc kernel runs while the tile two ahead is
-          // fetched.
-          const bool straight = ks.accumulate_short && (!first || g.beta != 0.0f) && !(first && g.bias);
-          for (int64_t is = 0; is < mc; is += ks.mr) {
-            const int rows = static_cast<int>(std::min<int64_t>(ks.mr, mc - is));
-            for (int64_t js = 0; js < nc; js += ks.nr) {
-              if (!straight) {
-                tile(is, js);
-                continue;
+        if (plan.update) {
+          // C streams in row strips; the tile two ahead is fetched while this one computes.
+          for (int64_t is = 0; is < mc; is += mr) {
+            const int rows = static_cast<int>(std::min<int64_t>(mr, mc - is));
+            for (int64_t js = 0; js < nc; js += nr) {
+              const int64_t ahead = js + 2 * nr;
+              for (int ii = 0; ii < rows && ahead < nc; ++ii) {
+                const float* row = g.c + (i0 + is + ii) * g.ldc + j0 + ahead;
+                for (int64_t line = 0; line < std::min<int64_t>(nr, nc - ahead); line += 16)
+                  __builtin_prefetch(row + line, 1, 3);
               }
-              if (js + 2 * ks.nr < nc)
-                for (int ii = 0; ii < rows; ++ii) {
-                  const float* ahead = g.c + (i0 + is + ii) * g.ldc + j0 + js + 2 * ks.nr;
-                  __builtin_prefetch(ahead, 1, 3);
-                  __builtin_prefetch(ahead + 16, 1, 3);
-                }
-              const int cols = static_cast<int>(std::min<int64_t>(ks.nr, nc - js));
-              ks.accumulate_short(kc, buf_a + is * kc, buf_b + js * kc, g.c + (i0 + is) * g.ldc + j0 + js, g.ldc, rows,
-                                  cols, nullptr, true);
+              tile(is, js);
             }
           }
+        } else if (kc >= kStreamK) {
+          // Each B strip serves every A strip of the block from cache.
+          for (int64_t js = 0; js < nc; js += nr)
+            for (int64_t is = 0; is < mc; is += mr) tile(is, js);
+        } else {
+          // A short block written from zero (or with a bias): C's traffic decides, so walk C
+          // row strip by row strip so its rows stream in order.
+          for (int64_t is = 0; is < mc; is += mr)
+            for (int64_t js = 0; js < nc; js += nr) tile(is, js);
         }
       }
       k0 += kc;
@@ -323,23 +338,25 @@ void gemm(const GemmArgs& args) {
     if (k_total == 0) return;
     g.beta = 1.0f;
   }
-  const KernelSet& ks = *g_kernels;
+  const Plan plan = plan_for(*g_kernels, g, k_total);
   const int64_t nthreads = threads();
-  // One slice of C per thread, along n when C is wide enough, else along m.
-  if (nthreads > 1 && g.n >= 2 * nthreads * ks.nr) {
-    const int64_t cols = round_up((g.n + nthreads - 1) / nthreads, ks.nr);
+  // One slice of C per thread, along n when C is wide enough, else along m. A rank-r update
+  // splits along m when it can: each thread then streams one contiguous run of C's rows.
+  const bool wide = g.n >= 2 * nthreads * plan.nr, tall = g.m >= 2 * nthreads * plan.mr;
+  if (nthreads > 1 && wide && !(plan.update && tall)) {
+    const int64_t cols = round_up((g.n + nthreads - 1) / nthreads, plan.nr);
     const int64_t tasks = (g.n + cols - 1) / cols;
     parallel_for(tasks, [&](int64_t t) {
-      gemm_block(ks, g, k_total, 0, g.m, t * cols, std::min(g.n, (t + 1) * cols));
+      gemm_block(plan, g, k_total, 0, g.m, t * cols, std::min(g.n, (t + 1) * cols));
     });
-  } else if (nthreads > 1 && g.m >= 2 * nthreads * ks.mr) {
-    const int64_t rows = round_up((g.m + nthreads - 1) / nthreads, ks.mr);
+  } else if (nthreads > 1 && tall) {
+    const int64_t rows = round_up((g.m + nthreads - 1) / nthreads, plan.mr);
     const int64_t tasks = (g.m + rows - 1) / rows;
     parallel_for(tasks, [&](int64_t t) {
-      gemm_block(ks, g, k_total, t * rows, std::min(g.m, (t + 1) * rows), 0, g.n);
+      gemm_block(plan, g, k_total, t * rows, std::min(g.m, (t + 1) * rows), 0, g.n);
     });
   } else {
-    gemm_block(ks, g, k_total, 0, g.m, 0, g.n);
+    gemm_block(plan, g, k_total, 0, g.m, 0, g.n);
   }
 }
 

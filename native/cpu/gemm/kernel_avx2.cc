@@ -65,6 +65,6 @@ __attribute__((target("avx2,fma"))) void kernel(int64_t kc, const float* __restr
 
 }  // namespace
 
-const KernelSet kAvx2 = {"avx2", kMR, kNR, kernel, nullptr, nullptr, nullptr};
+const KernelSet kAvx2 = {"avx2", kMR, kNR, kernel, nullptr, nullptr, {}};
 
 }  // namespace lowrank::cpu::gemm_detail

@@ -1,6 +1,10 @@
-// The AVX-512 micro-kernel: a 12 x 32 tile of C in 24 zmm accumulators. Per step of k: two
-// 16-wide loads of B, twelve broadcasts of A, 24 FMAs (768 FLOPs); the machine's FMA port is
-// the limit, not loads. Partial tiles use masked loads and stores, so edges cost no copies.
+// The AVX-512 micro-kernels. The product kernel holds a 12 x 32 tile of C in 24 zmm
+// accumulators: per step of k, two 16-wide loads of B, twelve broadcasts of A, 24 FMAs (768
+// FLOPs); the machine's FMA port is the limit, not loads. The rank-r update kernel holds a
+// 6 x 64 tile instead (four loads, six broadcasts, 24 FMAs per step): its C tile is read and
+// written after only kc <= 128 steps, and twelve rows of a power-of-two-wide C (a 4096-wide
+// W, 16 KiB apart) would all fall in one 8-way set of L1, evicting each other; six do not.
+// Partial tiles use masked loads and stores, so edges cost no copies.
 #include <immintrin.h>
 
 #include "kernels.h"
@@ -10,21 +14,26 @@ namespace {
 
 constexpr int kMR = 12;
 constexpr int kNR = 32;
+constexpr int kShortMR = 6;
+constexpr int kShortNR = 64;
 constexpr int64_t kLateSteps = 64;  // steps of k left when C's tile is pulled into L1
 
-// acc[i][·] += a[p][i] ⊗ b[p][·] for steps p in [p_begin, p_end): the micro-kernels' inner loop.
+// acc[i][·] += a[p][i] ⊗ b[p][·] for steps p in [p_begin, p_end) of an MR x 16·NV tile: the
+// micro-kernels' inner loop.
+template <int MR, int NV>
 __attribute__((target("avx512f"), always_inline)) inline void fma_steps(const float* __restrict a,
                                                                         const float* __restrict b, int64_t p_begin,
-                                                                        int64_t p_end, __m512 (&acc)[kMR][2]) {
+                                                                        int64_t p_end, __m512 (&acc)[MR][NV]) {
   for (int64_t p = p_begin; p < p_end; ++p) {
-    const __m512 b0 = _mm512_loadu_ps(b + p * kNR);
-    const __m512 b1 = _mm512_loadu_ps(b + p * kNR + 16);
-    const float* ap = a + p * kMR;
+    __m512 bv[NV];
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) bv[v] = _mm512_loadu_ps(b + p * 16 * NV + 16 * v);
+    const float* ap = a + p * MR;
 #pragma GCC unroll 12
-    for (int i = 0; i < kMR; ++i) {
+    for (int i = 0; i < MR; ++i) {
       const __m512 av = _mm512_set1_ps(ap[i]);
-      acc[i][0] = _mm512_fmadd_ps(av, b0, acc[i][0]);
-      acc[i][1] = _mm512_fmadd_ps(av, b1, acc[i][1]);
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_fmadd_ps(av, bv[v], acc[i][v]);
     }
   }
 }
@@ -52,7 +61,7 @@ __attribute__((target("avx512f"))) void kernel(int64_t kc, const float* __restri
   int64_t p = 0;
   for (int phase = 0; phase < 2; ++phase) {
     const int64_t end = phase == 0 ? late : kc;
-    fma_steps(a, b, p, end, acc);
+    fma_steps<kMR, 2>(a, b, p, end, acc);
     p = end;
     if (phase == 0) {
       for (int i = 0; i < rows; ++i) {
@@ -82,27 +91,30 @@ __attribute__((target("avx512f"))) void kernel(int64_t kc, const float* __restri
   }
 }
 
-// C += a·b for a short kc (a rank-r update): the product is summed from zero, as in kernel(),
-// so adding it to C rounds once; the caller fetches C's tiles ahead, so there are no prefetches
-// here and the epilogue is one load, add and store per vector.
+// C += a·b for a short kc (a rank-r update) on a 6 x 64 tile: the product is summed from
+// zero, as in kernel(), so adding it to C rounds once; the caller fetches C's tiles ahead, so
+// there are no prefetches here and the epilogue is one load, add and store per vector.
 __attribute__((target("avx512f"))) void accumulate_short(int64_t kc, const float* __restrict a,
                                                          const float* __restrict b, float* __restrict c,
                                                          int64_t ldc, int rows, int cols, const float* /*bias*/,
                                                          bool /*accumulate*/) {
-  const __mmask16 m0 = column_mask(cols), m1 = column_mask(cols - 16);
-  __m512 acc[kMR][2];
-#pragma GCC unroll 12
-  for (int i = 0; i < kMR; ++i) {
-    acc[i][0] = _mm512_setzero_ps();
-    acc[i][1] = _mm512_setzero_ps();
-  }
-  fma_steps(a, b, 0, kc, acc);
-#pragma GCC unroll 12
-  for (int i = 0; i < kMR; ++i) {
+  constexpr int kNV = kShortNR / 16;
+  __mmask16 mask[kNV];
+  for (int v = 0; v < kNV; ++v) mask[v] = column_mask(cols - 16 * v);
+  __m512 acc[kShortMR][kNV];
+#pragma GCC unroll 6
+  for (int i = 0; i < kShortMR; ++i)
+#pragma GCC unroll 4
+    for (int v = 0; v < kNV; ++v) acc[i][v] = _mm512_setzero_ps();
+  fma_steps<kShortMR, kNV>(a, b, 0, kc, acc);
+#pragma GCC unroll 6
+  for (int i = 0; i < kShortMR; ++i) {
     if (i >= rows) break;
     float* cr = c + i * ldc;
-    _mm512_mask_storeu_ps(cr, m0, _mm512_add_ps(acc[i][0], _mm512_maskz_loadu_ps(m0, cr)));
-    _mm512_mask_storeu_ps(cr + 16, m1, _mm512_add_ps(acc[i][1], _mm512_maskz_loadu_ps(m1, cr + 16)));
+#pragma GCC unroll 4
+    for (int v = 0; v < kNV; ++v)
+      _mm512_mask_storeu_ps(cr + 16 * v, mask[v],
+                            _mm512_add_ps(acc[i][v], _mm512_maskz_loadu_ps(mask[v], cr + 16 * v)));
   }
 }
 
@@ -166,6 +178,6 @@ __attribute__((target("avx512f"))) void transpose16_bf16(const uint16_t* __restr
 
 }  // namespace
 
-const KernelSet kAvx512 = {"avx512", kMR, kNR, kernel, transpose16, transpose16_bf16, accumulate_short};
+const KernelSet kAvx512 = {"avx512", kMR, kNR, kernel, transpose16, transpose16_bf16, {kShortMR, kShortNR, accumulate_short}};
 
 }  // namespace lowrank::cpu::gemm_detail

@@ -28,6 +28,6 @@ void kernel(int64_t kc, const float* __restrict a, const float* __restrict b, fl
 
 }  // namespace
 
-const KernelSet kScalar = {"scalar", kMR, kNR, kernel, nullptr, nullptr, nullptr};
+const KernelSet kScalar = {"scalar", kMR, kNR, kernel, nullptr, nullptr, {}};
 
 }  // namespace lowrank::cpu::gemm_detail

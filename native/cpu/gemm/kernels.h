@@ -30,9 +30,13 @@ struct KernelSet {
   MicroKernel kernel;
   Transpose16 transpose16;           // null: pack with plain loops
   Transpose16Bf16 transpose16_bf16;  // null: pack with plain loops
-  // Optional: C[0:rows, 0:cols] += a·b over a short kc, starting from C's values in registers
-  // (no bias); for rank-r updates whose cost is C's traffic. Null: use kernel.
-  MicroKernel accumulate_short;
+  // Optional: C[0:rows, 0:cols] += a·b over a short kc (kc < 128), starting from C's values in
+  // registers (no bias; rows <= mr, cols <= nr of its own tile geometry, in which the operands
+  // are packed for it); for rank-r updates whose cost is C's traffic. Null kernel: use kernel.
+  struct {
+    int mr = 0, nr = 0;
+    MicroKernel kernel = nullptr;
+  } update;
 };
 
 extern const KernelSet kAvx512;   // kernel_avx512.cc: 12 x 32, AVX-512F

@@ -41,7 +41,7 @@ const SHAPES = {
   Q: { t: 128, inDim: 256, out: 192, r: 8 },
 };
 const threads = args.threads ? setThreads(Number(args.threads)) : backends().cpu.threads;
-const minReps = args.quick ? 3 : 5;
+const minReps = args.quick ? 3 : 7; // rounds: more of them steady the medians on a noisy VM
 const minSeconds = args.quick ? 0.2 : 1.0;
 
 function median(xs) {

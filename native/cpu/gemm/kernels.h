@@ -39,7 +39,7 @@ struct KernelSet {
   } update;
 };
 
-extern const KernelSet kAvx512;   // kernel_avx512.cc: 12 x 32, AVX-512F
+extern const KernelSet kAvx512;   // kernel_avx512.cc: 12 x 32 (updates 6 x 64), AVX-512F
 extern const KernelSet kAvx2;     // kernel_avx2.cc: 6 x 16, AVX2 + FMA
 extern const KernelSet kScalar;  // kernel_scalar.cc: 4 x 8, portable C++
 

@@ -4,6 +4,7 @@
 import { describe, expect, it } from 'vitest';
 import { native, type NativeGemmTerm } from '../lib/native.js';
 import { dropoutFactors, errorOf, randomF32, relErr } from './helpers/reference.js';
+import { supportedIsas } from './helpers/isa.js';
 
 interface TermSpec {
   k: number;
@@ -249,12 +250,8 @@ describe('native gemm against a float64 triple loop', () => {
   // padded C, one and two terms, on every micro-kernel set this CPU supports.
   it('rank-r updates (a short inner dimension, beta 1, no bias) at awkward sizes on every kernel set', () => {
     try {
-      for (const isa of ['avx512', 'avx2', 'scalar'] as const) {
-        try {
-          native().setIsa(isa);
-        } catch {
-          continue; // not supported on this CPU (the test above says so)
-        }
+      for (const isa of supportedIsas()) {
+        expect(native().setIsa(isa)).toBe(isa);
         for (const [m, n, k, padC] of [
           [1, 1, 1, 0],
           [7, 65, 7, 3],

@@ -291,13 +291,19 @@ void gemm_block(const Plan& plan, const GemmArgs& g, int64_t k_total, int64_t ib
           plan.kernel(kc, buf_a + is * kc, buf_b + js * kc, g.c + (i0 + is) * g.ldc + j0 + js, g.ldc, rows, cols, bias,
                       !first || g.beta != 0.0f);
         };
-        if (plan.update) {
-          // C streams in row strips; the tile two ahead is fetched while this one computes.
+        if (kc >= kStreamK) {
+          // Each B strip serves every A strip of the block from cache.
+          for (int64_t js = 0; js < nc; js += nr)
+            for (int64_t is = 0; is < mc; is += mr) tile(is, js);
+        } else {
+          // A short block (always so for a rank-r update) is bound by C's traffic: walk C row
+          // strip by row strip so its rows stream in order. An update fetches the tile two
+          // ahead while this one computes.
           for (int64_t is = 0; is < mc; is += mr) {
             const int rows = static_cast<int>(std::min<int64_t>(mr, mc - is));
             for (int64_t js = 0; js < nc; js += nr) {
               const int64_t ahead = js + 2 * nr;
-              for (int ii = 0; ii < rows && ahead < nc; ++ii) {
+              for (int ii = 0; plan.update && ii < rows && ahead < nc; ++ii) {
                 const float* row = g.c + (i0 + is + ii) * g.ldc + j0 + ahead;
                 for (int64_t line = 0; line < std::min<int64_t>(nr, nc - ahead); line += 16)
                   __builtin_prefetch(row + line, 1, 3);
@@ -305,15 +311,6 @@ void gemm_block(const Plan& plan, const GemmArgs& g, int64_t k_total, int64_t ib
               tile(is, js);
             }
           }
-        } else if (kc >= kStreamK) {
-          // Each B strip serves every A strip of the block from cache.
-          for (int64_t js = 0; js < nc; js += nr)
-            for (int64_t is = 0; is < mc; is += mr) tile(is, js);
-        } else {
-          // A short block written from zero (or with a bias): C's traffic decides, so walk C
-          // row strip by row strip so its rows stream in order.
-          for (int64_t is = 0; is < mc; is += mr)
-            for (int64_t js = 0; js < nc; js += nr) tile(is, js);
         }
       }
       k0 += kc;

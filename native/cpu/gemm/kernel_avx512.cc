@@ -107,15 +107,6 @@ __attribute__((target("avx512f"))) void accumulate_short(int64_t kc, const float
 #pragma GCC unroll 4
     for (int v = 0; v < kNV; ++v) acc[i][v] = _mm512_setzero_ps();
   fma_steps<kShortMR, kNV>(a, b, 0, kc, acc);
-  if (rows == kShortMR && cols == kShortNR) {  // a whole tile: plain loads and stores
-#pragma GCC unroll 6
-    for (int i = 0; i < kShortMR; ++i) {
-      float* cr = c + i * ldc;
-#pragma GCC unroll 4
-      for (int v = 0; v < kNV; ++v) _mm512_storeu_ps(cr + 16 * v, _mm512_add_ps(acc[i][v], _mm512_loadu_ps(cr + 16 * v)));
-    }
-    return;
-  }
 #pragma GCC unroll 6
   for (int i = 0; i < kShortMR; ++i) {
     if (i >= rows) break;

@@ -30,9 +30,9 @@ struct KernelSet {
   MicroKernel kernel;
   Transpose16 transpose16;           // null: pack with plain loops
   Transpose16Bf16 transpose16_bf16;  // null: pack with plain loops
-  // Optional: C[0:rows, 0:cols] += a·b over a short kc (kc < 128), starting from C's values in
-  // registers (no bias; rows <= mr, cols <= nr of its own tile geometry, in which the operands
-  // are packed for it); for rank-r updates whose cost is C's traffic. Null kernel: use kernel.
+  // Optional: C[0:rows, 0:cols] += a·b over a short kc (kc < 128) with no bias, on its own tile
+  // geometry (rows <= mr, cols <= nr; the operands are packed for it); for rank-r updates whose
+  // cost is C's traffic. Null kernel: use kernel.
   struct {
     int mr = 0, nr = 0;
     MicroKernel kernel = nullptr;

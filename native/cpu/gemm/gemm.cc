@@ -96,20 +96,20 @@ void for_segments(const GemmArgs& g, int64_t k0, int64_t kc, F&& f) {
   }
 }
 
-// How one product runs: the micro-kernel, the tile geometry its operands are packed for, and
-// whether it is a rank-r update (a short inner dimension accumulated into C), whose cost is
-// C's traffic: then C is swept row strip by row strip with its tiles fetched ahead.
+// How one product runs: the micro-kernel, the tile geometry its operands are packed for, and,
+// for a rank-r update (a short inner dimension accumulated into C, whose cost is C's traffic),
+// the kernel set's row-strip sweep.
 struct Plan {
   const KernelSet* ks;
   int mr, nr;
   MicroKernel kernel;
-  bool update;
+  gemm_detail::UpdateStrip update;  // null: not an update, or no update sweep in this set
 };
 
 Plan plan_for(const KernelSet& ks, const GemmArgs& g, int64_t k_total) {
-  if (ks.update.kernel && k_total < kStreamK && g.beta != 0.0f && !g.bias)
-    return {&ks, ks.update.mr, ks.update.nr, ks.update.kernel, true};
-  return {&ks, ks.mr, ks.nr, ks.kernel, false};
+  if (ks.update.strip && k_total < kStreamK && g.beta != 0.0f && !g.bias)
+    return {&ks, ks.update.mr, ks.update.nr, ks.kernel, ks.update.strip};
+  return {&ks, ks.mr, ks.nr, ks.kernel, nullptr};
 }
 
 // op(A)[i0:i0+mc, k0:k0+kc] (alpha applied) into MR-row strips: strip s holds kc groups of MR.
@@ -284,6 +284,12 @@ void gemm_block(const Plan& plan, const GemmArgs& g, int64_t k_total, int64_t ib
       for (int64_t i0 = ib; i0 < ie; i0 += kMC) {
         const int64_t mc = std::min(kMC, ie - i0);
         pack_a(plan, g, i0, mc, k0, kc, buf_a);
+        if (plan.update) {
+          for (int64_t is = 0; is < mc; is += mr)
+            plan.update(kc, buf_a + is * kc, buf_b, g.c + (i0 + is) * g.ldc + j0, g.ldc,
+                        static_cast<int>(std::min<int64_t>(mr, mc - is)), nc);
+          continue;
+        }
         auto tile = [&](int64_t is, int64_t js) {
           const int cols = static_cast<int>(std::min<int64_t>(nr, nc - js));
           const int rows = static_cast<int>(std::min<int64_t>(mr, mc - is));
@@ -296,21 +302,10 @@ void gemm_block(const Plan& plan, const GemmArgs& g, int64_t k_total, int64_t ib
           for (int64_t js = 0; js < nc; js += nr)
             for (int64_t is = 0; is < mc; is += mr) tile(is, js);
         } else {
-          // A short block (always so for a rank-r update) is bound by C's traffic: walk C row
-          // strip by row strip so its rows stream in order. An update fetches the tile two
-          // ahead while this one computes.
-          for (int64_t is = 0; is < mc; is += mr) {
-            const int rows = static_cast<int>(std::min<int64_t>(mr, mc - is));
-            for (int64_t js = 0; js < nc; js += nr) {
-              const int64_t ahead = js + 2 * nr;
-              for (int ii = 0; plan.update && ii < rows && ahead < nc; ++ii) {
-                const float* row = g.c + (i0 + is + ii) * g.ldc + j0 + ahead;
-                for (int64_t line = 0; line < std::min<int64_t>(nr, nc - ahead); line += 16)
-                  __builtin_prefetch(row + line, 1, 3);
-              }
-              tile(is, js);
-            }
-          }
+          // A short block is bound by C's traffic: walk C row strip by row strip so its rows
+          // stream in order.
+          for (int64_t is = 0; is < mc; is += mr)
+            for (int64_t js = 0; js < nc; js += nr) tile(is, js);
         }
       }
       k0 += kc;

@@ -1,10 +1,11 @@
 // The AVX-512 micro-kernels. The product kernel holds a 12 x 32 tile of C in 24 zmm
 // accumulators: per step of k, two 16-wide loads of B, twelve broadcasts of A, 24 FMAs (768
-// FLOPs); the machine's FMA port is the limit, not loads. The rank-r update kernel holds a
-// 6 x 64 tile instead (four loads, six broadcasts, 24 FMAs per step): its C tile is read and
-// written after only kc <= 128 steps, and twelve rows of a power-of-two-wide C (a 4096-wide
-// W, 16 KiB apart) would all fall in one 8-way set of L1, evicting each other; six do not.
-// Partial tiles use masked loads and stores, so edges cost no copies.
+// FLOPs); the machine's FMA port is the limit, not loads. Rank-r updates sweep a row strip of
+// C on a 4 x 64 tile instead (four loads, four broadcasts, 16 FMAs per step): the C tile is
+// read and written after only kc <= 128 steps, and the rows of a power-of-two-wide C (a
+// 4096-wide W, 16 KiB apart) all fall in one 8-way set of L1. Four rows there leave room for
+// the packed strip of B; twelve (or six) rows evict it and each other. Partial tiles use
+// masked loads and stores, so edges cost no copies.
 #include <immintrin.h>
 
 #include "kernels.h"
@@ -14,8 +15,9 @@ namespace {
 
 constexpr int kMR = 12;
 constexpr int kNR = 32;
-constexpr int kShortMR = 6;
-constexpr int kShortNR = 64;
+constexpr int kUpdateMR = 4;
+constexpr int kUpdateNR = 64;
+constexpr int kUpdateAhead = 2;  // tiles of C fetched ahead along the strip
 constexpr int64_t kLateSteps = 64;  // steps of k left when C's tile is pulled into L1
 
 // acc[i][·] += a[p][i] ⊗ b[p][·] for steps p in [p_begin, p_end) of an MR x 16·NV tile: the
@@ -91,30 +93,39 @@ __attribute__((target("avx512f"))) void kernel(int64_t kc, const float* __restri
   }
 }
 
-// C += a·b for a short kc (a rank-r update) on a 6 x 64 tile: the product is summed from
-// zero, as in kernel(), so adding it to C rounds once; the caller fetches C's tiles ahead, so
-// there are no prefetches here and the epilogue is one load, add and store per vector.
-__attribute__((target("avx512f"))) void accumulate_short(int64_t kc, const float* __restrict a,
-                                                         const float* __restrict b, float* __restrict c,
-                                                         int64_t ldc, int rows, int cols, const float* /*bias*/,
-                                                         bool /*accumulate*/) {
-  constexpr int kNV = kShortNR / 16;
-  __mmask16 mask[kNV];
-  for (int v = 0; v < kNV; ++v) mask[v] = column_mask(cols - 16 * v);
-  __m512 acc[kShortMR][kNV];
-#pragma GCC unroll 6
-  for (int i = 0; i < kShortMR; ++i)
+// One row strip of a rank-r update, C[0:rows, 0:cols] += a·b, tile by tile. Each product is
+// summed from zero, as in kernel(), so adding it to C rounds once. C's tile kUpdateAhead to
+// the right is fetched (for writing) while this one computes; each row is one sequential
+// stream, so the hardware keeps ahead from there.
+__attribute__((target("avx512f"))) void update_strip(int64_t kc, const float* __restrict a,
+                                                     const float* __restrict b, float* __restrict c, int64_t ldc,
+                                                     int rows, int64_t cols) {
+  constexpr int kNV = kUpdateNR / 16;
+  for (int64_t j = 0; j < cols; j += kUpdateNR) {
+    const int64_t ahead = j + kUpdateAhead * kUpdateNR;
+    if (ahead < cols)
+      for (int i = 0; i < rows; ++i)
 #pragma GCC unroll 4
-    for (int v = 0; v < kNV; ++v) acc[i][v] = _mm512_setzero_ps();
-  fma_steps<kShortMR, kNV>(a, b, 0, kc, acc);
-#pragma GCC unroll 6
-  for (int i = 0; i < kShortMR; ++i) {
-    if (i >= rows) break;
-    float* cr = c + i * ldc;
+        for (int v = 0; v < kNV; ++v) __builtin_prefetch(c + i * ldc + ahead + 16 * v, 1, 3);
+    __m512 acc[kUpdateMR][kNV];
 #pragma GCC unroll 4
-    for (int v = 0; v < kNV; ++v)
-      _mm512_mask_storeu_ps(cr + 16 * v, mask[v],
-                            _mm512_add_ps(acc[i][v], _mm512_maskz_loadu_ps(mask[v], cr + 16 * v)));
+    for (int i = 0; i < kUpdateMR; ++i)
+#pragma GCC unroll 4
+      for (int v = 0; v < kNV; ++v) acc[i][v] = _mm512_setzero_ps();
+    fma_steps<kUpdateMR, kNV>(a, b + j * kc, 0, kc, acc);
+    float* ct = c + j;
+    __mmask16 mask[kNV];
+    const int64_t left = cols - j;
+    for (int v = 0; v < kNV; ++v) mask[v] = column_mask(static_cast<int>(left < kUpdateNR ? left : kUpdateNR) - 16 * v);
+#pragma GCC unroll 4
+    for (int i = 0; i < kUpdateMR; ++i) {
+      if (i >= rows) break;  // (a constant trip count keeps acc in registers)
+#pragma GCC unroll 4
+      for (int v = 0; v < kNV; ++v) {
+        float* cv = ct + i * ldc + 16 * v;
+        _mm512_mask_storeu_ps(cv, mask[v], _mm512_add_ps(acc[i][v], _mm512_maskz_loadu_ps(mask[v], cv)));
+      }
+    }
   }
 }
 
@@ -178,6 +189,6 @@ __attribute__((target("avx512f"))) void transpose16_bf16(const uint16_t* __restr
 
 }  // namespace
 
-const KernelSet kAvx512 = {"avx512", kMR, kNR, kernel, transpose16, transpose16_bf16, {kShortMR, kShortNR, accumulate_short}};
+const KernelSet kAvx512 = {"avx512", kMR, kNR, kernel, transpose16, transpose16_bf16, {kUpdateMR, kUpdateNR, update_strip}};
 
 }  // namespace lowrank::cpu::gemm_detail

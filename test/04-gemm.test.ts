@@ -258,6 +258,10 @@ describe('native gemm against a float64 triple loop', () => {
           [257, 33, 16, 0],
           [130, 200, 33, 5],
           [13, 129, 127, 0],
+          // joined depths 450 and 513: the last update deep enough for the update sweep, and
+          // the first too deep for it
+          [9, 70, 300, 2],
+          [5, 130, 342, 0],
         ] as const) {
           const { got, want } = run({
             m,

@@ -38,6 +38,7 @@ constexpr int64_t kKTail = 64;     // a remainder this small joins the previous 
 constexpr int64_t kMC = 120;       // rows of A per packed block (a multiple of every MR)
 constexpr int64_t kNC = 4096;      // columns of B per packed panel (a multiple of every NR)
 constexpr int64_t kStreamK = 128;  // below this block depth, C's traffic decides the loop order
+constexpr int64_t kUpdateK = 512;  // a product accumulated into C this shallow is a rank-r update
 
 bool supported(const KernelSet& ks) {
   __builtin_cpu_init();
@@ -107,7 +108,7 @@ struct Plan {
 };
 
 Plan plan_for(const KernelSet& ks, const GemmArgs& g, int64_t k_total) {
-  if (ks.update.strip && k_total < kStreamK && g.beta != 0.0f && !g.bias)
+  if (ks.update.strip && k_total <= kUpdateK && g.beta != 0.0f && !g.bias)
     return {&ks, ks.update.mr, ks.update.nr, ks.kernel, ks.update.strip};
   return {&ks, ks.mr, ks.nr, ks.kernel, nullptr};
 }

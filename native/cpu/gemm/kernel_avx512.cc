@@ -2,7 +2,7 @@
 // accumulators: per step of k, two 16-wide loads of B, twelve broadcasts of A, 24 FMAs (768
 // FLOPs); the machine's FMA port is the limit, not loads. Rank-r updates sweep a row strip of
 // C on a 4 x 64 tile instead (four loads, four broadcasts, 16 FMAs per step): the C tile is
-// read and written after only kc <= 128 steps, and the rows of a power-of-two-wide C (a
+// read and written after only kc <= 512 steps, and the rows of a power-of-two-wide C (a
 // 4096-wide W, 16 KiB apart) all fall in one 8-way set of L1. Four rows there leave room for
 // the packed strip of B; twelve (or six) rows evict it and each other. Partial tiles use
 // masked loads and stores, so edges cost no copies.

@@ -34,7 +34,7 @@ struct KernelSet {
   MicroKernel kernel;
   Transpose16 transpose16;           // null: pack with plain loops
   Transpose16Bf16 transpose16_bf16;  // null: pack with plain loops
-  // Optional, for rank-r updates (a short kc, kc < 128, accumulated into C with no bias): a
+  // Optional, for rank-r updates (a short kc, kc <= 512, accumulated into C with no bias): a
   // sweep along one row strip, C[0:rows, 0:cols] += a·b, on its own tile geometry (rows <= mr;
   // a is packed for mr, b is ⌈cols / nr⌉ packed nr-wide strips one after another). It fetches
   // C's tiles ahead itself. Null: updates use kernel.

@@ -334,9 +334,11 @@ void gemm(const GemmArgs& args) {
   const Plan plan = plan_for(*g_kernels, g, k_total);
   const int64_t nthreads = threads();
   // One slice of C per thread, along n when C is wide enough, else along m. A rank-r update
-  // splits along m when it can: each thread then streams one contiguous run of C's rows.
+  // with a full block of rows per thread splits along m: each thread then streams one
+  // contiguous run of C's rows (packing all of op(B), which is cheap beside those rows).
   const bool wide = g.n >= 2 * nthreads * plan.nr, tall = g.m >= 2 * nthreads * plan.mr;
-  if (nthreads > 1 && wide && !(plan.update && tall)) {
+  const bool update_rows = plan.update && g.m >= nthreads * kMC;
+  if (nthreads > 1 && wide && !update_rows) {
     const int64_t cols = round_up((g.n + nthreads - 1) / nthreads, plan.nr);
     const int64_t tasks = (g.n + cols - 1) / cols;
     parallel_for(tasks, [&](int64_t t) {

@@ -74,6 +74,10 @@ int64_t add_product_safe(const ProductUpdate& u, const WeightMut& W, float* bad_
   return -1;
 }
 
+namespace {
+
+// dx[t, i] += D(g A)[t, i] for t < rows, i < in: blocks of rows, each a small GEMM (run inline
+// on its pool thread) into a buffer that the mask then scales.
 void add_masked_product(int64_t rows, int64_t in, int64_t r, const float* g, const float* A, int64_t lda,
                         const Dropout& drop, float* dx) {
   constexpr int64_t kRowBlock = 32;  // rows of dx per task
@@ -91,6 +95,32 @@ void add_masked_product(int64_t rows, int64_t in, int64_t r, const float* g, con
       for (int64_t k = 0; k < in; ++k) out[k] += row[k];
     }
   });
+}
+
+
+}  // namespace
+
+void adapter_output(int64_t t, int64_t in, int64_t out, int64_t r, const float* x, const Weight& W, const float* xa,
+                    const float* B, float scale, const float* bias, float* y) {
+  const GemmTerm joined[2] = {
+      {{x, in, false}, weight_view(W, in, true), in, 1.0f},
+      {{xa, r, false}, {B, r, true}, r, scale},
+  };
+  gemm({t, out, joined, 2, y, out, 0.0f, bias});
+}
+
+void adapter_input_grad(int64_t t, int64_t in, int64_t out, int64_t r, const float* dy, const Weight& W,
+                        const float* g, const float* A, int64_t lda, const Dropout& drop, float* dx) {
+  const GemmTerm joined[2] = {
+      {{dy, out, false}, weight_view(W, in, false), out, 1.0f},
+      {{g, r, false}, {A, lda, false}, r, 1.0f},
+  };
+  if (!drop.active) {
+    gemm({t, in, joined, 2, dx, in, 0.0f, nullptr});
+    return;
+  }
+  gemm({t, in, joined, 1, dx, in, 0.0f, nullptr});
+  add_masked_product(t, in, r, g, A, lda, drop, dx);
 }
 
 }  // namespace lowrank::cpu

@@ -1,5 +1,6 @@
 // Pieces the adapter kernels share (LoRA, VeRA): adding a rank-r product into a stored weight
-// (merge, unmerge, safe merge) for a float32 or bfloat16 W. Operands are strided views, so an
+// (merge, unmerge, safe merge) for a float32 or bfloat16 W, and the forward's output and the
+// backward's input gradient, each with the adapter joined to the base product. Operands are strided views, so an
 // adapter that uses a slice of a larger matrix (VeRA's shared projections) passes its row
 // stride instead of copying the slice.
 #pragma once
@@ -31,11 +32,17 @@ void add_product(const ProductUpdate& u, const WeightMut& W);
 // untouched), whose value goes to *bad_value.
 int64_t add_product_safe(const ProductUpdate& u, const WeightMut& W, float* bad_value);
 
-// dx[t, i] += D(g A)[t, i] for t < rows, i < in, with g [rows, r] (row stride r) and A [r, in]
-// (row stride lda): an adapter's input gradient when dropout is on, where the mask sits on the
-// product's output and so cannot join the base product. Blocks of rows, each a small GEMM (run
-// inline on its pool thread) into a buffer that the mask (keyed by t·in + i) then scales.
-void add_masked_product(int64_t rows, int64_t in, int64_t r, const float* g, const float* A, int64_t lda,
-                        const Dropout& drop, float* dx);
+// y = [x | xa] · [W | scale·B]ᵀ + bias for x [t, in], xa [t, r], W [out, in] and B [out, r]:
+// the base product with the adapter's r steps joined to its inner dimension, so y is written
+// once. FLOPs: 2·t·out·(in + r).
+void adapter_output(int64_t t, int64_t in, int64_t out, int64_t r, const float* x, const Weight& W, const float* xa,
+                    const float* B, float scale, const float* bias, float* y);
+
+// dx = dy W + D(g A) for dy [t, out], g [t, r] and A [r, in] (row stride lda): an adapter's
+// input gradient. Without dropout it is one product over the joined inner dimension out + r;
+// with it the mask sits on g A's output, so that product is added afterwards in blocks of rows
+// that the mask (keyed by t·in + i) scales. FLOPs: 2·t·in·(out + r).
+void adapter_input_grad(int64_t t, int64_t in, int64_t out, int64_t r, const float* dy, const Weight& W,
+                        const float* g, const float* A, int64_t lda, const Dropout& drop, float* dx);
 
 }  // namespace lowrank::cpu

@@ -22,11 +22,7 @@ void lora_forward(const LoraDims& d, const float* x, const Weight& W, const floa
   // xa = D(x) Aᵀ: [T, in] · [in, r], a thin product reading x once
   thin_nt({d.t, d.r, d.in, x, d.in, A, d.in, 1.0f, drop.active ? &drop : nullptr, xa, d.r});
   // y = [x | xa] · [W | scale·B]ᵀ + bias
-  const GemmTerm joined[2] = {
-      {{x, d.in, false}, weight_view(W, d.in, true), d.in, 1.0f},
-      {{xa, d.r, false}, {B, d.r, true}, d.r, scale},
-  };
-  gemm({d.t, d.out, joined, 2, y, d.out, 0.0f, bias});
+  adapter_output(d.t, d.in, d.out, d.r, x, W, xa, B, scale, bias, y);
 }
 
 // Backward. FLOPs: 2·T·out·in (dx base) + 2·T·r·(2·out + 2·in). Fewest bytes: dy, x, W, A, B,
@@ -49,18 +45,8 @@ void lora_backward(const LoraDims& d, const float* dy, const float* x, const Wei
     gemm({d.r, d.in, &tda, 1, dA, d.in, 0.0f, nullptr});
   }
   if (!dx) return;
-  if (!drop.active) {
-    // dx = [dy | g] · [W ; A]: one product over the joined inner dimension out + r.
-    const GemmTerm joined[2] = {
-        {{dy, d.out, false}, weight_view(W, d.in, false), d.out, 1.0f},
-        {{g.data(), d.r, false}, {A, d.in, false}, d.r, 1.0f},
-    };
-    gemm({d.t, d.in, joined, 2, dx, d.in, 0.0f, nullptr});
-  } else {
-    const GemmTerm base{{dy, d.out, false}, weight_view(W, d.in, false), d.out, 1.0f};
-    gemm({d.t, d.in, &base, 1, dx, d.in, 0.0f, nullptr});
-    add_masked_product(d.t, d.in, d.r, g.data(), A, d.in, drop, dx);
-  }
+  // dx = [dy | g] · [W ; A] (dropout: dy W + D(g A))
+  adapter_input_grad(d.t, d.in, d.out, d.r, dy, W, g.data(), A, d.in, drop, dx);
 }
 
 // FLOPs: 2·r·r·in (A Aᵀ) + r³/3 (factor) + 2·out·r² (solves).

@@ -69,11 +69,7 @@ void vera_forward(const VeraDims& d, const float* x, const Weight& W, const floa
   thin_nt({d.t, d.r, d.in, x, d.in, A, d.max_in, 1.0f, drop.active ? &drop : nullptr, u, d.r});
   // y = [x | u] · [W | Bs]ᵀ + bias
   const std::vector<float> bs = scaled_b(d, B, lambda_d, lambda_b);
-  const GemmTerm joined[2] = {
-      {{x, d.in, false}, weight_view(W, d.in, true), d.in, 1.0f},
-      {{u, d.r, false}, {bs.data(), d.r, true}, d.r, 1.0f},
-  };
-  gemm({d.t, d.out, joined, 2, y, d.out, 0.0f, bias});
+  adapter_output(d.t, d.in, d.out, d.r, x, W, u, bs.data(), 1.0f, bias, y);
 }
 
 // Backward. FLOPs: 2·T·out·in (dx base) + 2·T·r·(2·out + in). Fewest bytes: dy, u, W, the A
@@ -107,18 +103,8 @@ void vera_backward(const VeraDims& d, const float* dy, const Weight& W, const fl
   if (!dx) return;
   for (int64_t t = 0; t < d.t; ++t)
     for (int64_t j = 0; j < d.r; ++j) h[t * d.r + j] *= lambda_d[j];
-  if (!drop.active) {
-    // dx = [dy | h ⊙ λd] · [W ; A]: one product over the joined inner dimension out + r.
-    const GemmTerm joined[2] = {
-        {{dy, d.out, false}, weight_view(W, d.in, false), d.out, 1.0f},
-        {{h.data(), d.r, false}, {A, d.max_in, false}, d.r, 1.0f},
-    };
-    gemm({d.t, d.in, joined, 2, dx, d.in, 0.0f, nullptr});
-  } else {
-    const GemmTerm base{{dy, d.out, false}, weight_view(W, d.in, false), d.out, 1.0f};
-    gemm({d.t, d.in, &base, 1, dx, d.in, 0.0f, nullptr});
-    add_masked_product(d.t, d.in, d.r, h.data(), A, d.max_in, drop, dx);
-  }
+  // dx = [dy | h ⊙ λd] · [W ; A] (dropout: dy W + D((h ⊙ λd) A))
+  adapter_input_grad(d.t, d.in, d.out, d.r, dy, W, h.data(), A, d.max_in, drop, dx);
 }
 
 // Merge. FLOPs: 2·out·in·r. Fewest bytes: W read and written once, the A and B slices read once.

@@ -35,6 +35,15 @@ export interface Operand {
  */
 export type OnHost<T> = { [K in keyof T]: T[K] extends Operand['data'] | null ? never : T[K] };
 
+/**
+ * Runs an op on its device, given the op's two native entry points: the CUDA one queues the work
+ * on the device's stream and returns; the CPU one runs it now.
+ */
+export function runOn<T>(device: Device, args: T, cuda: (args: T) => void, cpu: (args: OnHost<T>) => void): void {
+  if (device === 'cuda') cuda(args);
+  else cpu(args as OnHost<T>);
+}
+
 function dtypeList(dtypes: readonly DType[]): string {
   return dtypes.length === 1 ? dtypes[0] : `${dtypes.slice(0, -1).join(', ')} or ${dtypes[dtypes.length - 1]}`;
 }

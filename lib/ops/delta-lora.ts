@@ -8,7 +8,7 @@
 import { invalidRange, invalidType } from '../errors.js';
 import { native } from '../native.js';
 import { type Device, type Tensor } from '../tensor.js';
-import { awaitHolding, finite, type OnHost, operand, options, sameDevice, shapeIs, weight } from './check.js';
+import { awaitHolding, finite, type OnHost, operand, options, runOn, sameDevice, shapeIs, weight } from './check.js';
 
 /**
  * The paper's settings: λ = 2, and the update starts after K = 500 steps — it applies to the
@@ -75,8 +75,7 @@ type UpdateArgs = ReturnType<typeof prepare>['args'];
 
 /** The native call, by device: CUDA queues the update on the device's stream; the CPU runs it now. */
 function updateOn(device: Device, args: UpdateArgs): void {
-  if (device === 'cuda') native().cudaDeltaLoraUpdate(args);
-  else native().deltaLoraUpdate(args as OnHost<UpdateArgs>);
+  runOn(device, args, native().cudaDeltaLoraUpdate, native().deltaLoraUpdate);
 }
 
 /**

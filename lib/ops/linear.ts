@@ -4,7 +4,7 @@
 import { invalidRange } from '../errors.js';
 import { native } from '../native.js';
 import { type Device, Tensor } from '../tensor.js';
-import { awaitHolding, biasOf, forwardFields, type OnHost, operand, options, output, rowsOf, sameDevice, upstream, weight } from './check.js';
+import { awaitHolding, biasOf, forwardFields, type OnHost, operand, options, output, rowsOf, runOn, sameDevice, upstream, weight } from './check.js';
 
 export interface LinearSaved {
   x: Tensor;
@@ -48,13 +48,11 @@ type BackwardArgs = ReturnType<typeof prepareBackward>['args'];
 
 // The native calls, by device: CUDA queues the work on the device's stream; the CPU runs it now.
 function forwardOn(device: Device, args: ForwardArgs): void {
-  if (device === 'cuda') native().cudaLinearForward(args);
-  else native().linearForward(args as OnHost<ForwardArgs>);
+  runOn(device, args, native().cudaLinearForward, native().linearForward);
 }
 
 function backwardOn(device: Device, args: BackwardArgs): void {
-  if (device === 'cuda') native().cudaLinearBackward(args);
-  else native().linearBackward(args as OnHost<BackwardArgs>);
+  runOn(device, args, native().cudaLinearBackward, native().linearBackward);
 }
 
 /** y = x Wᵀ + bias for x [..., in], W [out, in]. */

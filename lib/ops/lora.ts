@@ -19,6 +19,7 @@ import {
   options,
   output,
   rowsOf,
+  runOn,
   sameDevice,
   shapeIs,
   upstream,
@@ -232,23 +233,19 @@ type ProjectArgs = ReturnType<typeof projectArgs>;
 // The native calls, by device. The CUDA entry points queue their work on the device's stream
 // and return; the CPU ones run now, or off the event loop when `async`.
 function forwardOn(device: Device, args: ForwardArgs): void {
-  if (device === 'cuda') native().cudaLoraForward(args);
-  else native().loraForward(args as OnHost<ForwardArgs>);
+  runOn(device, args, native().cudaLoraForward, native().loraForward);
 }
 
 function backwardOn(device: Device, args: BackwardArgs): void {
-  if (device === 'cuda') native().cudaLoraBackward(args);
-  else native().loraBackward(args as OnHost<BackwardArgs>);
+  runOn(device, args, native().cudaLoraBackward, native().loraBackward);
 }
 
 function mergeOn(device: Device, args: MergeArgs): void {
-  if (device === 'cuda') native().cudaLoraMerge(args);
-  else native().loraMerge(args as OnHost<MergeArgs>);
+  runOn(device, args, native().cudaLoraMerge, native().loraMerge);
 }
 
 function projectOn(device: Device, args: ProjectArgs): void {
-  if (device === 'cuda') native().cudaLoraFaProjectGrad(args);
-  else native().loraFaProjectGrad(args as OnHost<ProjectArgs>);
+  runOn(device, args, native().cudaLoraFaProjectGrad, native().loraFaProjectGrad);
 }
 
 function mergeOptions(opts: unknown): boolean {

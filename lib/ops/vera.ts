@@ -22,6 +22,7 @@ import {
   options,
   output,
   rowsOf,
+  runOn,
   sameDevice,
   shapeIs,
   upstream,
@@ -401,18 +402,15 @@ type MergeArgs = ReturnType<typeof prepareMerge>['args'];
 // The native calls, by device. The CUDA entry points queue their work on the device's stream
 // and return; the CPU ones run now, or off the event loop when `async`.
 function forwardOn(device: Device, args: ForwardArgs): void {
-  if (device === 'cuda') native().cudaVeraForward(args);
-  else native().veraForward(args as OnHost<ForwardArgs>);
+  runOn(device, args, native().cudaVeraForward, native().veraForward);
 }
 
 function backwardOn(device: Device, args: BackwardArgs): void {
-  if (device === 'cuda') native().cudaVeraBackward(args);
-  else native().veraBackward(args as OnHost<BackwardArgs>);
+  runOn(device, args, native().cudaVeraBackward, native().veraBackward);
 }
 
 function mergeOn(device: Device, args: MergeArgs): void {
-  if (device === 'cuda') native().cudaVeraMerge(args);
-  else native().veraMerge(args as OnHost<MergeArgs>);
+  runOn(device, args, native().cudaVeraMerge, native().veraMerge);
 }
 
 /** y = x Wᵀ + bias + λb ⊙ ((D(x) Aᵀ ⊙ λd) Bᵀ) for x [..., in], W [out, in], with A, B the top-left slices of proj. */

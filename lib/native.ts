@@ -74,6 +74,21 @@ export interface NativeDeviceWeight {
 }
 
 /** Async-capable calls take `async = true` and then return a Promise. */
+/** AdamW's arguments, with tensors as T (host arrays or device blocks). */
+type AdamwStepArgs<T> = {
+  params: T[];
+  grads: T[];
+  m: T[];
+  v: T[];
+  group: number[];
+  lr: number[];
+  beta1: number[];
+  beta2: number[];
+  eps: number[];
+  weightDecay: number[];
+  step: number[];
+};
+
 type Call<A> = {
   (args: A, async?: false): void;
   (args: A, async: true): Promise<void>;
@@ -119,19 +134,7 @@ export interface Native {
   loraMerge: Call<NativeWeight & { A: F32; B: F32; out: number; in: number; r: number; scale: number; safe: boolean }>;
   deltaLoraUpdate: Call<NativeWeight & { A0: F32; B0: F32; A1: F32; B1: F32; out: number; in: number; r: number; lambda: number; scale: number }>;
   /** One fused AdamW step: tensor i belongs to group[i]; the other number arrays hold one entry per group. */
-  adamwStep: Call<{
-    params: F32[];
-    grads: F32[];
-    m: F32[];
-    v: F32[];
-    group: number[];
-    lr: number[];
-    beta1: number[];
-    beta2: number[];
-    eps: number[];
-    weightDecay: number[];
-    step: number[];
-  }>;
+  adamwStep: Call<AdamwStepArgs<F32>>;
   veraProjections: Call<{ A: F32; B: F32; r: number; maxIn: number; maxOut: number; seed: Seed }>;
   veraForward: Call<
     NativeVeraDims &
@@ -295,20 +298,7 @@ export interface Native {
     args: NativeDeviceWeight & { A0: Block; B0: Block; A1: Block; B1: Block; out: number; in: number; r: number; lambda: number; scale: number },
   ): void;
   /** adamwStep on device blocks; n[i] is the element count of tensor i. */
-  cudaAdamwStep(args: {
-    params: Block[];
-    grads: Block[];
-    m: Block[];
-    v: Block[];
-    n: number[];
-    group: number[];
-    lr: number[];
-    beta1: number[];
-    beta2: number[];
-    eps: number[];
-    weightDecay: number[];
-    step: number[];
-  }): void;
+  cudaAdamwStep(args: AdamwStepArgs<Block> & { n: number[] }): void;
   cudaLinearForward(
     args: NativeDeviceWeight & { x: Block; xDtype: number; bias: Block | null; biasDtype: number; y: Block; yDtype: number; t: number; in: number; out: number },
   ): void;

@@ -111,20 +111,24 @@ export interface VeraAdapter extends AdapterCommon {
 
 export type Adapter = LoraAdapter | VeraAdapter;
 
-/** What saveAdapter accepts for LoRA: a loaded adapter, or layers built in Node (a LoraLinear has A, B and scale). */
-export interface LoraAdapterInput {
-  kind: 'lora';
-  layers: Map<string, LoraLayerInput> | Record<string, LoraLayerInput>;
-  /** Defaults: the most common layer rank; alpha from the layers' scale, else the rank. */
-  rank?: number;
-  alpha?: number;
-  rslora?: boolean;
+/** What saveAdapter accepts for either method besides the layers (AdapterCommon's fields, optional). */
+interface AdapterInputCommon {
   fanInFanOut?: boolean;
   biases?: Map<string, Tensor>;
   modulesToSave?: Map<string, Tensor>;
   /** A loaded adapter's config: its keys are kept (read-modify-write). */
   config?: PeftConfig;
   dtype?: DType;
+}
+
+/** What saveAdapter accepts for LoRA: a loaded adapter, or layers built in Node (a LoraLinear has A, B and scale). */
+export interface LoraAdapterInput extends AdapterInputCommon {
+  kind: 'lora';
+  layers: Map<string, LoraLayerInput> | Record<string, LoraLayerInput>;
+  /** Defaults: the most common layer rank; alpha from the layers' scale, else the rank. */
+  rank?: number;
+  alpha?: number;
+  rslora?: boolean;
 }
 
 export interface LoraLayerInput {
@@ -136,7 +140,7 @@ export interface LoraLayerInput {
   scale?: number;
 }
 
-export interface VeraAdapterInput {
+export interface VeraAdapterInput extends AdapterInputCommon {
   kind: 'vera';
   layers: Map<string, VeraLayerWeights> | Record<string, VeraLayerWeights>;
   /** A [r, max in], B [max out, r]. */
@@ -147,11 +151,6 @@ export interface VeraAdapterInput {
   saveProjection?: boolean;
   /** d_initial to record (default 0.1). */
   dInitial?: number;
-  fanInFanOut?: boolean;
-  biases?: Map<string, Tensor>;
-  modulesToSave?: Map<string, Tensor>;
-  config?: PeftConfig;
-  dtype?: DType;
 }
 
 export interface LoadOptions {

@@ -663,6 +663,18 @@ export function loadAdapter(dir: string, options?: LoadOptions): Adapter {
   try {
     const biases = new Map([...s.biases].map(([k, e]) => [k, read(e)] as const));
     const modulesToSave = new Map([...s.modulesToSave].map(([k, e]) => [k, read(e)] as const));
+    const dispose = disposer(() => loaded);
+    // AdapterCommon's fields, the same for both methods.
+    const common = (fanInFanOut: boolean) => ({
+      config: s.reader.config,
+      dir: s.files.dir,
+      dtype: s.dtype,
+      fanInFanOut,
+      biases,
+      modulesToSave,
+      dispose,
+      [Symbol.dispose]: dispose,
+    });
     if (s.kind === 'lora') {
       const p = planLora(s);
       const layers = new Map<string, LoraLayerWeights>();
@@ -671,22 +683,14 @@ export function loadAdapter(dir: string, options?: LoadOptions): Adapter {
         if (l.loraBias) w.loraBias = read(l.loraBias);
         layers.set(l.module, w);
       }
-      const dispose = disposer(() => loaded);
       const adapter: LoraAdapter = {
         kind: 'lora',
-        config: s.reader.config,
-        dir: s.files.dir,
-        dtype: s.dtype,
+        ...common(p.fanInFanOut),
         rank: p.rank,
         alpha: p.alpha,
         rslora: p.rslora,
         scale: p.scale,
-        fanInFanOut: p.fanInFanOut,
         layers,
-        biases,
-        modulesToSave,
-        dispose,
-        [Symbol.dispose]: dispose,
       };
       return adapter;
     }
@@ -703,22 +707,14 @@ export function loadAdapter(dir: string, options?: LoadOptions): Adapter {
       loaded.push(pair.A, pair.B);
       projections = pair;
     }
-    const dispose = disposer(() => loaded);
     const adapter: VeraAdapter = {
       kind: 'vera',
-      config: s.reader.config,
-      dir: s.files.dir,
-      dtype: s.dtype,
+      ...common(p.fanInFanOut),
       rank: p.rank,
       seed: p.seed,
       saveProjection: Boolean(s.projA),
       projections,
-      fanInFanOut: p.fanInFanOut,
       layers,
-      biases,
-      modulesToSave,
-      dispose,
-      [Symbol.dispose]: dispose,
     };
     return adapter;
   } catch (e) {

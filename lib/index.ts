@@ -24,7 +24,7 @@ export * as vera from './ops/vera.js';
 export * as safetensors from './io/safetensors.js';
 export * as torchRandom from './io/torch-random.js';
 export * as peft from './io/peft.js';
-export type { DropoutOption } from './ops/check.js';
+export type { DropoutOption } from './validate.js';
 export type {
   LoraForwardOptions,
   LoraForwardResult,

@@ -8,24 +8,26 @@ import { fileURLToPath } from 'node:url';
 type F32 = Float32Array;
 type Seed = bigint;
 
-export interface NativeLoraDims {
-  t: number;
-  in: number;
-  out: number;
-  r: number;
+declare const deviceBrand: unique symbol;
+
+/**
+ * A block of device memory from cudaAlloc: an opaque External, freed by cudaFree or the
+ * collector. Branded, so that a host array (or any other object) cannot stand in for one.
+ */
+export type DeviceMemory = object & { readonly [deviceBrand]: 'cuda' };
+/** Host memory of a tensor: float32 values, bfloat16 / float16 bits, or int32 values. */
+export type HostMemory = F32 | Uint16Array | Int32Array;
+/** Where a tensor's elements live. */
+export type Memory = HostMemory | DeviceMemory;
+
+/** A tensor at the native boundary: its memory and its dtype code (lib/dtype.ts). */
+export interface NativeTensor<M extends Memory = Memory> {
+  data: M;
+  dtype: number;
 }
 
-/** VeRA: the layer's dimensions and the shared projections' (A [r, maxIn], B [maxOut, r]). */
-export interface NativeVeraDims extends NativeLoraDims {
-  maxIn: number;
-  maxOut: number;
-}
-
-/** A weight: float32 values (wDtype 0) or bfloat16 bits (wDtype 1). */
-export interface NativeWeight {
-  W: F32 | Uint16Array;
-  wDtype: number;
-}
+/** Host memory a device copy reads or writes: any typed array, by its bytes. */
+export type NativeHostBytes = Float32Array | Uint16Array | Uint8Array | Int8Array | Int16Array | Uint32Array | Int32Array | Float64Array;
 
 export interface NativeCudaDevice {
   index: number;
@@ -59,47 +61,89 @@ export interface NativeGemmTerm {
   aDropout?: { p: number; seed: Seed };
 }
 
-/** A block of device memory from cudaAlloc: an opaque External, freed by cudaFree or the collector. */
-export type NativeDeviceBlock = object;
-
-/** Host memory a device copy reads or writes: any typed array, by its bytes. */
-export type NativeHostBytes = Float32Array | Uint16Array | Uint8Array | Int8Array | Int16Array | Uint32Array | Int32Array | Float64Array;
-
-type Block = NativeDeviceBlock;
-
-/** A weight on the device: its block and dtype code (0 float32, 1 bfloat16, 2 float16). */
-export interface NativeDeviceWeight {
-  W: Block;
-  wDtype: number;
+export interface NativeLoraDims {
+  t: number;
+  in: number;
+  out: number;
+  r: number;
 }
 
-/** Async-capable calls take `async = true` and then return a Promise. */
-/** AdamW's arguments, with tensors as T (host arrays or device blocks). */
-type AdamwStepArgs<T> = {
-  params: T[];
-  grads: T[];
-  m: T[];
-  v: T[];
-  group: number[];
-  lr: number[];
-  beta1: number[];
-  beta2: number[];
-  eps: number[];
-  weightDecay: number[];
-  step: number[];
-};
+/** VeRA: the layer's dimensions and the shared projections' (A [r, maxIn], B [maxOut, r]). */
+export interface NativeVeraDims extends NativeLoraDims {
+  maxIn: number;
+  maxOut: number;
+}
+
+type Dropout = { p: number; seed: Seed };
+
+/**
+ * Every op's arguments with its tensors in memory M (the fields of native/core/ops/*.h, by
+ * their JS names). One call's tensors are all host or all device memory.
+ */
+export interface OpArgs<M extends Memory> {
+  loraForward: NativeLoraDims & Dropout & { x: T<M>; W: T<M>; bias: T<M> | null; A: T<M>; B: T<M>; y: T<M>; xa: T<M>; scale: number };
+  loraBackward: NativeLoraDims &
+    Dropout & { dy: T<M>; x: T<M> | null; W: T<M>; A: T<M>; B: T<M>; xa: T<M>; dx: T<M> | null; dA: T<M> | null; dB: T<M>; scale: number };
+  loraFaProjectGrad: { in: number; out: number; r: number; A: T<M>; dB: T<M>; scale: number };
+  loraMerge: { in: number; out: number; r: number; W: T<M>; A: T<M>; B: T<M>; scale: number; safe: boolean };
+  veraForward: NativeVeraDims &
+    Dropout & { x: T<M>; W: T<M>; bias: T<M> | null; A: T<M>; B: T<M>; lambdaD: T<M>; lambdaB: T<M>; y: T<M>; u: T<M> };
+  veraBackward: NativeVeraDims &
+    Dropout & { dy: T<M>; W: T<M>; A: T<M>; B: T<M>; lambdaD: T<M>; lambdaB: T<M>; u: T<M>; dx: T<M> | null; dLambdaD: T<M>; dLambdaB: T<M> };
+  veraMerge: Omit<NativeVeraDims, 't'> & { W: T<M>; A: T<M>; B: T<M>; lambdaD: T<M>; lambdaB: T<M>; sign: 1 | -1; safe: boolean };
+  /** CPU only. */
+  veraProjections: { r: number; maxIn: number; maxOut: number; seed: Seed; A: T<M>; B: T<M> };
+  deltaLoraUpdate: { out: number; in: number; r: number; W: T<M>; A0: T<M>; B0: T<M>; A1: T<M>; B1: T<M>; lambda: number; scale: number };
+  /** One fused AdamW step: tensor i belongs to group[i]; the number arrays after it hold one entry per group. */
+  adamwStep: {
+    params: T<M>[];
+    grads: T<M>[];
+    m: T<M>[];
+    v: T<M>[];
+    group: number[];
+    lr: number[];
+    beta1: number[];
+    beta2: number[];
+    eps: number[];
+    weightDecay: number[];
+    step: number[];
+  };
+  linearForward: { t: number; in: number; out: number; x: T<M>; W: T<M>; bias: T<M> | null; y: T<M> };
+  linearBackward: { t: number; in: number; out: number; dy: T<M>; x: T<M>; W: T<M>; dx: T<M> | null; dW: T<M> | null; db: T<M> | null };
+  /** dst = src in dst's dtype (same element count). */
+  convert: { src: T<M>; dst: T<M> };
+  fill: { dst: T<M>; value: number };
+  /** float32 dst += src. */
+  addInto: { dst: T<M>; src: T<M> };
+  /** CPU only. */
+  fillRandom: { out: T<M>; seed: Seed; normal: boolean; a: number; b: number };
+}
+
+type T<M extends Memory> = NativeTensor<M>;
+
+/** The names of the ops (one native export each, native/core/ops.def). */
+export type OpName = keyof OpArgs<Memory>;
+
+/**
+ * An op's native entry point: its arguments with every tensor in one kind of memory; `async`
+ * returns a Promise (CPU: the work runs off the event loop; CUDA: queued, already resolved).
+ */
+export interface Op<K extends OpName> {
+  <M extends Memory>(args: OpArgs<M>[K], async?: false): void;
+  <M extends Memory>(args: OpArgs<M>[K], async: true): Promise<void>;
+}
+
+export type Ops = { [K in OpName]: Op<K> };
 
 type Call<A> = {
   (args: A, async?: false): void;
   (args: A, async: true): Promise<void>;
 };
 
-export interface Native {
+export interface Native extends Ops {
   backends(): NativeBackends;
   setThreads(n: number): number;
   setIsa(name: '' | 'avx512' | 'avx2' | 'scalar'): string;
-  convert: Call<{ src: F32 | Uint16Array; srcDtype: number; dst: F32 | Uint16Array; dstDtype: number }>;
-  fillRandom: Call<{ out: F32; seed: Seed; normal: boolean; a: number; b: number }>;
   philox(args: { counter: Uint32Array; key: Uint32Array; out: Uint32Array }): void;
   dropoutMask(args: { out: Uint8Array; offset: number; p: number; seed: Seed }): void;
   gemm(args: {
@@ -112,211 +156,28 @@ export interface Native {
     bias: F32 | null;
     reference: boolean;
   }): void;
-  loraForward: Call<
-    NativeLoraDims & NativeWeight & { x: F32; bias: F32 | null; A: F32; B: F32; y: F32; xa: F32; scale: number; p: number; seed: Seed }
-  >;
-  loraBackward: Call<
-    NativeLoraDims &
-      NativeWeight & {
-      dy: F32;
-      x: F32 | null;
-      A: F32;
-      B: F32;
-      xa: F32;
-      dx: F32 | null;
-      dA: F32 | null;
-      dB: F32;
-      scale: number;
-      p: number;
-      seed: Seed;
-    }
-  >;
-  loraMerge: Call<NativeWeight & { A: F32; B: F32; out: number; in: number; r: number; scale: number; safe: boolean }>;
-  deltaLoraUpdate: Call<NativeWeight & { A0: F32; B0: F32; A1: F32; B1: F32; out: number; in: number; r: number; lambda: number; scale: number }>;
-  /** One fused AdamW step: tensor i belongs to group[i]; the other number arrays hold one entry per group. */
-  adamwStep: Call<AdamwStepArgs<F32>>;
-  veraProjections: Call<{ A: F32; B: F32; r: number; maxIn: number; maxOut: number; seed: Seed }>;
-  veraForward: Call<
-    NativeVeraDims &
-      NativeWeight & { x: F32; bias: F32 | null; A: F32; B: F32; lambdaD: F32; lambdaB: F32; y: F32; u: F32; p: number; seed: Seed }
-  >;
-  veraBackward: Call<
-    NativeVeraDims &
-      NativeWeight & {
-      dy: F32;
-      A: F32;
-      B: F32;
-      lambdaD: F32;
-      lambdaB: F32;
-      u: F32;
-      dx: F32 | null;
-      dLambdaD: F32;
-      dLambdaB: F32;
-      p: number;
-      seed: Seed;
-    }
-  >;
-  veraMerge: Call<
-    NativeWeight & {
-      A: F32;
-      B: F32;
-      lambdaD: F32;
-      lambdaB: F32;
-      out: number;
-      in: number;
-      r: number;
-      maxIn: number;
-      maxOut: number;
-      sign: 1 | -1;
-      safe: boolean;
-    }
-  >;
   probePeak(seconds: number): { gflops: number; isa: 'avx512' | 'avx2' | 'scalar' };
   probeBandwidth(bytes: number, rounds: number): number;
-  loraFaProjectGrad: Call<{ A: F32; dB: F32; out: number; in: number; r: number; scale: number }>;
-  linearForward: Call<NativeWeight & { x: F32; bias: F32 | null; y: F32; t: number; in: number; out: number }>;
-  linearBackward: Call<
-    NativeWeight & { dy: F32; x: F32; dx: F32 | null; dW: F32 | null; db: F32 | null; t: number; in: number; out: number }
-  >;
   cudaDropoutMask(args: { out: Uint8Array; offset: number; p: number; seed: Seed }): void;
   cudaLoraMergeHost(args: { W: F32; A: F32; B: F32; out: number; in: number; r: number; scale: number }): void;
   /** Device memory of `bytes` bytes from the caching allocator. */
-  cudaAlloc(args: { bytes: number }): NativeDeviceBlock;
+  cudaAlloc(args: { bytes: number }): DeviceMemory;
   /** Returns the block to the cache (stream-ordered); idempotent. */
-  cudaFree(args: { block: NativeDeviceBlock }): void;
+  cudaFree(args: { block: DeviceMemory }): void;
   /** Copies `src`'s bytes into the block at byte `offset` (default 0); returns once `src` may be reused. */
-  cudaUpload(args: { block: NativeDeviceBlock; src: NativeHostBytes; offset?: number }): void;
+  cudaUpload(args: { block: DeviceMemory; src: NativeHostBytes; offset?: number }): void;
   /** Fills `dst` with the block's bytes from byte `offset` (default 0), after every queued op. */
-  cudaDownload: Call<{ block: NativeDeviceBlock; dst: NativeHostBytes; offset?: number }>;
+  cudaDownload: Call<{ block: DeviceMemory; dst: NativeHostBytes; offset?: number }>;
   /** Device to device, the first `bytes` bytes, stream-ordered. */
-  cudaCopy(args: { dst: NativeDeviceBlock; src: NativeDeviceBlock; bytes: number }): void;
-  /** n elements from srcDtype to dstDtype (0 float32, 1 bfloat16, 2 float16), round-to-nearest-even. */
-  cudaFill(args: { block: NativeDeviceBlock; dtype: number; value: number; n: number }): void;
-  cudaAddInto(args: { dst: NativeDeviceBlock; src: NativeDeviceBlock; n: number }): void;
-  cudaConvert(args: { src: NativeDeviceBlock; srcDtype: number; dst: NativeDeviceBlock; dstDtype: number; n: number }): void;
+  cudaCopy(args: { dst: DeviceMemory; src: DeviceMemory; bytes: number }): void;
   cudaSynchronize(): void;
   /** The caching allocator's bytes: handed out, held for reuse, and the most ever handed out. */
   cudaMemory(): { allocated: number; cached: number; peak: number };
   cudaEmptyCache(): void;
   /** Allows single-TF32 float32 products; returns the previous setting. */
   cudaSetTf32(allow: boolean): boolean;
-
-  // The ops on CUDA tensors: the CPU entry points' dimensions and scalars, device blocks in
-  // place of typed arrays, and a dtype code (0 float32, 1 bfloat16, 2 float16) beside each
-  // activation or weight (x, W, bias, y, dy, dx). Adapter tensors and gradients are float32.
-  // Each call queues its work on the backend's stream and returns (a safe merge waits).
-  cudaLoraForward(
-    args: NativeLoraDims &
-      NativeDeviceWeight & {
-      x: Block;
-      xDtype: number;
-      bias: Block | null;
-      biasDtype: number;
-      A: Block;
-      B: Block;
-      y: Block;
-      yDtype: number;
-      xa: Block;
-      scale: number;
-      p: number;
-      seed: Seed;
-    },
-  ): void;
-  cudaLoraBackward(
-    args: NativeLoraDims &
-      NativeDeviceWeight & {
-      dy: Block;
-      dyDtype: number;
-      x: Block | null;
-      xDtype: number;
-      A: Block;
-      B: Block;
-      xa: Block;
-      dx: Block | null;
-      dxDtype: number;
-      dA: Block | null;
-      dB: Block;
-      scale: number;
-      p: number;
-      seed: Seed;
-    },
-  ): void;
-  cudaLoraFaProjectGrad(args: { A: Block; dB: Block; out: number; in: number; r: number; scale: number }): void;
-  cudaLoraMerge(args: NativeDeviceWeight & { A: Block; B: Block; out: number; in: number; r: number; scale: number; safe: boolean }): void;
-  cudaVeraForward(
-    args: NativeVeraDims &
-      NativeDeviceWeight & {
-      x: Block;
-      xDtype: number;
-      bias: Block | null;
-      biasDtype: number;
-      A: Block;
-      B: Block;
-      lambdaD: Block;
-      lambdaB: Block;
-      y: Block;
-      yDtype: number;
-      u: Block;
-      p: number;
-      seed: Seed;
-    },
-  ): void;
-  cudaVeraBackward(
-    args: NativeVeraDims &
-      NativeDeviceWeight & {
-      dy: Block;
-      dyDtype: number;
-      A: Block;
-      B: Block;
-      lambdaD: Block;
-      lambdaB: Block;
-      u: Block;
-      dx: Block | null;
-      dxDtype: number;
-      dLambdaD: Block;
-      dLambdaB: Block;
-      p: number;
-      seed: Seed;
-    },
-  ): void;
-  cudaVeraMerge(
-    args: NativeDeviceWeight & {
-      A: Block;
-      B: Block;
-      lambdaD: Block;
-      lambdaB: Block;
-      out: number;
-      in: number;
-      r: number;
-      maxIn: number;
-      maxOut: number;
-      sign: 1 | -1;
-      safe: boolean;
-    },
-  ): void;
-  cudaDeltaLoraUpdate(
-    args: NativeDeviceWeight & { A0: Block; B0: Block; A1: Block; B1: Block; out: number; in: number; r: number; lambda: number; scale: number },
-  ): void;
-  /** adamwStep on device blocks; n[i] is the element count of tensor i. */
-  cudaAdamwStep(args: AdamwStepArgs<Block> & { n: number[] }): void;
-  cudaLinearForward(
-    args: NativeDeviceWeight & { x: Block; xDtype: number; bias: Block | null; biasDtype: number; y: Block; yDtype: number; t: number; in: number; out: number },
-  ): void;
-  cudaLinearBackward(
-    args: NativeDeviceWeight & {
-      dy: Block;
-      dyDtype: number;
-      x: Block;
-      xDtype: number;
-      dx: Block | null;
-      dxDtype: number;
-      dW: Block | null;
-      db: Block | null;
-      t: number;
-      in: number;
-      out: number;
-    },
-  ): void;
+  /** Test hook: a tagged device block of `bytes` bytes with no memory behind it; every op refuses to run on it. */
+  _testDeviceBlock(args: { bytes: number }): DeviceMemory;
 }
 
 /** The package root (where package.json, build/ and prebuilds/ live). */
@@ -374,21 +235,4 @@ function load(): Native {
 export function native(): Native {
   cached ??= load();
   return cached;
-}
-
-/**
- * Awaits a native Promise. A rejection is rethrown as the same error class carrying this
- * call's JavaScript stack (errors cross the thread boundary as text only).
- */
-export async function settle(pending: Promise<void>): Promise<void> {
-  const site = new Error(); // captured synchronously, at the API call
-  try {
-    await pending;
-  } catch (e) {
-    if (!(e instanceof Error)) throw e;
-    const Ctor = e instanceof RangeError ? RangeError : e instanceof TypeError ? TypeError : Error;
-    const err = new Ctor(e.message);
-    err.stack = `${Ctor.name}: ${e.message}\n${(site.stack ?? '').split('\n').slice(2).join('\n')}`;
-    throw err;
-  }
 }

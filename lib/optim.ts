@@ -10,9 +10,10 @@
 // made there). A step runs one fused call per device: the CPU's over the thread pool, CUDA's
 // queued on the device's stream.
 import { invalidRange, invalidRangeText, invalidType } from './errors.js';
-import { native, type NativeDeviceBlock } from './native.js';
+import type { DeviceMemory, NativeTensor } from './native.js';
 import { type Device, formatShape, Tensor } from './tensor.js';
-import { awaitHolding, checked, f32, operand } from './ops/check.js';
+import { checked, f32, operand } from './ops/check.js';
+import { run, runAsync } from './ops/run.js';
 import { fillZeros } from './ops/elementwise.js';
 
 /** A trainable tensor and its gradient (same shape, float32). */
@@ -92,7 +93,7 @@ function paramList(v: unknown, name: string): readonly Param[] {
 
 /** A region of memory a tensor's storage covers, for overlap checks: a host buffer's bytes, or a whole device block. */
 interface Region {
-  buffer: ArrayBufferLike | NativeDeviceBlock;
+  buffer: ArrayBufferLike | DeviceMemory;
   begin: number;
   end: number;
   name: string;
@@ -308,7 +309,7 @@ export class AdamW {
   #prepare() {
     this.#usable('step');
     const hyper = { lr: [] as number[], beta1: [] as number[], beta2: [] as number[], eps: [] as number[], weightDecay: [] as number[], step: [] as number[] };
-    const lists = () => ({ params: [] as object[], grads: [] as object[], m: [] as object[], v: [] as object[], n: [] as number[], group: [] as number[] });
+    const lists = () => ({ params: [] as NativeTensor[], grads: [] as NativeTensor[], m: [] as NativeTensor[], v: [] as NativeTensor[], group: [] as number[] });
     const on: Record<Device, ReturnType<typeof lists>> = { cpu: lists(), cuda: lists() };
     const tensors: Tensor[] = [];
     for (const { group, index, slots } of this.#slots) {
@@ -320,19 +321,17 @@ export class AdamW {
       hyper.step.push(group.steps + 1);
       for (const s of slots) {
         const l = on[s.param.device];
-        l.params.push(operand(s.param, `${s.name}.param`, 'float32').data);
-        l.grads.push(operand(this.#checkGrad(s), `${s.name}.grad`, 'float32').data);
-        l.m.push(operand(s.m, `${s.name} state m`, 'float32').data);
-        l.v.push(operand(s.v, `${s.name} state v`, 'float32').data);
-        l.n.push(s.param.size);
+        l.params.push(operand(s.param, `${s.name}.param`, 'float32'));
+        l.grads.push(operand(this.#checkGrad(s), `${s.name}.grad`, 'float32'));
+        l.m.push(operand(s.m, `${s.name} state m`, 'float32'));
+        l.v.push(operand(s.v, `${s.name} state v`, 'float32'));
         l.group.push(index);
         tensors.push(s.param, s.entry.grad, s.m, s.v);
       }
     }
-    // operand() gave the CPU's lists Float32Arrays; its entry point reads their lengths.
-    const c = on.cpu, host = (list: object[]) => list as Float32Array[];
+    // One call per device that holds parameters (the native side reads each tensor's count from its storage).
     return {
-      cpu: c.params.length ? { params: host(c.params), grads: host(c.grads), m: host(c.m), v: host(c.v), group: c.group, ...hyper } : null,
+      cpu: on.cpu.params.length ? { ...on.cpu, ...hyper } : null,
       cuda: on.cuda.params.length ? { ...on.cuda, ...hyper } : null,
       tensors,
     };
@@ -346,8 +345,8 @@ export class AdamW {
   /** One AdamW step for every parameter, from the gradients in their `grad` tensors. */
   step(): void {
     const { cpu, cuda } = this.#prepare();
-    if (cuda) native().cudaAdamwStep(cuda);
-    if (cpu) native().adamwStep(cpu);
+    if (cuda) run('adamwStep', cuda);
+    if (cpu) run('adamwStep', cpu);
     this.#advance();
   }
 
@@ -359,8 +358,8 @@ export class AdamW {
     const { cpu, cuda, tensors } = this.#prepare();
     this.#inFlight = true;
     try {
-      if (cuda) native().cudaAdamwStep(cuda);
-      if (cpu) await awaitHolding(native().adamwStep(cpu, true), tensors);
+      if (cuda) run('adamwStep', cuda);
+      if (cpu) await runAsync('adamwStep', cpu, tensors);
       this.#advance();
     } finally {
       this.#inFlight = false;

@@ -3,7 +3,10 @@
 // disposes what it no longer needs allocates, zero-fills and page-faults nothing after its
 // first step.
 import { invalidRange, invalidType } from './errors.js';
-import type { DType, Storage } from './tensor.js';
+import { type DType, dtypeBytes, hostArray } from './dtype.js';
+
+/** A CPU tensor's storage (lib/tensor.ts Storage). */
+type Storage = Float32Array | Uint16Array;
 
 /** Buffers below this size are cheaper to allocate than to track. */
 const MIN_POOLED_BYTES = 4096;
@@ -19,12 +22,16 @@ function wrap(buffer: ArrayBuffer, dtype: DType): Storage {
   return dtype === 'float32' ? new Float32Array(buffer) : new Uint16Array(buffer);
 }
 
+function fresh(dtype: DType, n: number): Storage {
+  return hostArray(dtype, n) as Storage;
+}
+
 /** Storage for n elements; its contents are arbitrary unless `zeroed`. */
 export function allocate(dtype: DType, n: number, zeroed: boolean): Storage {
-  const bytes = n * (dtype === 'float32' ? 4 : 2);
+  const bytes = n * dtypeBytes(dtype);
   const list = free.get(bytes);
   const buffer = list?.pop();
-  if (buffer === undefined) return dtype === 'float32' ? new Float32Array(n) : new Uint16Array(n);
+  if (buffer === undefined) return fresh(dtype, n);
   pooledBytes -= bytes;
   const storage = wrap(buffer, dtype);
   if (zeroed) storage.fill(0);

@@ -3,12 +3,16 @@
 // A CPU float32 tensor made from a Float32Array wraps it without copying. A CUDA tensor's
 // storage is a block of device memory (DeviceStorage); its copies and conversions run on the
 // backend's one stream, and reading it back (toFloat32Array, data, to('cpu')) waits for them.
-import { randomBytes } from 'node:crypto';
+import { type DType, dtypeBytes, dtypeCode, DTYPES, hostArray as hostStorage } from './dtype.js';
 import { describe, invalidRange, invalidRangeText, invalidType } from './errors.js';
-import { native, settle, type NativeDeviceBlock } from './native.js';
+import { type DeviceMemory, native, type NativeTensor } from './native.js';
+import { holding, run } from './ops/run.js';
 import { allocate, poolInfo, recycle } from './pool.js';
+import { checkSeed, checkShape, finiteF32, formatShape, sizeOf } from './validate.js';
 
-export type DType = 'float32' | 'bfloat16' | 'float16';
+export type { DType } from './dtype.js';
+export { DTYPES } from './dtype.js';
+export { checkSeed, checkShape, formatShape, MAX_ELEMENTS } from './validate.js';
 export type Device = 'cpu' | 'cuda';
 export type Shape = readonly number[];
 /** Raw storage: float32 values, or bfloat16 / float16 bit patterns. */
@@ -18,7 +22,7 @@ export type Storage = Float32Array | Uint16Array;
 export interface DeviceStorage {
   readonly kind: 'cuda';
   /** The native block (an External); it returns to the cache on dispose() or collection. */
-  readonly handle: NativeDeviceBlock;
+  readonly handle: DeviceMemory;
   /** Bytes of the block (the tensor's nbytes). */
   readonly bytes: number;
 }
@@ -27,9 +31,10 @@ function isDevice(s: Storage | DeviceStorage): s is DeviceStorage {
   return !ArrayBuffer.isView(s);
 }
 
-export const DTYPES: readonly DType[] = ['float32', 'bfloat16', 'float16'];
-const DTYPE_CODE: Record<DType, number> = { float32: 0, bfloat16: 1, float16: 2 };
-const DTYPE_BYTES: Record<DType, number> = { float32: 4, bfloat16: 2, float16: 2 };
+/** A host array or device block with its dtype, as the native ops read it. */
+function nativeTensor(data: Storage | DeviceMemory, dtype: DType): NativeTensor {
+  return { data, dtype: dtypeCode(dtype) };
+}
 
 export interface TensorOptions {
   dtype?: DType;
@@ -92,7 +97,7 @@ function allocateDevice(bytes: number, zeroed: boolean): DeviceStorage {
   if (zeroed && bytes > 0) {
     try {
       // All-zero bits are 0 in every dtype: fill as 16-bit words (every storage size is even).
-      native().cudaFill({ block: handle, dtype: 1, value: 0, n: bytes / 2 });
+      run('fill', { dst: nativeTensor(handle, 'bfloat16'), value: 0 });
     } catch (e) {
       native().cudaFree({ block: handle });
       throw e;
@@ -107,7 +112,7 @@ function freeDevice(s: DeviceStorage): void {
 
 /** Host memory for a tensor's raw values: Float32Array for float32, else Uint16Array bits. */
 function hostArray(dtype: DType, n: number): Storage {
-  return dtype === 'float32' ? new Float32Array(n) : new Uint16Array(n);
+  return hostStorage(dtype, n) as Storage;
 }
 
 /** Runs `fill` on a fresh tensor; disposes it and rethrows when `fill` fails. */
@@ -121,15 +126,6 @@ function filledBy(out: Tensor, fill: (t: Tensor) => void): Tensor {
   return out;
 }
 
-function sizeOf(shape: Shape): number {
-  let n = 1;
-  for (const d of shape) n *= d;
-  return n;
-}
-
-export function formatShape(shape: Shape): string {
-  return `[${shape.join(', ')}]`;
-}
 
 /**
  * Who owns a tensor's storage: 'pooled' (lowrank allocated it; it returns to the pool on
@@ -170,12 +166,12 @@ export class Tensor {
    */
   static empty(shape: Shape, dtype: DType, device: Device, zeroed = false): Tensor {
     const n = sizeOf(shape);
-    if (device === 'cuda') return new Tensor(allocateDevice(n * DTYPE_BYTES[dtype], zeroed), shape, dtype, device, 'pooled');
+    if (device === 'cuda') return new Tensor(allocateDevice(n * dtypeBytes(dtype), zeroed), shape, dtype, device, 'pooled');
     return new Tensor(allocate(dtype, n, zeroed), shape, dtype, device, 'pooled');
   }
 
   get #countedBytes(): number {
-    return this.#ownership === 'view' ? 0 : this.#size * DTYPE_BYTES[this.#dtype];
+    return this.#ownership === 'view' ? 0 : this.#size * dtypeBytes(this.#dtype);
   }
 
   /**
@@ -213,7 +209,7 @@ export class Tensor {
   }
   /** Bytes of storage. */
   get nbytes(): number {
-    return this.#size * DTYPE_BYTES[this.#dtype];
+    return this.#size * dtypeBytes(this.#dtype);
   }
   get disposed(): boolean {
     return this.#storage === null;
@@ -244,7 +240,7 @@ export class Tensor {
   }
 
   /** @internal The native block (an External) of a live CUDA tensor, for the CUDA ops. */
-  deviceHandle(name = 'tensor'): object {
+  deviceHandle(name = 'tensor'): DeviceMemory {
     return this.deviceStorage(name).handle;
   }
 
@@ -264,7 +260,7 @@ export class Tensor {
   #asFloat32(raw: Storage): Float32Array {
     if (raw instanceof Float32Array) return raw;
     const out = new Float32Array(this.#size);
-    native().convert({ src: raw, srcDtype: DTYPE_CODE[this.#dtype], dst: out, dstDtype: 0 });
+    run('convert', { src: nativeTensor(raw, this.#dtype), dst: nativeTensor(out, 'float32') });
     return out;
   }
 
@@ -278,7 +274,7 @@ export class Tensor {
     const raw = hostArray(this.#dtype, this.#size);
     const release = this.hold(); // a dispose() meanwhile frees the block only after the copy
     try {
-      await settle(native().cudaDownload({ block: src.handle, dst: raw }, true));
+      await holding(native().cudaDownload({ block: src.handle, dst: raw }, true), []);
     } finally {
       release();
     }
@@ -309,12 +305,8 @@ export class Tensor {
     const src = this.#live('tensor');
     if (dtype === this.#dtype) return this.clone();
     const out = isDevice(src) ? Tensor.empty(this.#shape, dtype, 'cuda') : emptyHost(this.#shape, dtype, this.#device);
-    const srcDtype = DTYPE_CODE[this.#dtype];
-    const dstDtype = DTYPE_CODE[dtype];
-    return filledBy(out, (t) => {
-      if (isDevice(src)) native().cudaConvert({ src: src.handle, srcDtype, dst: t.deviceHandle(), dstDtype, n: this.#size });
-      else native().convert({ src, srcDtype, dst: t.storage(), dstDtype });
-    });
+    const from = nativeTensor(isDevice(src) ? src.handle : src, this.#dtype);
+    return filledBy(out, (t) => run('convert', { src: from, dst: nativeTensor(isDevice(src) ? t.deviceHandle() : t.storage(), dtype) }));
   }
 
   /** A copy with its own storage. */
@@ -380,15 +372,6 @@ function copyOf(src: Storage, shape: Shape, dtype: DType, device: Device): Tenso
   return out;
 }
 
-/**
- * Marks tensors as used by work off the event loop until the returned function runs: a
- * dispose() meanwhile cannot hand their buffers to another tensor.
- */
-export function holdAll(tensors: ReadonlyArray<Tensor | null | undefined>): () => void {
-  const releases = tensors.filter((t): t is Tensor => t instanceof Tensor).map((t) => t.hold());
-  return () => releases.forEach((r) => r());
-}
-
 // ---- argument checks shared by the constructors ----------------------------------------
 
 export function checkDType(dtype: unknown, name: string): DType {
@@ -418,22 +401,6 @@ export function checkDevice(device: unknown, name: string): Device {
   }
   return device;
 }
-
-export function checkShape(shape: unknown, name: string): number[] {
-  if (!Array.isArray(shape)) throw invalidType('an array of non-negative integers', name, shape);
-  for (let i = 0; i < shape.length; i++) {
-    const d: unknown = shape[i];
-    if (typeof d !== 'number') throw invalidType('a non-negative integer', `${name}[${i}]`, d);
-    if (!Number.isSafeInteger(d) || d < 0) throw invalidRange('a non-negative integer', `${name}[${i}]`, d);
-  }
-  const n = sizeOf(shape as number[]);
-  if (n > MAX_ELEMENTS)
-    throw invalidRangeText(`a shape of at most ${MAX_ELEMENTS} elements`, name, `${formatShape(shape as number[])} (${n} elements)`);
-  return [...shape] as number[];
-}
-
-/** The most elements one tensor's storage may hold (the largest typed array). */
-export const MAX_ELEMENTS = 2 ** 32 - 1;
 
 function checkOptions(opts: unknown, name: string): { dtype: DType; device: Device } {
   if (opts === undefined) return { dtype: 'float32', device: 'cpu' };
@@ -476,14 +443,14 @@ export function tensor(data: Float32Array | Uint16Array | readonly number[], sha
     let host: Storage = values;
     if (!(values instanceof Uint16Array) && dtype !== 'float32') {
       host = new Uint16Array(n);
-      native().convert({ src: values, srcDtype: 0, dst: host, dstDtype: DTYPE_CODE[dtype] });
+      run('convert', { src: nativeTensor(values, 'float32'), dst: nativeTensor(host, dtype) });
     }
     return filledBy(Tensor.empty(s, dtype, 'cuda'), (t) => native().cudaUpload({ block: t.deviceHandle(), src: host }));
   }
   if (values instanceof Uint16Array || dtype === 'float32')
     return new Tensor(values, s, dtype, device, Array.isArray(data) ? 'pooled' : 'borrowed');
   const out = Tensor.empty(s, dtype, device);
-  native().convert({ src: values, srcDtype: 0, dst: out.storage(), dstDtype: DTYPE_CODE[dtype] });
+  run('convert', { src: nativeTensor(values, 'float32'), dst: nativeTensor(out.storage(), dtype) });
   return out;
 }
 
@@ -491,18 +458,6 @@ export function zeros(shape: readonly number[], options?: TensorOptions): Tensor
   const s = checkShape(shape, 'shape');
   const { dtype, device } = checkOptions(options, 'options');
   return Tensor.empty(s, dtype, device, true);
-}
-
-/** Converts a seed option to the native 64-bit form; undefined draws a fresh random seed. */
-export function checkSeed(seed: unknown, name: string): bigint {
-  if (seed === undefined) return randomBytes(8).readBigUInt64LE(0);
-  if (typeof seed === 'bigint') {
-    if (seed < 0n || seed >= 1n << 64n) throw invalidRange('an integer in [0, 2^64)', name, seed);
-    return seed;
-  }
-  if (typeof seed !== 'number') throw invalidType('a non-negative integer or bigint', name, seed);
-  if (!Number.isSafeInteger(seed) || seed < 0) throw invalidRange('a non-negative safe integer', name, seed);
-  return BigInt(seed);
 }
 
 export interface RandomOptions extends TensorOptions {
@@ -517,7 +472,7 @@ function filled(shape: readonly number[], options: RandomOptions | undefined, no
   // Drawn on the host in every case, so a seed gives the same values on every device.
   let t = Tensor.empty(s, 'float32', 'cpu');
   try {
-    native().fillRandom({ out: t.storage() as Float32Array, seed, normal, a, b });
+    run('fillRandom', { out: nativeTensor(t.storage(), 'float32'), seed, normal, a, b });
     if (dtype !== 'float32') {
       const converted = t.astype(dtype);
       t.dispose();
@@ -535,26 +490,17 @@ function filled(shape: readonly number[], options: RandomOptions | undefined, no
   return t;
 }
 
-const FLOAT32_MAX = 3.4028234663852886e38;
-
-function checkFinite(v: unknown, name: string, fallback: number): number {
-  if (v === undefined) return fallback;
-  if (typeof v !== 'number') throw invalidType('a finite number', name, v);
-  if (!(Math.abs(v) <= FLOAT32_MAX)) throw invalidRange('a finite number within float32 range', name, v);
-  return v;
-}
-
 /** Normal values, mean + std · N(0, 1), from the counter-based generator. */
 export function randn(shape: readonly number[], options?: RandomOptions & { mean?: number; std?: number }): Tensor {
-  const mean = checkFinite(options?.mean, 'options.mean', 0);
-  const std = checkFinite(options?.std, 'options.std', 1);
+  const mean = finiteF32(options?.mean, 'options.mean', 0);
+  const std = finiteF32(options?.std, 'options.std', 1);
   return filled(shape, options, true, mean, std);
 }
 
 /** Uniform values in [low, high), from the counter-based generator. */
 export function rand(shape: readonly number[], options?: RandomOptions & { low?: number; high?: number }): Tensor {
-  const low = checkFinite(options?.low, 'options.low', 0);
-  const high = checkFinite(options?.high, 'options.high', 1);
+  const low = finiteF32(options?.low, 'options.low', 0);
+  const high = finiteF32(options?.high, 'options.high', 1);
   if (!(low < high)) throw invalidRange(`a number above options.low (${low})`, 'options.high', high);
   return filled(shape, options, false, low, high);
 }

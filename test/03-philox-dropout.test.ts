@@ -213,7 +213,7 @@ describe('CUDA agrees with the CPU', () => {
     const O = 97, I = 130, R = 8;
     const W0 = randomF32(O * I, 60), A = randomF32(R * I, 61), B = randomF32(O * R, 62);
     const cpu = W0.slice();
-    native().loraMerge({ W: cpu, wDtype: 0, A, B, out: O, in: I, r: R, scale: 0.5, safe: false });
+    native().loraMerge({ W: { data: cpu, dtype: 0 }, A: { data: A, dtype: 0 }, B: { data: B, dtype: 0 }, out: O, in: I, r: R, scale: 0.5, safe: false });
     const gpu = W0.slice();
     native().cudaLoraMergeHost({ W: gpu, A, B, out: O, in: I, r: R, scale: 0.5 });
     expect(relErr(gpu, cpu)).toBeLessThan(1e-5);

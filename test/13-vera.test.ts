@@ -426,7 +426,7 @@ describe('vera.projections', () => {
       const explicit = process.env.LOWRANK_NATIVE;
       const n = explicit ? require(path.resolve(explicit)) : require('node-gyp-build')(${JSON.stringify(root)});
       const A = new Float32Array(${o.rank * o.maxIn}), B = new Float32Array(${o.maxOut * o.rank});
-      n.veraProjections({ A, B, r: ${o.rank}, maxIn: ${o.maxIn}, maxOut: ${o.maxOut}, seed: ${o.seed}n });
+      n.veraProjections({ A: { data: A, dtype: 0 }, B: { data: B, dtype: 0 }, r: ${o.rank}, maxIn: ${o.maxIn}, maxOut: ${o.maxOut}, seed: ${o.seed}n });
       const h = require('node:crypto').createHash('sha256');
       h.update(new Uint8Array(A.buffer)); h.update(new Uint8Array(B.buffer));
       console.log(h.digest('hex'));`;
@@ -603,8 +603,9 @@ describe('outputs are fully written (poisoned with NaN first)', () => {
     const T = 7, I = 45, O = 37, R = 8, maxIn = 50, maxOut = 40;
     const n = native();
     const poison = (k: number) => new Float32Array(k).fill(NaN);
+    const f32 = (data: Float32Array) => ({ data, dtype: 0 });
     const A = poison(R * maxIn), B = poison(maxOut * R);
-    n.veraProjections({ A, B, r: R, maxIn, maxOut, seed: 3n });
+    n.veraProjections({ A: f32(A), B: f32(B), r: R, maxIn, maxOut, seed: 3n });
     const proj = vera.projections({ rank: R, maxIn, maxOut, seed: 3n });
     expect(sameBits(A, proj.A.toFloat32Array())).toBe(true);
     expect(sameBits(B, proj.B.toFloat32Array())).toBe(true);
@@ -612,27 +613,27 @@ describe('outputs are fully written (poisoned with NaN first)', () => {
     const dims = { t: T, in: I, out: O, r: R, maxIn, maxOut };
     for (const p of [0, 0.3]) {
       const y = poison(T * O), u = poison(T * R);
-      n.veraForward({ ...dims, x, W, wDtype: 0, bias: null, A, B, lambdaD: ld, lambdaB: lb, y, u, p, seed: 9n });
+      n.veraForward({ ...dims, x: f32(x), W: f32(W), bias: null, A: f32(A), B: f32(B), lambdaD: f32(ld), lambdaB: f32(lb), y: f32(y), u: f32(u), p, seed: 9n });
       const api = vera.forward(tensor(x, [T, I]), tensor(W, [O, I]), proj, tensor(ld, [R]), tensor(lb, [O]), { dropout: { p, seed: 9n } });
       expect(sameBits(y, api.y.toFloat32Array())).toBe(true);
       expect(sameBits(u, api.saved.u.toFloat32Array())).toBe(true);
       const dx = poison(T * I), dLambdaD = poison(R), dLambdaB = poison(O);
-      n.veraBackward({ ...dims, dy, W, wDtype: 0, A, B, lambdaD: ld, lambdaB: lb, u, dx, dLambdaD, dLambdaB, p, seed: 9n });
+      n.veraBackward({ ...dims, dy: f32(dy), W: f32(W), A: f32(A), B: f32(B), lambdaD: f32(ld), lambdaB: f32(lb), u: f32(u), dx: f32(dx), dLambdaD: f32(dLambdaD), dLambdaB: f32(dLambdaB), p, seed: 9n });
       const g = vera.backward(tensor(dy, [T, O]), api.saved);
       expect(sameBits(dx, g.dx.toFloat32Array())).toBe(true);
       expect(sameBits(dLambdaD, g.dLambdaD.toFloat32Array())).toBe(true);
       expect(sameBits(dLambdaB, g.dLambdaB.toFloat32Array())).toBe(true);
       // dx is optional at the native boundary; the λ gradients are the same without it
       const dLd2 = poison(R), dLb2 = poison(O);
-      n.veraBackward({ ...dims, dy, W, wDtype: 0, A, B, lambdaD: ld, lambdaB: lb, u, dx: null, dLambdaD: dLd2, dLambdaB: dLb2, p, seed: 9n });
+      n.veraBackward({ ...dims, dy: f32(dy), W: f32(W), A: f32(A), B: f32(B), lambdaD: f32(ld), lambdaB: f32(lb), u: f32(u), dx: null, dLambdaD: f32(dLd2), dLambdaB: f32(dLb2), p, seed: 9n });
       expect(sameBits(dLd2, dLambdaD) && sameBits(dLb2, dLambdaB)).toBe(true);
     }
   });
 
   it('the native boundary refuses a layer larger than its projections (a broken caller)', () => {
-    const f = (k: number) => new Float32Array(k);
+    const f = (k: number) => ({ data: new Float32Array(k), dtype: 0 });
     expect(() =>
-      native().veraMerge({ W: f(6 * 5), wDtype: 0, A: f(2 * 4), B: f(6 * 2), lambdaD: f(2), lambdaB: f(6), out: 6, in: 5, r: 2, maxIn: 4, maxOut: 6, sign: 1, safe: false }),
+      native().veraMerge({ W: f(6 * 5), A: f(2 * 4), B: f(6 * 2), lambdaD: f(2), lambdaB: f(6), out: 6, in: 5, r: 2, maxIn: 4, maxOut: 6, sign: 1, safe: false }),
     ).toThrow(new RangeError("veraMerge: the layer's in exceeds the projections' maxIn"));
   });
 });

@@ -85,20 +85,20 @@ describe('without a usable CUDA device', () => {
 
   it('native calls refuse anything but a live block, with the value received', () => {
     const cases: Array<[() => unknown, string]> = [
-      [() => native().cudaFree({ block: {} }), 'Expected a live CUDA tensor for block but received an object'],
+      [() => native().cudaFree({ block: {} as never }), 'Expected a live CUDA tensor for block but received an object'],
       [() => native().cudaFree({ block: 5 as never }), 'Expected a live CUDA tensor for block but received 5'],
-      [() => native().cudaUpload({ block: new Float32Array(4), src: new Float32Array(4) }), 'Expected a live CUDA tensor for block but received a typed array (host memory)'],
+      [() => native().cudaUpload({ block: new Float32Array(4) as never, src: new Float32Array(4) }), 'Expected a live CUDA tensor for block but received a typed array (host memory)'],
       [() => native().cudaDownload({ block: null as never, dst: new Float32Array(4) }), 'Expected a live CUDA tensor for block but received null'],
-      [() => native().cudaCopy({ dst: undefined as never, src: {}, bytes: 4 }), 'Expected a live CUDA tensor for dst but received undefined'],
-      [() => native().cudaConvert({ src: {}, srcDtype: 0, dst: {}, dstDtype: 1, n: 4 }), 'Expected a live CUDA tensor for src but received an object'],
-      [() => native().cudaFill({ block: {}, dtype: 0, value: 0, n: 4 }), 'Expected a live CUDA tensor for block but received an object'],
-      [() => native().cudaAddInto({ dst: new Float32Array(4) as never, src: {}, n: 4 }), 'Expected a live CUDA tensor for dst but received a typed array (host memory)'],
+      [() => native().cudaCopy({ dst: undefined as never, src: {} as never, bytes: 4 }), 'Expected a live CUDA tensor for dst but received undefined'],
+      [() => native().convert({ src: { data: {} as never, dtype: 0 }, dst: { data: {} as never, dtype: 1 } }), 'Expected a typed array or a live CUDA tensor for src.data but received an object'],
+      [() => native().fill({ dst: { data: {} as never, dtype: 0 }, value: 0 }), 'Expected a typed array or a live CUDA tensor for dst.data but received an object'],
+      [() => native().addInto({ dst: { data: {} as never, dtype: 0 }, src: { data: new Float32Array(4), dtype: 0 } }), 'Expected a typed array or a live CUDA tensor for dst.data but received an object'],
       [() => native().cudaSetTf32(1 as never), 'Expected a boolean for allow but received 1'],
     ];
     for (const [call, message] of cases) expect(errorOf(call)).toEqual({ cls: 'TypeError', message });
-    expect(errorOf(() => native().cudaConvert({ src: {}, srcDtype: 3, dst: {}, dstDtype: 0, n: 1 }))).toEqual({
+    expect(errorOf(() => native().convert({ src: { data: {} as never, dtype: 9 }, dst: { data: {} as never, dtype: 0 } }))).toEqual({
       cls: 'RangeError',
-      message: 'cudaConvert: expected 0 (float32), 1 (bfloat16) or 2 (float16) for srcDtype but received 3',
+      message: 'convert: expected 0 (float32), 1 (bfloat16), 2 (float16) or 3 (int32) for src.dtype but received 9',
     });
   });
 
@@ -225,12 +225,12 @@ describe.skipIf(!cuda.available)('on a CUDA device', () => {
     for (const n of [1, 7, 33, 100003]) {
       const a = randn([n], { seed: n, device: 'cuda' }), b = randn([n], { seed: n + 1, device: 'cuda' });
       const want = a.toFloat32Array().map((v, i) => v + b.toFloat32Array()[i]);
-      native().cudaAddInto({ dst: a.deviceHandle(), src: b.deviceHandle(), n });
+      native().addInto({ dst: { data: a.deviceHandle(), dtype: 0 }, src: { data: b.deviceHandle(), dtype: 0 } });
       expect(a.toFloat32Array()).toEqual(want);
-      native().cudaFill({ block: a.deviceHandle(), dtype: 0, value: 2.5, n });
+      native().fill({ dst: { data: a.deviceHandle(), dtype: 0 }, value: 2.5 });
       expect(a.toFloat32Array()).toEqual(new Float32Array(n).fill(2.5));
       const h = randn([n], { seed: n, device: 'cuda', dtype: 'bfloat16' });
-      native().cudaFill({ block: h.deviceHandle(), dtype: 1, value: -0.1, n });
+      native().fill({ dst: { data: h.deviceHandle(), dtype: 1 }, value: -0.1 });
       expect(h.toFloat32Array()).toEqual(tensor(new Float32Array(n).fill(-0.1), [n], { dtype: 'bfloat16' }).toFloat32Array());
     }
   });
@@ -367,9 +367,9 @@ describe.skipIf(!cuda.available)('on a CUDA device', () => {
       cls: 'RangeError',
       message: 'Expected a CUDA tensor of at least 32 bytes for dst but received one of 16 bytes',
     });
-    expect(errorOf(() => native().cudaConvert({ src: u.deviceHandle(), srcDtype: 0, dst: t.deviceHandle(), dstDtype: 1, n: 8 }))).toEqual({
+    expect(errorOf(() => native().convert({ src: { data: t.deviceHandle(), dtype: 0 }, dst: { data: u.deviceHandle(), dtype: 0 } }))).toEqual({
       cls: 'RangeError',
-      message: 'Expected a CUDA tensor of at least 32 bytes for src but received one of 16 bytes',
+      message: 'Expected a CUDA tensor of at least 32 bytes for dst but received one of 16 bytes',
     });
     native().cudaFree({ block: u.deviceHandle() });
     native().cudaFree({ block: u.deviceHandle() }); // idempotent

@@ -1,6 +1,7 @@
-// Every op on CUDA tensors. Without a usable device: each CUDA entry point refuses host memory
-// (and anything else that is not a live device block) with a TypeError naming the field, the
-// ops route tensors that claim CUDA to the device path, and `--device cuda` on the command line
+// Every op on CUDA tensors. Without a usable device: the one native export per op runs host
+// tensors now and off the event loop, refuses tensors of two devices and anything that is not
+// a tensor with an error naming the op and the field, the ops route tensors that claim CUDA to
+// the device path, and `--device cuda` on the command line
 // refuses with the runtime's reason. With a device: each op at awkward shapes (T ∈ {1, 7, 33},
 // in ≠ out, neither a multiple of 16, r ∈ {1, 8}) on fresh random inputs against the CPU —
 // float32 inputs within 1e-4 (split-TF32 products), bfloat16 inputs within 2e-2 of the CPU on
@@ -11,73 +12,163 @@ import { existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync 
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, expectTypeOf, it } from 'vitest';
 import { backends, deltaLora, Linear, linear, LoraLinear, lora, optim, randn, Tensor, tensor, vera, VeraLinear, zeros, type DType } from '../lib/index.js';
-import { native, type Native } from '../lib/native.js';
-import { errorOf, randomF32, relErr, sameBits } from './helpers/reference.js';
+import { type DeviceMemory, native, type OpArgs, type OpName } from '../lib/native.js';
+import { errorOf, randomF32, relErr, sameBits, thrown } from './helpers/reference.js';
 import { parseSafetensors, safetensorsBytes, toBf16Bits, type FixtureTensor } from './helpers/safetensors-fixture.js';
 
 const cuda = backends().cuda;
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
-// ---- the entry points, without device memory ---------------------------------------------
+// ---- the op boundary: one export per op, tensors as { data, dtype } on one device ----------
 
-describe('CUDA entry points refuse what is not device memory', () => {
+describe('the op boundary refuses tensors that are not one device\'s memory', () => {
   const T = 3, I = 5, O = 4, R = 2, MAX_IN = 6, MAX_OUT = 7;
-  const f = (n: number) => new Float32Array(n);
+  const f = (n: number) => ({ data: new Float32Array(n), dtype: 0 });
+  const h = (n: number, dtype: number) => ({ data: new Uint16Array(n), dtype });
   const scalars = { scale: 0.5, p: 0, seed: 1n };
-  type Entry = keyof Native & `cuda${string}`;
-  /** Each entry point with valid dimensions, scalars and dtype codes, host arrays for every tensor, and its first tensor field. */
-  const cases: Array<[Entry, Record<string, unknown>, string]> = [
-    ['cudaLoraForward', { t: T, in: I, out: O, r: R, x: f(T * I), xDtype: 0, W: f(O * I), wDtype: 0, bias: f(O), biasDtype: 0, A: f(R * I), B: f(O * R), y: f(T * O), yDtype: 0, xa: f(T * R), ...scalars }, 'x'],
-    ['cudaLoraBackward', { t: T, in: I, out: O, r: R, dy: f(T * O), dyDtype: 0, x: f(T * I), xDtype: 0, W: f(O * I), wDtype: 0, A: f(R * I), B: f(O * R), xa: f(T * R), dx: f(T * I), dxDtype: 0, dA: f(R * I), dB: f(O * R), ...scalars }, 'dy'],
-    ['cudaLoraFaProjectGrad', { in: I, out: O, r: R, A: f(R * I), dB: f(O * R), scale: 0.5 }, 'A'],
-    ['cudaLoraMerge', { in: I, out: O, r: R, W: f(O * I), wDtype: 0, A: f(R * I), B: f(O * R), scale: 0.5, safe: true }, 'W'],
-    ['cudaVeraForward', { t: T, in: I, out: O, r: R, maxIn: MAX_IN, maxOut: MAX_OUT, x: f(T * I), xDtype: 0, W: f(O * I), wDtype: 0, bias: null, biasDtype: 0, A: f(R * MAX_IN), B: f(MAX_OUT * R), lambdaD: f(R), lambdaB: f(O), y: f(T * O), yDtype: 0, u: f(T * R), p: 0, seed: 1n }, 'x'],
-    ['cudaVeraBackward', { t: T, in: I, out: O, r: R, maxIn: MAX_IN, maxOut: MAX_OUT, dy: f(T * O), dyDtype: 0, W: f(O * I), wDtype: 0, A: f(R * MAX_IN), B: f(MAX_OUT * R), lambdaD: f(R), lambdaB: f(O), u: f(T * R), dx: null, dxDtype: 0, dLambdaD: f(R), dLambdaB: f(O), p: 0, seed: 1n }, 'dy'],
-    ['cudaVeraMerge', { in: I, out: O, r: R, maxIn: MAX_IN, maxOut: MAX_OUT, W: f(O * I), wDtype: 1, A: f(R * MAX_IN), B: f(MAX_OUT * R), lambdaD: f(R), lambdaB: f(O), sign: -1, safe: false }, 'W'],
-    ['cudaDeltaLoraUpdate', { out: O, in: I, r: R, W: f(O * I), wDtype: 2, A0: f(R * I), B0: f(O * R), A1: f(R * I), B1: f(O * R), lambda: 2, scale: 0.5 }, 'W'],
-    ['cudaAdamwStep', { params: [f(4)], grads: [f(4)], m: [f(4)], v: [f(4)], n: [4], group: [0], lr: [1e-3], beta1: [0.9], beta2: [0.999], eps: [1e-8], weightDecay: [0], step: [1] }, 'params[0]'],
-    ['cudaLinearForward', { t: T, in: I, out: O, x: f(T * I), xDtype: 1, W: f(O * I), wDtype: 0, bias: null, biasDtype: 0, y: f(T * O), yDtype: 1 }, 'x'],
-    ['cudaLinearBackward', { t: T, in: I, out: O, dy: f(T * O), dyDtype: 0, x: f(T * I), xDtype: 0, W: f(O * I), wDtype: 0, dx: f(T * I), dxDtype: 0, dW: f(O * I), db: null }, 'dy'],
+  type Entry = OpName;
+  /** Each op on both devices with valid dimensions and scalars, host tensors, and its first two tensor fields. */
+  const cases: Array<[Entry, Record<string, unknown>, string, string]> = [
+    ['loraForward', { t: T, in: I, out: O, r: R, x: f(T * I), W: f(O * I), bias: f(O), A: f(R * I), B: f(O * R), y: f(T * O), xa: f(T * R), ...scalars }, 'x', 'W'],
+    ['loraBackward', { t: T, in: I, out: O, r: R, dy: f(T * O), x: f(T * I), W: f(O * I), A: f(R * I), B: f(O * R), xa: f(T * R), dx: f(T * I), dA: f(R * I), dB: f(O * R), ...scalars }, 'dy', 'x'],
+    ['loraFaProjectGrad', { in: I, out: O, r: R, A: f(R * I), dB: f(O * R), scale: 0.5 }, 'A', 'dB'],
+    ['loraMerge', { in: I, out: O, r: R, W: f(O * I), A: f(R * I), B: f(O * R), scale: 0.5, safe: true }, 'W', 'A'],
+    ['veraForward', { t: T, in: I, out: O, r: R, maxIn: MAX_IN, maxOut: MAX_OUT, x: f(T * I), W: f(O * I), bias: null, A: f(R * MAX_IN), B: f(MAX_OUT * R), lambdaD: f(R), lambdaB: f(O), y: f(T * O), u: f(T * R), p: 0, seed: 1n }, 'x', 'W'],
+    ['veraBackward', { t: T, in: I, out: O, r: R, maxIn: MAX_IN, maxOut: MAX_OUT, dy: f(T * O), W: f(O * I), A: f(R * MAX_IN), B: f(MAX_OUT * R), lambdaD: f(R), lambdaB: f(O), u: f(T * R), dx: null, dLambdaD: f(R), dLambdaB: f(O), p: 0, seed: 1n }, 'dy', 'W'],
+    ['veraMerge', { in: I, out: O, r: R, maxIn: MAX_IN, maxOut: MAX_OUT, W: h(O * I, 1), A: f(R * MAX_IN), B: f(MAX_OUT * R), lambdaD: f(R), lambdaB: f(O), sign: -1, safe: false }, 'W', 'A'],
+    ['deltaLoraUpdate', { out: O, in: I, r: R, W: h(O * I, 1), A0: f(R * I), B0: f(O * R), A1: f(R * I), B1: f(O * R), lambda: 2, scale: 0.5 }, 'W', 'A0'],
+    ['adamwStep', { params: [f(4)], grads: [f(4)], m: [f(4)], v: [f(4)], group: [0], lr: [1e-3], beta1: [0.9], beta2: [0.999], eps: [1e-8], weightDecay: [0], step: [1] }, 'params[0]', 'grads[0]'],
+    ['linearForward', { t: T, in: I, out: O, x: f(T * I), W: h(O * I, 1), bias: null, y: f(T * O) }, 'x', 'W'],
+    ['linearBackward', { t: T, in: I, out: O, dy: f(T * O), x: f(T * I), W: f(O * I), dx: f(T * I), dW: f(O * I), db: null }, 'dy', 'x'],
+    ['convert', { src: f(6), dst: h(6, 2) }, 'src', 'dst'],
+    ['fill', { dst: f(6), value: 1.5 }, 'dst', ''],
+    ['addInto', { dst: f(6), src: f(6) }, 'dst', 'src'],
   ];
+  const isTensor = (v: unknown) => typeof v === 'object' && v !== null && 'data' in v;
   const tensorFields = (args: Record<string, unknown>) =>
-    Object.keys(args).filter((k) => ArrayBuffer.isView(args[k]) || (Array.isArray(args[k]) && ArrayBuffer.isView((args[k] as unknown[])[0])));
-  const call = (name: Entry, args: Record<string, unknown>) => () => (native()[name] as (a: unknown) => unknown)(args);
+    Object.keys(args).filter((k) => isTensor(args[k]) || (Array.isArray(args[k]) && isTensor((args[k] as unknown[])[0])));
+  const call = (name: Entry, args: Record<string, unknown>, async = false) => () => (native()[name] as (a: unknown, async?: boolean) => unknown)(args, async);
+  /** `args` with tensor field `key` (or its first entry) replaced by `value`. */
+  const replaced = (args: Record<string, unknown>, key: string, value: unknown) => {
+    const k = key.replace(/\[0\]$/, '');
+    return { ...args, [k]: Array.isArray(args[k]) ? [value] : value };
+  };
+  /** A stand-in device block: tagged like cudaAlloc's, no memory behind it, never run on. */
+  const block = (bytes: number) => ({ data: native()._testDeviceBlock({ bytes }), dtype: 0 });
+  const cudaRefusal = (name: string) => (cuda.compiled ? `${name}: a test block stands in for device memory and is never run on` : `${name}: CUDA backend not compiled in`);
 
-  it.each(cases)('%s: host memory is a TypeError naming the first tensor field', (name, args, first) => {
-    expect(errorOf(call(name, args))).toEqual({ cls: 'TypeError', message: `Expected a live CUDA tensor for ${first} but received a typed array (host memory)` });
+  it('every op of the op table is exported once, and no cuda* op entry point remains', () => {
+    const n = native() as unknown as Record<string, unknown>;
+    for (const [name] of cases) expect(typeof n[name], name).toBe('function');
+    for (const name of ['veraProjections', 'fillRandom']) expect(typeof n[name], name).toBe('function');
+    for (const gone of ['cudaLoraForward', 'cudaConvert', 'cudaFill', 'cudaAddInto', 'cudaAdamwStep', 'cudaVeraMerge']) expect(n[gone], gone).toBeUndefined();
   });
 
-  it.each(cases)('%s: plain objects, numbers and missing fields are TypeErrors naming the field', (name, args, first) => {
-    for (const [value, text] of [
-      [{}, 'an object'],
-      [7, '7'],
-      [undefined, 'undefined'],
+  it.each(cases)('%s: runs on host memory, now and off the event loop', async (name, args) => {
+    expect(call(name, args)()).toBeUndefined();
+    const pending = call(name, args, true)();
+    expect(pending).toBeInstanceOf(Promise);
+    await expect(pending).resolves.toBeUndefined();
+  });
+
+  it.each(cases.filter((c) => c[3] !== ''))('%s: a device block among host tensors is a RangeError naming both fields and their devices', (name, args, first, second) => {
+    const bad = replaced(args, first, block(1 << 16));
+    expect(errorOf(call(name, bad))).toEqual({ cls: 'RangeError', message: `${name}: every tensor must be on one device, but ${first} is on cuda and ${second} on cpu` });
+  });
+
+  it.each(cases)('%s: device blocks alone are refused from the one dispatch (no CUDA here, or a stand-in block)', (name, args) => {
+    const bad = Object.fromEntries(
+      Object.entries(args).map(([k, v]) => [k, !tensorFields(args).includes(k) ? v : Array.isArray(v) ? v.map(() => block(1 << 16)) : block(1 << 16)]),
+    );
+    expect(errorOf(call(name, bad))).toEqual({ cls: 'RangeError', message: cudaRefusal(name) });
+  });
+
+  it.each(cases)('%s: plain objects, numbers and undefined in a tensor field are TypeErrors naming the field', (name, args, first) => {
+    for (const [value, message] of [
+      [{}, `${name}: expected a dtype code for ${first}.dtype but received undefined`],
+      [7, `Expected a tensor { data, dtype } for ${first} but received 7`],
+      [undefined, `Expected a tensor { data, dtype } for ${first} but received undefined`],
+      [new Float32Array(4), `Expected a tensor { data, dtype } for ${first} but received a typed array (host memory)`],
+      [{ data: {}, dtype: 0 }, `Expected a typed array or a live CUDA tensor for ${first}.data but received an object`],
+      [{ data: new Uint16Array(64), dtype: 0 }, `native argument '${first}' has the wrong typed-array class`],
     ] as const) {
-      const bad = Object.fromEntries(Object.entries(args).map(([k, v]) => [k, tensorFields(args).includes(k) ? (Array.isArray(v) ? [value] : value) : v]));
-      expect(errorOf(call(name, bad))).toEqual({ cls: 'TypeError', message: `Expected a live CUDA tensor for ${first} but received ${text}` });
+      expect(errorOf(call(name, replaced(args, first, value)))).toEqual({ cls: 'TypeError', message });
     }
   });
 
-  it('bad dimensions and dtype codes are RangeErrors before any tensor field is read', () => {
+  it.each(cases)('%s: a missing field and an unknown field are TypeErrors naming the op and the field', (name, args) => {
+    const [firstKey] = Object.keys(args);
+    const { [firstKey]: _, ...missing } = args;
+    expect(errorOf(call(name, missing))).toEqual({ cls: 'TypeError', message: `${name}: missing native argument '${firstKey}'` });
+    expect(errorOf(call(name, { ...args, extra: 1 }))).toEqual({ cls: 'TypeError', message: `${name}: unknown native argument 'extra'` });
+  });
+
+  it('bad dimensions, dtype codes and element counts are RangeErrors; the layer-vs-projection check comes before any tensor', () => {
     const [, forward] = cases[0];
-    expect(errorOf(call('cudaLoraForward', { ...forward, t: 0 }))).toEqual({ cls: 'RangeError', message: 'cudaLoraForward: every dimension must be positive' });
-    expect(errorOf(call('cudaLoraForward', { ...forward, xDtype: 3 }))).toEqual({
+    expect(errorOf(call('loraForward', { ...forward, t: 0 }))).toEqual({ cls: 'RangeError', message: 'loraForward: every dimension must be positive' });
+    expect(errorOf(call('loraForward', { ...forward, x: { ...f(T * I), dtype: 9 } }))).toEqual({
       cls: 'RangeError',
-      message: 'cudaLoraForward: expected 0 (float32), 1 (bfloat16) or 2 (float16) for xDtype but received 3',
+      message: 'loraForward: expected 0 (float32), 1 (bfloat16), 2 (float16) or 3 (int32) for x.dtype but received 9',
     });
-    const [, merge] = cases.find(([n]) => n === 'cudaVeraMerge')!;
-    expect(errorOf(call('cudaVeraMerge', { ...merge, in: MAX_IN + 1 }))).toEqual({ cls: 'RangeError', message: "cudaVeraMerge: the layer's in exceeds the projections' maxIn" });
-    expect(errorOf(call('cudaVeraMerge', { ...merge, sign: 0 }))).toEqual({ cls: 'RangeError', message: 'cudaVeraMerge: sign must be 1 (merge) or -1 (unmerge)' });
-    expect(errorOf(call('cudaLoraForward', { ...forward, t: 2 ** 40, in: 2 ** 40 }))).toEqual({ cls: 'RangeError', message: 'cudaLoraForward: the dimensions overflow' });
-    expect(errorOf(() => (native().cudaLoraForward as (a?: unknown) => void)())).toEqual({ cls: 'TypeError', message: 'native call expects an argument object' });
+    expect(errorOf(call('loraForward', { ...forward, x: { data: new Int32Array(T * I), dtype: 3 } }))).toEqual({ cls: 'TypeError', message: 'loraForward: x must be float32 on cpu but is int32' });
+    expect(errorOf(call('loraForward', { ...forward, x: f(T * I + 1) }))).toEqual({ cls: 'RangeError', message: `loraForward: x has ${T * I + 1} elements but its shape needs ${T * I}` });
+    const [, merge] = cases.find(([n]) => n === 'veraMerge')!;
+    expect(errorOf(call('veraMerge', { ...merge, in: MAX_IN + 1 }))).toEqual({ cls: 'RangeError', message: "veraMerge: the layer's in exceeds the projections' maxIn" });
+    expect(errorOf(call('veraMerge', { ...merge, sign: 0 }))).toEqual({ cls: 'RangeError', message: 'veraMerge: sign must be 1 (merge) or -1 (unmerge)' });
+    expect(errorOf(call('loraForward', { ...forward, t: 2 ** 40, in: 2 ** 40 }))).toEqual({ cls: 'RangeError', message: 'loraForward: the dimensions overflow' });
+    expect(errorOf(() => (native().loraForward as (a?: unknown) => void)())).toEqual({ cls: 'TypeError', message: 'native call expects an argument object' });
+    const [, backward] = cases[1];
+    expect(errorOf(call('loraBackward', { ...backward, x: null }))).toEqual({ cls: 'RangeError', message: 'loraBackward: dA needs x, and x is kept only for dA' });
   });
 
   it('AdamW: lists of different lengths and a group index out of range are RangeErrors; each tensor is named by its index', () => {
-    const [, adamw] = cases.find(([n]) => n === 'cudaAdamwStep')!;
-    expect(errorOf(call('cudaAdamwStep', { ...adamw, n: [] }))).toEqual({ cls: 'RangeError', message: 'cudaAdamwStep: expected sizes.Length() == count but got 0 vs 1' });
-    expect(errorOf(call('cudaAdamwStep', { ...adamw, grads: [{}] }))).toEqual({ cls: 'TypeError', message: 'Expected a live CUDA tensor for params[0] but received a typed array (host memory)' });
+    const [, adamw] = cases.find(([n]) => n === 'adamwStep')!;
+    expect(errorOf(call('adamwStep', { ...adamw, grads: [] }))).toEqual({ cls: 'RangeError', message: 'adamwStep: expected grads to hold 1 tensors (one per parameter) but it holds 0' });
+    expect(errorOf(call('adamwStep', { ...adamw, group: [1] }))).toEqual({ cls: 'RangeError', message: 'adamwStep: group[0] is not the index of a group' });
+    expect(errorOf(call('adamwStep', { ...adamw, m: [f(3)] }))).toEqual({ cls: 'RangeError', message: 'adamwStep: m[0] has 3 elements but its shape needs 4' });
+    expect(errorOf(call('adamwStep', { ...adamw, grads: [{}] }))).toEqual({ cls: 'TypeError', message: 'adamwStep: expected a dtype code for grads[0].dtype but received undefined' });
+  });
+
+  it('one mapping of native errors: RangeError and TypeError keep their class on the sync and the async path', async () => {
+    const [, merge] = cases.find(([n]) => n === 'loraMerge')!;
+    const huge = { ...merge, W: { data: new Float32Array(O * I).fill(3e38), dtype: 0 }, A: { data: new Float32Array(R * I).fill(1e19), dtype: 0 }, B: { data: new Float32Array(O * R).fill(1e19), dtype: 0 } };
+    const message = /^Expected a finite merged weight for W but received (-?Infinity|NaN) at W\[0, 0\]; W was left unchanged$/;
+    const sync = thrown(call('loraMerge', huge));
+    expect(sync).toBeInstanceOf(RangeError);
+    expect((sync as Error).message).toMatch(message);
+    const rejected = await (call('loraMerge', huge, true)() as Promise<void>).catch((e: unknown) => e);
+    expect(rejected).toBeInstanceOf(RangeError);
+    expect((rejected as Error).message).toMatch(message);
+    // LoRA-FA's projection fails inside the kernel when A Aᵀ cannot be factored, on both paths.
+    const project = { in: I, out: O, r: R, A: { data: new Float32Array(R * I).fill(NaN), dtype: 0 }, dB: f(O * R), scale: 1 };
+    expect(thrown(call('loraFaProjectGrad', project))).toBeInstanceOf(RangeError);
+    await expect(call('loraFaProjectGrad', project, true)() as Promise<void>).rejects.toBeInstanceOf(RangeError);
+    // A TypeError from unpacking is thrown at the call, async or not.
+    expect(thrown(call('loraMerge', { ...merge, safe: 1 }))).toBeInstanceOf(TypeError);
+    expect(thrown(call('loraMerge', { ...merge, safe: 1 }, true))).toBeInstanceOf(TypeError);
+  });
+
+  it('CPU-only ops refuse device blocks', () => {
+    const r = 2, maxIn = 3, maxOut = 4;
+    expect(errorOf(() => native().veraProjections({ r, maxIn, maxOut, seed: 1n, A: block(64), B: block(64) }))).toEqual({
+      cls: 'RangeError',
+      message: 'veraProjections: runs on the CPU only but received CUDA tensors',
+    });
+  });
+
+  it('typings: device memory is branded, so a host array cannot reach a device call; one call holds one kind of memory', () => {
+    const host = { data: new Float32Array(4), dtype: 0 };
+    const dev = { data: native()._testDeviceBlock({ bytes: 16 }), dtype: 0 };
+    expectTypeOf(host.data).not.toMatchTypeOf<DeviceMemory>();
+    expectTypeOf<OpArgs<DeviceMemory>['addInto']['dst']['data']>().toEqualTypeOf<DeviceMemory>();
+    // @ts-expect-error a Float32Array is not device memory
+    const wrong: OpArgs<DeviceMemory>['fill'] = { dst: host, value: 0 };
+    expect(wrong.dst).toBe(host);
+    // @ts-expect-error one call's tensors are all host or all device memory
+    const mixed = () => native().addInto<DeviceMemory>({ dst: dev, src: host });
+    expect(errorOf(mixed).cls).toBe('RangeError');
   });
 });
 

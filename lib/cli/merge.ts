@@ -209,7 +209,7 @@ function workDtype(kind: 'merge' | 'bias' | 'replace', stored: DType, target: DT
 /** Converts between float32 / bfloat16 / float16 storage (round to nearest even) into `dst`. */
 function convert(src: Float32Array | Uint16Array, from: DType, dst: Float32Array | Uint16Array, to: DType): void {
   if (from === to) dst.set(src);
-  else native().convert({ src, srcDtype: DTYPE_CODE[from], dst, dstDtype: DTYPE_CODE[to] });
+  else native().convert({ src: { data: src, dtype: DTYPE_CODE[from] }, dst: { data: dst, dtype: DTYPE_CODE[to] } });
 }
 
 /**

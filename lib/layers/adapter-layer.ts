@@ -1,7 +1,7 @@
 // What LoraLinear and VeraLinear share: their parameters and gradients, the state one training
 // forward keeps for its backward, the merged flag, and the per-call dropout seeds.
 import { invalidRange } from '../errors.js';
-import { bool, finite, options } from '../ops/check.js';
+import { bool, finite, options } from '../validate.js';
 import { type Parameter, zeroGrad } from './parameter.js';
 
 interface SavedState {

@@ -1,6 +1,6 @@
 // Linear: a plain trainable linear layer, y = x Wᵀ + b (full fine-tuning).
 import { invalidRange } from '../errors.js';
-import { bool, options } from '../ops/check.js';
+import { bool, options } from '../validate.js';
 import * as linear from '../ops/linear.js';
 import { type LinearSaved } from '../ops/linear.js';
 import { Tensor } from '../tensor.js';

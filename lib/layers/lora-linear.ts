@@ -4,7 +4,7 @@
 //   'delta-lora'  like 'lora', and after each optimizer step W also moves by
 //                 λ·s·(B₁A₁ − B₀A₀) once the step count passes startStep (dropout must be 0).
 import { invalidRange, invalidType } from '../errors.js';
-import { bool, finite, options } from '../ops/check.js';
+import { bool, finite, options } from '../validate.js';
 import * as deltaLora from '../ops/delta-lora.js';
 import * as lora from '../ops/lora.js';
 import { type LoraSaved } from '../ops/lora.js';

@@ -1,7 +1,7 @@
 // VeraLinear: a frozen linear layer with a VeRA adapter. The random projections are shared by
 // every layer of a model (sized by the largest in/out); a layer trains only λd [r] and λb [out].
 import { invalidRange } from '../errors.js';
-import { options } from '../ops/check.js';
+import { options } from '../validate.js';
 import * as vera from '../ops/vera.js';
 import { type VeraProjectionPair, type VeraSaved } from '../ops/vera.js';
 import { Tensor } from '../tensor.js';

@@ -6,9 +6,10 @@
 // W is read once and written once. On CUDA, W may be float32, bfloat16 or float16; the
 // adapters are float32 on both devices.
 import { invalidRange, invalidType } from '../errors.js';
-import { native } from '../native.js';
-import { type Device, type Tensor } from '../tensor.js';
-import { awaitHolding, finite, type OnHost, operand, options, runOn, sameDevice, shapeIs, weight } from './check.js';
+import { type Tensor } from '../tensor.js';
+import { finite, options } from '../validate.js';
+import { operand, sameDevice, shapeIs, weight } from './check.js';
+import { run, runAsync } from './run.js';
 
 /**
  * The paper's settings: λ = 2, and the update starts after K = 500 steps — it applies to the
@@ -38,7 +39,7 @@ function adapter(v: unknown, name: string): { At: unknown; Bt: unknown } {
 
 function prepare(W: Tensor, before: DeltaLoraAdapter, after: DeltaLoraAdapter, opts: DeltaLoraUpdateOptions) {
   const pairs = { before: adapter(before, 'before'), after: adapter(after, 'after') };
-  const device = sameDevice([
+  sameDevice([
     [W, 'W'],
     [pairs.before.At, 'before.A'],
     [pairs.before.Bt, 'before.B'],
@@ -47,8 +48,8 @@ function prepare(W: Tensor, before: DeltaLoraAdapter, after: DeltaLoraAdapter, o
   ]);
   const Ws = weight(W, 'W');
   const parts = (p: { At: unknown; Bt: unknown }, name: string) => ({
-    A: operand(p.At, `${name}.A`, 'float32').data,
-    B: operand(p.Bt, `${name}.B`, 'float32').data,
+    A: operand(p.At, `${name}.A`, 'float32'),
+    B: operand(p.Bt, `${name}.B`, 'float32'),
     At: p.At as Tensor,
     Bt: p.Bt as Tensor,
   });
@@ -67,15 +68,8 @@ function prepare(W: Tensor, before: DeltaLoraAdapter, after: DeltaLoraAdapter, o
   const o = options<DeltaLoraUpdateOptions>(opts, 'options');
   const lambda = o.lambda === undefined ? DEFAULTS.lambda : finite(o.lambda, 'options.lambda');
   const scale = finite(o.scale, 'options.scale');
-  const args = { ...Ws, A0: b.A, B0: b.B, A1: a.A, B1: a.B, out, in: inDim, r, lambda, scale };
-  return { device, args, tensors: [W, b.At, b.Bt, a.At, a.Bt] };
-}
-
-type UpdateArgs = ReturnType<typeof prepare>['args'];
-
-/** The native call, by device: CUDA queues the update on the device's stream; the CPU runs it now. */
-function updateOn(device: Device, args: UpdateArgs): void {
-  runOn(device, args, native().cudaDeltaLoraUpdate, native().deltaLoraUpdate);
+  const args = { W: Ws, A0: b.A, B0: b.B, A1: a.A, B1: a.B, out, in: inDim, r, lambda, scale };
+  return { args, tensors: [W, b.At, b.Bt, a.At, a.Bt] };
 }
 
 /**
@@ -84,8 +78,7 @@ function updateOn(device: Device, args: UpdateArgs): void {
  * updated in float32 and rounded to the nearest bfloat16.
  */
 export function update(W: Tensor, before: DeltaLoraAdapter, after: DeltaLoraAdapter, opts: DeltaLoraUpdateOptions): void {
-  const { device, args } = prepare(W, before, after, opts);
-  updateOn(device, args);
+  run('deltaLoraUpdate', prepare(W, before, after, opts).args);
 }
 
 /**
@@ -93,9 +86,8 @@ export function update(W: Tensor, before: DeltaLoraAdapter, after: DeltaLoraAdap
  * change until it settles. On CUDA the update is queued on the device in order, as update's is.
  */
 export async function updateAsync(W: Tensor, before: DeltaLoraAdapter, after: DeltaLoraAdapter, opts: DeltaLoraUpdateOptions): Promise<void> {
-  const { device, args, tensors } = prepare(W, before, after, opts);
-  if (device === 'cuda') updateOn(device, args);
-  else await awaitHolding(native().deltaLoraUpdate(args as OnHost<UpdateArgs>, true), tensors);
+  const { args, tensors } = prepare(W, before, after, opts);
+  await runAsync('deltaLoraUpdate', args, tensors);
 }
 
 /**

@@ -2,9 +2,10 @@
 // x, W, the bias and dy may be float32, bfloat16 or float16 (y and dx take x's dtype); dW and
 // db are float32.
 import { invalidRange } from '../errors.js';
-import { native } from '../native.js';
-import { type Device, Tensor } from '../tensor.js';
-import { awaitHolding, biasOf, forwardFields, type OnHost, operand, options, output, rowsOf, runOn, sameDevice, upstream, weight } from './check.js';
+import { Tensor } from '../tensor.js';
+import { options } from '../validate.js';
+import { biasOf, operand, output, rowsOf, sameDevice, upstream, weight } from './check.js';
+import { run, runAsync } from './run.js';
 
 export interface LinearSaved {
   x: Tensor;
@@ -32,33 +33,15 @@ function prepareForward(x: Tensor, W: Tensor, opts: { bias?: Tensor } | undefine
   const d = dims(x, W);
   const bias = biasOf(o.bias, d.out);
   const y = Tensor.empty([...d.leading, d.out], x.dtype, device);
-  const ys = output(y);
   const saved: LinearSaved = { x, W, hasBias: o.bias !== undefined, bytes: x.nbytes };
-  const args = {
-    t: d.t,
-    in: d.in,
-    out: d.out,
-    ...forwardFields(xs, Ws, bias, ys),
-  };
-  return { device, args, y, saved };
-}
-
-type ForwardArgs = ReturnType<typeof prepareForward>['args'];
-type BackwardArgs = ReturnType<typeof prepareBackward>['args'];
-
-// The native calls, by device: CUDA queues the work on the device's stream; the CPU runs it now.
-function forwardOn(device: Device, args: ForwardArgs): void {
-  runOn(device, args, native().cudaLinearForward, native().linearForward);
-}
-
-function backwardOn(device: Device, args: BackwardArgs): void {
-  runOn(device, args, native().cudaLinearBackward, native().linearBackward);
+  const args = { t: d.t, in: d.in, out: d.out, x: xs, W: Ws, bias, y: output(y) };
+  return { args, y, saved };
 }
 
 /** y = x Wᵀ + bias for x [..., in], W [out, in]. */
 export function forward(x: Tensor, W: Tensor, opts?: { bias?: Tensor }): { y: Tensor; saved: LinearSaved } {
-  const { device, args, y, saved } = prepareForward(x, W, opts);
-  forwardOn(device, args);
+  const { args, y, saved } = prepareForward(x, W, opts);
+  run('linearForward', args);
   return { y, saved };
 }
 
@@ -79,43 +62,28 @@ function prepareBackward(dy: Tensor, saved: LinearSaved) {
   const dx = Tensor.empty([...d.leading, d.in], saved.x.dtype, device);
   const dW = Tensor.empty([d.out, d.in], 'float32', device);
   const db = saved.hasBias ? Tensor.empty([d.out], 'float32', device) : undefined;
-  const dxs = output(dx);
-  const args = {
-    t: d.t,
-    in: d.in,
-    out: d.out,
-    dy: dys.data,
-    dyDtype: dys.dtype,
-    x: xs.data,
-    xDtype: xs.dtype,
-    ...Ws,
-    dx: dxs.data,
-    dxDtype: dxs.dtype,
-    dW: output(dW).data,
-    db: db ? output(db).data : null,
-  };
-  return { device, args, grads: db ? { dx, dW, db } : { dx, dW } };
+  const args = { t: d.t, in: d.in, out: d.out, dy: dys, x: xs, W: Ws, dx: output(dx), dW: output(dW), db: db ? output(db) : null };
+  const grads: LinearGrads = db ? { dx, dW, db } : { dx, dW };
+  return { args, grads };
 }
 
 /** dx = dy W, dW = dyᵀ x, db = Σ dy. */
 export function backward(dy: Tensor, saved: LinearSaved): LinearGrads {
-  const { device, args, grads } = prepareBackward(dy, saved);
-  backwardOn(device, args);
+  const { args, grads } = prepareBackward(dy, saved);
+  run('linearBackward', args);
   return grads;
 }
 
 /** forward off the event loop (on CUDA: queued on the device in order, as forward's is). */
 export async function forwardAsync(x: Tensor, W: Tensor, opts?: { bias?: Tensor }): Promise<{ y: Tensor; saved: LinearSaved }> {
-  const { device, args, y, saved } = prepareForward(x, W, opts);
-  if (device === 'cuda') forwardOn(device, args);
-  else await awaitHolding(native().linearForward(args as OnHost<ForwardArgs>, true), [x, W, opts?.bias, y]);
+  const { args, y, saved } = prepareForward(x, W, opts);
+  await runAsync('linearForward', args, [x, W, opts?.bias, y]);
   return { y, saved };
 }
 
 /** backward off the event loop (on CUDA: queued on the device in order). */
 export async function backwardAsync(dy: Tensor, saved: LinearSaved): Promise<LinearGrads> {
-  const { device, args, grads } = prepareBackward(dy, saved);
-  if (device === 'cuda') backwardOn(device, args);
-  else await awaitHolding(native().linearBackward(args as OnHost<BackwardArgs>, true), [dy, saved.x, saved.W, grads.dx, grads.dW, grads.db]);
+  const { args, grads } = prepareBackward(dy, saved);
+  await runAsync('linearBackward', args, [dy, saved.x, saved.W, grads.dx, grads.dW, grads.db]);
   return grads;
 }

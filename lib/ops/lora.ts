@@ -3,28 +3,11 @@
 // Every op runs where its tensors are: on CUDA, x, W, the bias and dy may be float32, bfloat16
 // or float16 (y and dx take x's dtype); A, B and the gradients are float32 on both devices.
 import { invalidRange, invalidType } from '../errors.js';
-import { native, type NativeLoraDims } from '../native.js';
+import type { NativeLoraDims } from '../native.js';
 import { type Device, type DType, rand, randn, Tensor, zeros } from '../tensor.js';
-import {
-  awaitHolding,
-  biasOf,
-  bool,
-  dropout,
-  type DropoutOption,
-  DTYPE_CODE,
-  finite,
-  forwardFields,
-  type OnHost,
-  operand,
-  options,
-  output,
-  rowsOf,
-  runOn,
-  sameDevice,
-  shapeIs,
-  upstream,
-  weight,
-} from './check.js';
+import { bool, dropout, type DropoutOption, finite, options, positiveInt } from '../validate.js';
+import { biasOf, operand, output, rowsOf, sameDevice, shapeIs, upstream, weight } from './check.js';
+import { run, runAsync } from './run.js';
 
 export interface LoraForwardOptions {
   /** s: alpha / r (or alpha / sqrt(r) with rsLoRA). Required. */
@@ -99,12 +82,11 @@ export class LoraSaved {
   parts(name: string) {
     if (this.#xa.disposed) throw invalidType('live saved state', name, this, 'it was disposed');
     return {
-      x: this.#x === null ? null : operand(this.#x, `${name} input x`, 'activation').data,
-      xDtype: DTYPE_CODE[this.xDtype],
-      xa: operand(this.#xa, `${name}.xa`, 'float32').data,
-      ...weight(this.#W, `${name} weight W`),
-      A: operand(this.#A, `${name} adapter A`, 'float32').data,
-      B: operand(this.#B, `${name} adapter B`, 'float32').data,
+      x: this.#x === null ? null : operand(this.#x, `${name} input x`, 'activation'),
+      xa: operand(this.#xa, `${name}.xa`, 'float32'),
+      W: weight(this.#W, `${name} weight W`),
+      A: operand(this.#A, `${name} adapter A`, 'float32'),
+      B: operand(this.#B, `${name} adapter B`, 'float32'),
     };
   }
 
@@ -172,17 +154,7 @@ function prepareForward(x: Tensor, W: Tensor, A: Tensor, B: Tensor, opts: LoraFo
   const dims: NativeLoraDims = { t, in: inDim, out, r };
   const y = Tensor.empty([...leading, out], x.dtype, device);
   const xa = Tensor.empty([t, r], 'float32', device);
-  const ys = output(y);
-  const args = {
-    ...dims,
-    ...forwardFields(xs, Ws, biasS, ys),
-    A: As.data,
-    B: Bs.data,
-    xa: output(xa).data,
-    scale,
-    p: drop.p,
-    seed: drop.seed,
-  };
+  const args = { ...dims, x: xs, W: Ws, bias: biasS, A: As, B: Bs, y: output(y), xa: output(xa), scale, p: drop.p, seed: drop.seed };
   const saved = new LoraSaved(frozenA ? null : x, xa, W, A, B, dims, leading, scale, drop, x.dtype);
   return { device, args, result: { y, saved } };
 }
@@ -196,16 +168,13 @@ function prepareBackward(dy: Tensor, saved: LoraSaved) {
   const dx = Tensor.empty([...saved.leading, inDim], saved.xDtype, device);
   const dA = saved.frozenA ? undefined : Tensor.empty([r, inDim], 'float32', device);
   const dB = Tensor.empty([out, r], 'float32', device);
-  const dxs = output(dx);
   const args = {
     ...saved.dims,
-    dy: dys.data,
-    dyDtype: dys.dtype,
+    dy: dys,
     ...parts,
-    dx: dxs.data,
-    dxDtype: dxs.dtype,
-    dA: dA ? output(dA).data : null,
-    dB: output(dB).data,
+    dx: output(dx),
+    dA: dA ? output(dA) : null,
+    dB: output(dB),
     scale: saved.scale,
     p: saved.p,
     seed: saved.seed,
@@ -222,30 +191,7 @@ function prepareMerge(W: Tensor, A: Tensor, B: Tensor, scale: number, safe: bool
   ]);
   const Ws = weight(W, 'W'), As = operand(A, 'A', 'float32'), Bs = operand(B, 'B', 'float32');
   const { out, inDim, r } = adapterShapes(W, A, B);
-  return { device, args: { ...Ws, A: As.data, B: Bs.data, out, in: inDim, r, scale: finite(scale, 'scale'), safe } };
-}
-
-type ForwardArgs = ReturnType<typeof prepareForward>['args'];
-type BackwardArgs = ReturnType<typeof prepareBackward>['args'];
-type MergeArgs = ReturnType<typeof prepareMerge>['args'];
-type ProjectArgs = ReturnType<typeof projectArgs>;
-
-// The native calls, by device. The CUDA entry points queue their work on the device's stream
-// and return; the CPU ones run now, or off the event loop when `async`.
-function forwardOn(device: Device, args: ForwardArgs): void {
-  runOn(device, args, native().cudaLoraForward, native().loraForward);
-}
-
-function backwardOn(device: Device, args: BackwardArgs): void {
-  runOn(device, args, native().cudaLoraBackward, native().loraBackward);
-}
-
-function mergeOn(device: Device, args: MergeArgs): void {
-  runOn(device, args, native().cudaLoraMerge, native().loraMerge);
-}
-
-function projectOn(device: Device, args: ProjectArgs): void {
-  runOn(device, args, native().cudaLoraFaProjectGrad, native().loraFaProjectGrad);
+  return { device, args: { W: Ws, A: As, B: Bs, out, in: inDim, r, scale: finite(scale, 'scale'), safe } };
 }
 
 function mergeOptions(opts: unknown): boolean {
@@ -254,8 +200,8 @@ function mergeOptions(opts: unknown): boolean {
 
 /** y = x Wᵀ + bias + scale · (D(x) Aᵀ) Bᵀ for x [..., in], W [out, in], A [r, in], B [out, r]. */
 export function forward(x: Tensor, W: Tensor, A: Tensor, B: Tensor, opts: LoraForwardOptions): LoraForwardResult {
-  const { device, args, result } = prepareForward(x, W, A, B, opts);
-  forwardOn(device, args);
+  const { args, result } = prepareForward(x, W, A, B, opts);
+  run('loraForward', args);
   return result;
 }
 
@@ -264,9 +210,8 @@ export function forward(x: Tensor, W: Tensor, A: Tensor, B: Tensor, opts: LoraFo
  * until it settles. On CUDA the work is queued on the device in order, as forward's is.
  */
 export async function forwardAsync(x: Tensor, W: Tensor, A: Tensor, B: Tensor, opts: LoraForwardOptions): Promise<LoraForwardResult> {
-  const { device, args, result } = prepareForward(x, W, A, B, opts);
-  if (device === 'cuda') forwardOn(device, args);
-  else await awaitHolding(native().loraForward(args as OnHost<ForwardArgs>, true), [x, W, A, B, opts.bias, result.y, result.saved.xa]);
+  const { args, result } = prepareForward(x, W, A, B, opts);
+  await runAsync('loraForward', args, [x, W, A, B, opts.bias, result.y, result.saved.xa]);
   return result;
 }
 
@@ -286,30 +231,25 @@ function backwardOptions(opts: unknown, saved: LoraSaved): boolean {
 
 function projectArgs(saved: LoraSaved, dB: Tensor) {
   const { in: inDim, out, r } = saved.dims;
-  return { A: saved.parts('saved').A, dB: output(dB).data, in: inDim, out, r, scale: saved.scale };
+  return { A: saved.parts('saved').A, dB: output(dB), in: inDim, out, r, scale: saved.scale };
 }
 
 /** Gradients for upstream gradient dy [..., out]: dx, dA (unless frozenA) and dB. W is frozen. */
 export function backward(dy: Tensor, saved: LoraSaved, opts?: LoraBackwardOptions): LoraGrads {
   const project = backwardOptions(opts, saved);
-  const { device, args, grads } = prepareBackward(dy, saved);
-  backwardOn(device, args);
-  if (project) projectOn(device, projectArgs(saved, grads.dB));
+  const { args, grads } = prepareBackward(dy, saved);
+  run('loraBackward', args);
+  if (project) run('loraFaProjectGrad', projectArgs(saved, grads.dB));
   return grads;
 }
 
 /** backward off the event loop; the result equals backward's bit for bit. On CUDA the work is queued in order. */
 export async function backwardAsync(dy: Tensor, saved: LoraSaved, opts?: LoraBackwardOptions): Promise<LoraGrads> {
   const project = backwardOptions(opts, saved);
-  const { device, args, grads } = prepareBackward(dy, saved);
-  if (device === 'cuda') {
-    backwardOn(device, args);
-    if (project) projectOn(device, projectArgs(saved, grads.dB));
-    return grads;
-  }
+  const { args, grads } = prepareBackward(dy, saved);
   const held = [dy, ...saved.tensors(), grads.dx, grads.dA, grads.dB];
-  await awaitHolding(native().loraBackward(args as OnHost<BackwardArgs>, true), held);
-  if (project) await awaitHolding(native().loraFaProjectGrad(projectArgs(saved, grads.dB) as OnHost<ProjectArgs>, true), held);
+  await runAsync('loraBackward', args, held);
+  if (project) await runAsync('loraFaProjectGrad', projectArgs(saved, grads.dB), held);
   return grads;
 }
 
@@ -320,15 +260,12 @@ export interface MergeOptions {
 
 /** W ← W + scale · B A, in place. */
 export function merge(W: Tensor, A: Tensor, B: Tensor, scale: number, opts?: MergeOptions): void {
-  const { device, args } = prepareMerge(W, A, B, scale, mergeOptions(opts));
-  mergeOn(device, args);
+  run('loraMerge', prepareMerge(W, A, B, scale, mergeOptions(opts)).args);
 }
 
 async function mergeOffLoop(W: Tensor, A: Tensor, B: Tensor, scale: number, opts: unknown, sign: 1 | -1): Promise<void> {
-  const { device, args } = prepareMerge(W, A, B, scale, mergeOptions(opts));
-  const signed = { ...args, scale: sign * args.scale };
-  if (device === 'cuda') mergeOn(device, signed);
-  else await awaitHolding(native().loraMerge(signed as OnHost<MergeArgs>, true), [W, A, B]);
+  const { args } = prepareMerge(W, A, B, scale, mergeOptions(opts));
+  await runAsync('loraMerge', { ...args, scale: sign * args.scale }, [W, A, B]);
 }
 
 export async function mergeAsync(W: Tensor, A: Tensor, B: Tensor, scale: number, opts?: MergeOptions): Promise<void> {
@@ -337,8 +274,8 @@ export async function mergeAsync(W: Tensor, A: Tensor, B: Tensor, scale: number,
 
 /** W ← W − scale · B A, in place (undoes merge up to rounding). */
 export function unmerge(W: Tensor, A: Tensor, B: Tensor, scale: number, opts?: MergeOptions): void {
-  const { device, args } = prepareMerge(W, A, B, scale, mergeOptions(opts));
-  mergeOn(device, { ...args, scale: -args.scale });
+  const { args } = prepareMerge(W, A, B, scale, mergeOptions(opts));
+  run('loraMerge', { ...args, scale: -args.scale });
 }
 
 export async function unmergeAsync(W: Tensor, A: Tensor, B: Tensor, scale: number, opts?: MergeOptions): Promise<void> {
@@ -359,14 +296,9 @@ export interface LoraInitOptions {
 /** Fresh adapter matrices A [r, in], B [out, r] initialised as PEFT does. */
 export function init(opts: LoraInitOptions): { A: Tensor; B: Tensor } {
   const o = options<LoraInitOptions>(opts, 'options');
-  const dim = (v: unknown, name: string) => {
-    if (typeof v !== 'number' || !Number.isSafeInteger(v)) throw invalidType('a positive integer', name, v);
-    if (v < 1) throw invalidRange('a positive integer', name, v);
-    return v;
-  };
-  const inDim = dim(o.inFeatures, 'options.inFeatures');
-  const out = dim(o.outFeatures, 'options.outFeatures');
-  const r = dim(o.rank, 'options.rank');
+  const inDim = positiveInt(o.inFeatures, 'options.inFeatures');
+  const out = positiveInt(o.outFeatures, 'options.outFeatures');
+  const r = positiveInt(o.rank, 'options.rank');
   const method = o.method ?? 'kaiming';
   if (method !== 'kaiming' && method !== 'gaussian') throw invalidType("'kaiming' or 'gaussian'", 'options.method', method);
   const device = o.device ?? 'cpu';
@@ -380,8 +312,7 @@ export function init(opts: LoraInitOptions): { A: Tensor; B: Tensor } {
 /** PEFT's scale: alpha / r, or alpha / sqrt(r) with rsLoRA (`use_rslora`). */
 export function scaling(alpha: number, rank: number, opts?: { rslora?: boolean }): number {
   const a = finite(alpha, 'alpha');
-  if (typeof rank !== 'number' || !Number.isSafeInteger(rank)) throw invalidType('a positive integer', 'rank', rank);
-  if (rank < 1) throw invalidRange('a positive integer', 'rank', rank);
+  positiveInt(rank, 'rank');
   const rs = bool(options<{ rslora: boolean }>(opts, 'options').rslora, 'options.rslora', false);
   return rs ? a / Math.sqrt(rank) : a / rank;
 }

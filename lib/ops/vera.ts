@@ -6,28 +6,11 @@
 // are: on CUDA, x, W, the bias and dy may be float32, bfloat16 or float16 (y and dx take x's
 // dtype); the projections, λd, λb and their gradients are float32 on both devices.
 import { invalidRange, invalidType } from '../errors.js';
-import { native, type NativeVeraDims } from '../native.js';
-import { checkDevice, checkSeed, type Device, type DType, Tensor } from '../tensor.js';
-import {
-  awaitHolding,
-  biasOf,
-  bool,
-  dropout,
-  type DropoutOption,
-  finite,
-  forwardFields,
-  type OnHost,
-  type Operand,
-  operand,
-  options,
-  output,
-  rowsOf,
-  runOn,
-  sameDevice,
-  shapeIs,
-  upstream,
-  weight,
-} from './check.js';
+import type { NativeTensor, NativeVeraDims } from '../native.js';
+import { checkDevice, type Device, type DType, Tensor } from '../tensor.js';
+import { bool, checkSeed, dropout, type DropoutOption, finite, options, positiveInt } from '../validate.js';
+import { biasOf, nativeOf, operand, output, rowsOf, sameDevice, shapeIs, upstream, weight } from './check.js';
+import { run, runAsync } from './run.js';
 import type { MergeOptions } from './lora.js';
 
 // ---- projections -------------------------------------------------------------------------
@@ -91,12 +74,6 @@ export class VeraProjections implements VeraProjectionPair {
   }
 }
 
-function positiveInt(v: unknown, name: string): number {
-  if (typeof v !== 'number' || !Number.isSafeInteger(v)) throw invalidType('a positive integer', name, v);
-  if (v < 1) throw invalidRange('a positive integer', name, v);
-  return v;
-}
-
 function prepareProjections(opts: VeraProjectionsOptions) {
   const o = options<VeraProjectionsOptions>(opts, 'options');
   const rank = positiveInt(o.rank, 'options.rank');
@@ -105,7 +82,7 @@ function prepareProjections(opts: VeraProjectionsOptions) {
   const seed = checkSeed(o.seed, 'options.seed');
   const A = Tensor.empty([rank, maxIn], 'float32', 'cpu');
   const B = Tensor.empty([maxOut, rank], 'float32', 'cpu');
-  const args = { A: A.storage() as Float32Array, B: B.storage() as Float32Array, r: rank, maxIn, maxOut, seed };
+  const args = { A: nativeOf(A, 'A'), B: nativeOf(B, 'B'), r: rank, maxIn, maxOut, seed };
   return { args, result: new VeraProjections(A, B, seed, rank, maxIn, maxOut) };
 }
 
@@ -134,7 +111,7 @@ function movedTo(device: Device, p: VeraProjections): VeraProjections {
 export function projections(opts: VeraProjectionsOptions): VeraProjections {
   const device = projectionsDevice(opts);
   const { args, result } = prepareProjections(opts);
-  native().veraProjections(args);
+  run('veraProjections', args);
   return movedTo(device, result);
 }
 
@@ -142,7 +119,7 @@ export function projections(opts: VeraProjectionsOptions): VeraProjections {
 export async function projectionsAsync(opts: VeraProjectionsOptions): Promise<VeraProjections> {
   const device = projectionsDevice(opts);
   const { args, result } = prepareProjections(opts);
-  await awaitHolding(native().veraProjections(args, true), [result.A, result.B]);
+  await runAsync('veraProjections', args, [result.A, result.B]);
   return movedTo(device, result);
 }
 
@@ -248,12 +225,12 @@ export class VeraSaved {
   parts(name: string) {
     if (this.#u.disposed) throw invalidType('live saved state', name, this, 'it was disposed');
     return {
-      u: operand(this.#u, `${name}.u`, 'float32').data,
-      ...weight(this.#W, `${name} weight W`),
-      A: operand(this.#A, `${name} projection A`, 'float32').data,
-      B: operand(this.#B, `${name} projection B`, 'float32').data,
-      lambdaD: operand(this.#lambdaD, `${name} lambdaD`, 'float32').data,
-      lambdaB: operand(this.#lambdaB, `${name} lambdaB`, 'float32').data,
+      u: operand(this.#u, `${name}.u`, 'float32'),
+      W: weight(this.#W, `${name} weight W`),
+      A: operand(this.#A, `${name} projection A`, 'float32'),
+      B: operand(this.#B, `${name} projection B`, 'float32'),
+      lambdaD: operand(this.#lambdaD, `${name} lambdaD`, 'float32'),
+      lambdaB: operand(this.#lambdaB, `${name} lambdaB`, 'float32'),
     };
   }
 
@@ -320,8 +297,8 @@ function projPair(proj: unknown): VeraProjectionPair {
 }
 
 /** The projections' native fields: live float32 tensors A and B. */
-function projParts(pair: VeraProjectionPair): { A: Operand['data']; B: Operand['data'] } {
-  return { A: operand(pair.A, 'proj.A', 'float32').data, B: operand(pair.B, 'proj.B', 'float32').data };
+function projParts(pair: VeraProjectionPair): { A: NativeTensor; B: NativeTensor } {
+  return { A: operand(pair.A, 'proj.A', 'float32'), B: operand(pair.B, 'proj.B', 'float32') };
 }
 
 function prepareForward(
@@ -354,18 +331,7 @@ function prepareForward(
   const dims: NativeVeraDims = { t, in: inDim, out, r, maxIn, maxOut };
   const y = Tensor.empty([...leading, out], x.dtype, device);
   const u = Tensor.empty([t, r], 'float32', device);
-  const ys = output(y);
-  const args = {
-    ...dims,
-    ...forwardFields(xs, Ws, biasS, ys),
-    A: P.A,
-    B: P.B,
-    lambdaD: lds.data,
-    lambdaB: lbs.data,
-    u: output(u).data,
-    p: drop.p,
-    seed: drop.seed,
-  };
+  const args = { ...dims, x: xs, W: Ws, bias: biasS, ...P, lambdaD: lds, lambdaB: lbs, y: output(y), u: output(u), p: drop.p, seed: drop.seed };
   const saved = new VeraSaved(u, W, pair, lambdaD, lambdaB, dims, leading, drop, x.dtype);
   return { device, args, result: { y, saved } };
 }
@@ -379,38 +345,17 @@ function prepareBackward(dy: Tensor, saved: VeraSaved) {
   const dx = Tensor.empty([...saved.leading, inDim], saved.xDtype, device);
   const dLambdaD = Tensor.empty([r], 'float32', device);
   const dLambdaB = Tensor.empty([out], 'float32', device);
-  const dxs = output(dx);
   const args = {
     ...saved.dims,
-    dy: dys.data,
-    dyDtype: dys.dtype,
+    dy: dys,
     ...parts,
-    dx: dxs.data,
-    dxDtype: dxs.dtype,
-    dLambdaD: output(dLambdaD).data,
-    dLambdaB: output(dLambdaB).data,
+    dx: output(dx),
+    dLambdaD: output(dLambdaD),
+    dLambdaB: output(dLambdaB),
     p: saved.p,
     seed: saved.seed,
   };
   return { device, args, grads: { dx, dLambdaD, dLambdaB } as VeraGrads };
-}
-
-type ForwardArgs = ReturnType<typeof prepareForward>['args'];
-type BackwardArgs = ReturnType<typeof prepareBackward>['args'];
-type MergeArgs = ReturnType<typeof prepareMerge>['args'];
-
-// The native calls, by device. The CUDA entry points queue their work on the device's stream
-// and return; the CPU ones run now, or off the event loop when `async`.
-function forwardOn(device: Device, args: ForwardArgs): void {
-  runOn(device, args, native().cudaVeraForward, native().veraForward);
-}
-
-function backwardOn(device: Device, args: BackwardArgs): void {
-  runOn(device, args, native().cudaVeraBackward, native().veraBackward);
-}
-
-function mergeOn(device: Device, args: MergeArgs): void {
-  runOn(device, args, native().cudaVeraMerge, native().veraMerge);
 }
 
 /** y = x Wᵀ + bias + λb ⊙ ((D(x) Aᵀ ⊙ λd) Bᵀ) for x [..., in], W [out, in], with A, B the top-left slices of proj. */
@@ -422,8 +367,8 @@ export function forward(
   lambdaB: Tensor,
   opts?: VeraForwardOptions,
 ): VeraForwardResult {
-  const { device, args, result } = prepareForward(x, W, proj, lambdaD, lambdaB, opts);
-  forwardOn(device, args);
+  const { args, result } = prepareForward(x, W, proj, lambdaD, lambdaB, opts);
+  run('veraForward', args);
   return result;
 }
 
@@ -439,25 +384,22 @@ export async function forwardAsync(
   lambdaB: Tensor,
   opts?: VeraForwardOptions,
 ): Promise<VeraForwardResult> {
-  const { device, args, result } = prepareForward(x, W, proj, lambdaD, lambdaB, opts);
-  if (device === 'cuda') forwardOn(device, args);
-  else
-    await awaitHolding(native().veraForward(args as OnHost<ForwardArgs>, true), [x, W, proj.A, proj.B, lambdaD, lambdaB, opts?.bias, result.y, result.saved.u]);
+  const { args, result } = prepareForward(x, W, proj, lambdaD, lambdaB, opts);
+  await runAsync('veraForward', args, [x, W, proj.A, proj.B, lambdaD, lambdaB, opts?.bias, result.y, result.saved.u]);
   return result;
 }
 
 /** Gradients for upstream gradient dy [..., out]: dx, dLambdaD and dLambdaB. W and the projections are frozen. */
 export function backward(dy: Tensor, saved: VeraSaved): VeraGrads {
-  const { device, args, grads } = prepareBackward(dy, saved);
-  backwardOn(device, args);
+  const { args, grads } = prepareBackward(dy, saved);
+  run('veraBackward', args);
   return grads;
 }
 
 /** backward off the event loop; the result equals backward's bit for bit. On CUDA the work is queued in order. */
 export async function backwardAsync(dy: Tensor, saved: VeraSaved): Promise<VeraGrads> {
-  const { device, args, grads } = prepareBackward(dy, saved);
-  if (device === 'cuda') backwardOn(device, args);
-  else await awaitHolding(native().veraBackward(args as OnHost<BackwardArgs>, true), [dy, ...saved.tensors(), grads.dx, grads.dLambdaD, grads.dLambdaB]);
+  const { args, grads } = prepareBackward(dy, saved);
+  await runAsync('veraBackward', args, [dy, ...saved.tensors(), grads.dx, grads.dLambdaD, grads.dLambdaB]);
   return grads;
 }
 
@@ -477,25 +419,22 @@ function prepareMerge(W: Tensor, proj: VeraProjectionPair, lambdaD: Tensor, lamb
   const P = projParts(pair);
   const lds = operand(lambdaD, 'lambdaD', 'float32'), lbs = operand(lambdaB, 'lambdaB', 'float32');
   const { out, inDim, r, maxIn, maxOut } = layerShapes(W, pair, lambdaD, lambdaB);
-  return { device, args: { ...Ws, A: P.A, B: P.B, lambdaD: lds.data, lambdaB: lbs.data, out, in: inDim, r, maxIn, maxOut, sign, safe } };
+  return { device, args: { W: Ws, ...P, lambdaD: lds, lambdaB: lbs, out, in: inDim, r, maxIn, maxOut, sign, safe } };
 }
 
 /** W ← W + (λb ⊙ B)(λd ⊙ A), in place (A, B the slices of proj for W's shape). */
 export function merge(W: Tensor, proj: VeraProjectionPair, lambdaD: Tensor, lambdaB: Tensor, opts?: MergeOptions): void {
-  const { device, args } = prepareMerge(W, proj, lambdaD, lambdaB, opts, 1);
-  mergeOn(device, args);
+  run('veraMerge', prepareMerge(W, proj, lambdaD, lambdaB, opts, 1).args);
 }
 
 /** W ← W − (λb ⊙ B)(λd ⊙ A), in place (undoes merge up to rounding). */
 export function unmerge(W: Tensor, proj: VeraProjectionPair, lambdaD: Tensor, lambdaB: Tensor, opts?: MergeOptions): void {
-  const { device, args } = prepareMerge(W, proj, lambdaD, lambdaB, opts, -1);
-  mergeOn(device, args);
+  run('veraMerge', prepareMerge(W, proj, lambdaD, lambdaB, opts, -1).args);
 }
 
 async function mergeOffLoop(W: Tensor, proj: VeraProjectionPair, lambdaD: Tensor, lambdaB: Tensor, opts: unknown, sign: 1 | -1) {
-  const { device, args } = prepareMerge(W, proj, lambdaD, lambdaB, opts, sign);
-  if (device === 'cuda') mergeOn(device, args);
-  else await awaitHolding(native().veraMerge(args as OnHost<MergeArgs>, true), [W, proj.A, proj.B, lambdaD, lambdaB]);
+  const { args } = prepareMerge(W, proj, lambdaD, lambdaB, opts, sign);
+  await runAsync('veraMerge', args, [W, proj.A, proj.B, lambdaD, lambdaB]);
 }
 
 export async function mergeAsync(W: Tensor, proj: VeraProjectionPair, lambdaD: Tensor, lambdaB: Tensor, opts?: MergeOptions): Promise<void> {

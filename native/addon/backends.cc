@@ -4,7 +4,7 @@
 #include "../cpu/gemm.h"
 #include "../cpu/threadpool.h"
 #include "../cuda/cuda.h"
-#include "common.h"
+#include "marshal.h"
 
 namespace lowrank::addon {
 

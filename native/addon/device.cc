@@ -9,7 +9,7 @@
 #include "../core/check.h"
 #include "../core/dtype.h"
 #include "../cuda/cuda.h"
-#include "common.h"
+#include "marshal.h"
 
 namespace lowrank::addon {
 namespace {
@@ -22,7 +22,8 @@ void finalize(Napi::Env, DeviceBlock* b) {
   delete b;
 }
 
-// A received value, briefly, for an error message.
+}  // namespace
+
 std::string received(const Napi::Value& v) {
   if (v.IsUndefined()) return "undefined";
   if (v.IsNull()) return "null";
@@ -39,6 +40,8 @@ std::string received(const Napi::Value& v) {
   return "an object";
 }
 
+namespace {
+
 // The block an External from cudaAlloc holds, or null when `v` is not one.
 DeviceBlock* as_block(const Napi::Value& v) {
   if (!v.IsExternal()) return nullptr;
@@ -51,13 +54,18 @@ DeviceBlock* as_block(const Napi::Value& v) {
   throw lowrank::TypeError(std::string("Expected a live CUDA tensor for ") + key + " but received " + what);
 }
 
-DeviceBlock* live_block(const Napi::Object& obj, const char* key) {
-  const Napi::Value v = obj.Get(key);
+}  // namespace
+
+DeviceBlock* live_block(const Napi::Value& v, const char* key) {
   DeviceBlock* b = as_block(v);
   if (b == nullptr) not_a_tensor(key, received(v));
   if (b->freed) not_a_tensor(key, "a freed CUDA block");
   return b;
 }
+
+namespace {
+
+DeviceBlock* block_field(const Napi::Object& obj, const char* key) { return live_block(obj.Get(key), key); }
 
 // A non-negative integer field (absent or undefined: `fallback`), as a byte count or offset.
 size_t size_field(const Napi::Object& obj, const char* key, const char* op, bool has_default, size_t fallback = 0) {
@@ -101,18 +109,10 @@ void check_span(const char* op, const char* key, const DeviceBlock& b, size_t of
 
 }  // namespace
 
-DType dtype_field(const Napi::Object& obj, const char* key, const char* op) {
-  const int64_t code = i64(obj, key);
-  if (code < 0 || code > 2)
-    throw lowrank::RangeError(std::string(op) + ": expected 0 (float32), 1 (bfloat16) or 2 (float16) for " + key +
-                              " but received " + std::to_string(code));
-  return static_cast<DType>(code);
-}
-
 void* device_field(const Napi::Object& obj, const char* key, size_t min_bytes, bool optional) {
   const Napi::Value v = obj.Get(key);
   if (optional && (v.IsNull() || v.IsUndefined())) return nullptr;
-  DeviceBlock* b = live_block(obj, key);
+  DeviceBlock* b = block_field(obj, key);
   if (b->bytes < min_bytes) {
     std::ostringstream s;
     s << "Expected a CUDA tensor of at least " << min_bytes << " bytes for " << key << " but received one of "
@@ -161,7 +161,7 @@ Napi::Value CudaUpload(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return guarded(env, [&]() -> Napi::Value {
     const Napi::Object a = args_object(info);
-    DeviceBlock* b = live_block(a, "block");
+    DeviceBlock* b = block_field(a, "block");
     const HostBytes src = host_field(a, "src", "cudaUpload");
     const size_t offset = size_field(a, "offset", "cudaUpload", true);
     check_span("cudaUpload", "block", *b, offset, src.bytes);
@@ -174,7 +174,7 @@ Napi::Value CudaDownload(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return guarded(env, [&]() -> Napi::Value {
     const Napi::Object a = args_object(info);
-    DeviceBlock* b = live_block(a, "block");
+    DeviceBlock* b = block_field(a, "block");
     const HostBytes dst = host_field(a, "dst", "cudaDownload");
     const size_t offset = size_field(a, "offset", "cudaDownload", true);
     check_span("cudaDownload", "block", *b, offset, dst.bytes);
@@ -197,41 +197,16 @@ Napi::Value CudaCopy(const Napi::CallbackInfo& info) {
   });
 }
 
-Napi::Value CudaConvert(const Napi::CallbackInfo& info) {
+Napi::Value TestDeviceBlock(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return guarded(env, [&]() -> Napi::Value {
     const Napi::Object a = args_object(info);
-    const DType src_dtype = dtype_field(a, "srcDtype", "cudaConvert");
-    const DType dst_dtype = dtype_field(a, "dstDtype", "cudaConvert");
-    const size_t n = size_field(a, "n", "cudaConvert", false);
-    const void* src = device_field(a, "src", n * static_cast<size_t>(dtype_size(src_dtype)));
-    void* dst = device_field(a, "dst", n * static_cast<size_t>(dtype_size(dst_dtype)));
-    cuda::convert(src, src_dtype, dst, dst_dtype, static_cast<int64_t>(n));
-    return env.Undefined();
-  });
-}
-
-Napi::Value CudaFill(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  return guarded(env, [&]() -> Napi::Value {
-    const Napi::Object a = args_object(info);
-    const DType dtype = dtype_field(a, "dtype", "cudaFill");
-    const size_t n = size_field(a, "n", "cudaFill", false);
-    void* dst = device_field(a, "block", n * static_cast<size_t>(dtype_size(dtype)));
-    cuda::fill({dst, dtype}, static_cast<float>(f64(a, "value")), static_cast<int64_t>(n));
-    return env.Undefined();
-  });
-}
-
-Napi::Value CudaAddInto(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  return guarded(env, [&]() -> Napi::Value {
-    const Napi::Object a = args_object(info);
-    const size_t n = size_field(a, "n", "cudaAddInto", false);
-    auto* dst = static_cast<float*>(device_field(a, "dst", n * sizeof(float)));
-    const auto* src = static_cast<const float*>(device_field(a, "src", n * sizeof(float)));
-    cuda::add_into(dst, src, static_cast<int64_t>(n));
-    return env.Undefined();
+    auto block = std::make_unique<DeviceBlock>();
+    block->bytes = size_field(a, "bytes", "_testDeviceBlock", false);
+    block->test_only = true;
+    auto ext = Napi::External<DeviceBlock>::New(env, block.release(), finalize);
+    ext.TypeTag(&kDeviceBlockTag);
+    return ext;
   });
 }
 

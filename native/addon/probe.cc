@@ -2,7 +2,7 @@
 #include "probe.h"
 
 #include "../cpu/probe.h"
-#include "common.h"
+#include "marshal.h"
 
 namespace lowrank::addon {
 

@@ -1,5 +1,4 @@
-// Node-API boundary for tensor storage: dtype conversion, seeded fills, and the generator and
-// GEMM entry points the tests use to check the kernels directly.
+// The generator and GEMM entry points the tests use to check the kernels directly.
 #include "tensor.h"
 
 #include <vector>
@@ -9,60 +8,9 @@
 #include "../cpu/convert.h"
 #include "../cpu/gemm.h"
 #include "../cpu/random.h"
-#include "common.h"
+#include "marshal.h"
 
 namespace lowrank::addon {
-namespace {
-
-struct Buffer {
-  void* data = nullptr;
-  size_t size = 0;
-  DType dtype = DType::kFloat32;
-};
-
-Buffer storage(const Napi::Object& a, const char* key, const char* dtype_key) {
-  const int64_t code = i64(a, dtype_key);
-  LR_CHECK("convert", code >= 0 && code <= 2, "unknown dtype code");
-  const DType t = static_cast<DType>(code);
-  if (t == DType::kFloat32) {
-    auto s = f32(a, key);
-    return {s.data, s.size, t};
-  }
-  auto s = typed<uint16_t>(a, key, napi_uint16_array);
-  return {s.data, s.size, t};
-}
-
-}  // namespace
-
-Napi::Value Convert(const Napi::CallbackInfo& info) {
-  return guarded(info.Env(), [&]() -> Napi::Value {
-    Napi::Object a = args_object(info);
-    const Buffer src = storage(a, "src", "srcDtype");
-    const Buffer dst = storage(a, "dst", "dstDtype");
-    expect_size("convert", "dst", dst.size, static_cast<int64_t>(src.size));
-    return run(info.Env(), async_flag(info), a, [=] {
-      cpu::convert(src.data, src.dtype, dst.data, dst.dtype, static_cast<int64_t>(src.size));
-    });
-  });
-}
-
-Napi::Value FillRandom(const Napi::CallbackInfo& info) {
-  return guarded(info.Env(), [&]() -> Napi::Value {
-    Napi::Object a = args_object(info);
-    auto out = f32(a, "out");
-    const uint64_t seed = u64(a, "seed");
-    const bool normal = boolean(a, "normal");
-    const float p0 = static_cast<float>(f64(a, "a")), p1 = static_cast<float>(f64(a, "b"));
-    return run(info.Env(), async_flag(info), a, [=] {
-      const int64_t n = static_cast<int64_t>(out.size);
-      if (normal)
-        cpu::fill_normal(out.data, n, seed, p0, p1);
-      else
-        cpu::fill_uniform(out.data, n, seed, p0, p1);
-    });
-  });
-}
-
 Napi::Value Philox(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
     Napi::Object a = args_object(info);

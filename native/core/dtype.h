@@ -1,6 +1,8 @@
 // Storage dtypes and their conversions. bfloat16 and float16 are storage formats: values
 // convert to float32 for arithmetic and back with round-to-nearest-even, NaN kept NaN
-// (quiet), overflow to infinity, and float16 subnormals exact.
+// (quiet), overflow to infinity, and float16 subnormals exact. int32 (indices, token ids,
+// offsets) is stored and copied but never converted: dtype_is_float() tells which is which,
+// and the conversions refuse int32 with a lowrank::RangeError.
 #pragma once
 
 #include <cstdint>
@@ -10,18 +12,24 @@
 
 namespace lowrank {
 
-enum class DType : int { kFloat32 = 0, kBFloat16 = 1, kFloat16 = 2 };
+enum class DType : int { kFloat32 = 0, kBFloat16 = 1, kFloat16 = 2, kInt32 = 3 };
+
+// The largest dtype code; codes 0..kLastDType are valid.
+constexpr int kLastDType = 3;
 
 inline const char* dtype_name(DType d) {
   switch (d) {
     case DType::kFloat32: return "float32";
     case DType::kBFloat16: return "bfloat16";
     case DType::kFloat16: return "float16";
+    case DType::kInt32: return "int32";
   }
   return "unknown";
 }
 
-inline int dtype_size(DType d) { return d == DType::kFloat32 ? 4 : 2; }
+inline int dtype_size(DType d) { return d == DType::kFloat32 || d == DType::kInt32 ? 4 : 2; }
+
+inline bool dtype_is_float(DType d) { return d != DType::kInt32; }
 
 LR_HD uint32_t f32_bits(float f) {
   uint32_t u;
@@ -95,6 +103,7 @@ LR_HD float load_f32(const void* src, DType t, int64_t i) {
     case DType::kFloat32: return static_cast<const float*>(src)[i];
     case DType::kBFloat16: return bf16_to_f32(static_cast<const uint16_t*>(src)[i]);
     case DType::kFloat16: return f16_to_f32(static_cast<const uint16_t*>(src)[i]);
+    case DType::kInt32: break;  // not a float dtype: callers check dtype_is_float() first
   }
   return 0.0f;
 }
@@ -105,6 +114,7 @@ LR_HD void store_f32(void* dst, DType t, int64_t i, float v) {
     case DType::kFloat32: static_cast<float*>(dst)[i] = v; break;
     case DType::kBFloat16: static_cast<uint16_t*>(dst)[i] = f32_to_bf16(v); break;
     case DType::kFloat16: static_cast<uint16_t*>(dst)[i] = f32_to_f16(v); break;
+    case DType::kInt32: break;  // not a float dtype: callers check dtype_is_float() first
   }
 }
 

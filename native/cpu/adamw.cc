@@ -19,6 +19,7 @@
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
+#include "../core/ops.h"
 #define LR_ADAMW_AVX2 1
 #endif
 
@@ -104,6 +105,20 @@ void adamw_step(const AdamwTensor* tensors, const AdamwHyper* hyper, int64_t cou
     run_portable(c[t], x.param + i0, x.grad + i0, x.m + i0, x.v + i0, n);
   });
   (void)vector;
+}
+
+std::vector<AdamwTensor> adamw_tensors(const ops::AdamwStep& a) {
+  std::vector<AdamwTensor> t(a.params.size());
+  for (size_t i = 0; i < t.size(); ++i)
+    t[i] = {a.params[i].as<float>(), a.grads[i].as<const float>(), a.m[i].as<float>(), a.v[i].as<float>(),
+            a.params[i].elements};
+  return t;
+}
+
+// The op entry point (native/core/ops/adamw.h).
+void adamw_step(const ops::AdamwStep& a) {
+  const std::vector<AdamwTensor> t = adamw_tensors(a);
+  adamw_step(t.data(), a.hyper.data(), static_cast<int64_t>(t.size()));
 }
 
 }  // namespace lowrank::cpu

@@ -3,6 +3,9 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
+
+#include "../core/ops/adamw.h"
 
 namespace lowrank::cpu {
 
@@ -16,15 +19,8 @@ struct AdamwTensor {
   int64_t n = 0;
 };
 
-// A tensor's hyperparameters for this step. step is the 1-based number of the step being taken
-// (torch's state["step"] after its increment).
-struct AdamwHyper {
-  double lr = 1e-3;
-  double beta1 = 0.9, beta2 = 0.999;
-  double eps = 1e-8;
-  double weight_decay = 1e-2;
-  int64_t step = 1;
-};
+// A tensor's hyperparameters for this step (native/core/ops/adamw.h).
+using AdamwHyper = ops::AdamwHyper;
 
 // One AdamW step for tensors[i] with hyper[i], i < count, in one parallel pass over all of them
 // (the tensors are cut into chunks spread over the thread pool). Per element, in float32, in
@@ -36,5 +32,8 @@ struct AdamwHyper {
 //   p ← p + (−lr / (1 − β1^t)) · m / (√v / √(1 − β2^t) + eps)
 // Results do not depend on the thread count or on the instruction set used.
 void adamw_step(const AdamwTensor* tensors, const AdamwHyper* hyper, int64_t count);
+
+// The op's lists as AdamwTensors (their pointers on the op's device), for either backend.
+std::vector<AdamwTensor> adamw_tensors(const ops::AdamwStep& a);
 
 }  // namespace lowrank::cpu

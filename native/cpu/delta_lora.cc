@@ -11,6 +11,7 @@
 
 #include "../core/dtype.h"
 #include "threadpool.h"
+#include "../core/ops.h"
 
 namespace lowrank::cpu {
 namespace {
@@ -48,6 +49,12 @@ void delta_lora_update(const DeltaLoraDims& d, const WeightMut& W, const float* 
     gemm({rows, d.in, terms.t, 2, wide.data(), d.in, 1.0f, nullptr});
     for (int64_t i = 0; i < rows * d.in; ++i) w[i] = f32_to_bf16(wide[i]);
   });
+}
+
+// The op entry point (native/core/ops/delta_lora.h).
+void delta_lora_update(const ops::DeltaLoraUpdate& a) {
+  delta_lora_update({a.out, a.in, a.r}, weight_mut_of(a.W), a.A0.as<const float>(), a.B0.as<const float>(),
+                    a.A1.as<const float>(), a.B1.as<const float>(), a.lambda, a.scale);
 }
 
 }  // namespace lowrank::cpu

@@ -14,6 +14,7 @@
 #include <cstdint>
 
 #include "../core/philox.h"
+#include "../core/tensor.h"
 
 namespace lowrank::cpu {
 
@@ -34,11 +35,20 @@ struct Weight {
   const uint16_t* bf16 = nullptr;
 };
 
+// A float32 or bfloat16 weight tensor (the op structs' kWeight on the CPU) as a Weight.
+inline Weight weight_of(const TensorRef& t) {
+  return t.dtype == DType::kFloat32 ? Weight{t.as<const float>(), nullptr} : Weight{nullptr, t.as<const uint16_t>()};
+}
+
 // The same, writable (merge updates it in place).
 struct WeightMut {
   float* f32 = nullptr;
   uint16_t* bf16 = nullptr;
 };
+
+inline WeightMut weight_mut_of(const TensorRef& t) {
+  return t.dtype == DType::kFloat32 ? WeightMut{t.as<float>(), nullptr} : WeightMut{nullptr, t.as<uint16_t>()};
+}
 
 inline MatView weight_view(const Weight& w, int64_t ld, bool trans) {
   return MatView{w.f32, ld, trans, nullptr, w.bf16};

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "threadpool.h"
+#include "../core/ops.h"
 
 namespace lowrank::cpu {
 
@@ -32,6 +33,17 @@ void linear_backward(const LinearDims& d, const float* dy, const float* x, const
         for (int64_t o = o0; o < o1; ++o) db[o] += dy[t * d.out + o];
     });
   }
+}
+
+// ---- the op entry points (native/core/ops/linear.h) ----------------------------------------
+
+void linear_forward(const ops::LinearForward& a) {
+  linear_forward({a.t, a.in, a.out}, a.x.as<const float>(), weight_of(a.W), a.bias.as<const float>(), a.y.as<float>());
+}
+
+void linear_backward(const ops::LinearBackward& a) {
+  linear_backward({a.t, a.in, a.out}, a.dy.as<const float>(), a.x.as<const float>(), weight_of(a.W), a.dx.as<float>(),
+                  a.dW.as<float>(), a.db.as<float>());
 }
 
 }  // namespace lowrank::cpu

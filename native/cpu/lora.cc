@@ -11,6 +11,7 @@
 #include "gemm.h"
 #include "gemm/thin.h"
 #include "threadpool.h"
+#include "../core/ops.h"
 
 namespace lowrank::cpu {
 
@@ -49,13 +50,10 @@ void lora_backward(const LoraDims& d, const float* dy, const float* x, const Wei
   adapter_input_grad(d.t, d.in, d.out, d.r, dy, W, g.data(), A, d.in, drop, dx);
 }
 
-// FLOPs: 2·r·r·in (A Aᵀ) + r³/3 (factor) + 2·out·r² (solves).
-void lora_fa_project_grad(const LoraDims& d, const float* A, float scale, float* dB) {
-  const int64_t r = d.r;
-  std::vector<float> gram(static_cast<size_t>(r * r));
-  const GemmTerm t{{A, d.in, false}, {A, d.in, true}, d.in, 1.0f};
-  gemm({r, r, &t, 1, gram.data(), r, 0.0f, nullptr});
-  // Cholesky L Lᵀ = A Aᵀ + 1e-8·I in double (symmetric positive definite for a full-rank A).
+namespace {
+
+// Cholesky L Lᵀ = G + 1e-8·I in double (symmetric positive definite for a full-rank A).
+std::vector<double> gram_factor(const float* gram, int64_t r) {
   std::vector<double> L(static_cast<size_t>(r * r), 0.0);
   for (int64_t i = 0; i < r; ++i) {
     for (int64_t j = 0; j <= i; ++j) {
@@ -69,24 +67,49 @@ void lora_fa_project_grad(const LoraDims& d, const float* A, float scale, float*
       }
     }
   }
+  return L;
+}
+
+// Row `row` (r values) ← the solution x of x (L Lᵀ) = row, times inv_s2.
+void solve_row(const std::vector<double>& L, int64_t r, double inv_s2, float* row) {
+  thread_local std::vector<double> y;
+  y.assign(static_cast<size_t>(r), 0.0);
+  for (int64_t i = 0; i < r; ++i) {
+    double v = row[i];
+    for (int64_t k = 0; k < i; ++k) v -= L[i * r + k] * y[k];
+    y[i] = v / L[i * r + i];
+  }
+  for (int64_t i = r - 1; i >= 0; --i) {
+    double v = y[i];
+    for (int64_t k = i + 1; k < r; ++k) v -= L[k * r + i] * y[k];
+    y[i] = v / L[i * r + i];
+  }
+  for (int64_t i = 0; i < r; ++i) row[i] = static_cast<float>(y[i] * inv_s2);
+}
+
+}  // namespace
+
+std::vector<float> lora_fa_projector(const float* gram, int64_t r, float scale) {
+  const std::vector<double> L = gram_factor(gram, r);
+  const double inv_s2 = 1.0 / (static_cast<double>(scale) * scale);
+  std::vector<float> M(static_cast<size_t>(r * r), 0.0f);
+  for (int64_t o = 0; o < r; ++o) {
+    M[o * r + o] = 1.0f;
+    solve_row(L, r, inv_s2, M.data() + o * r);
+  }
+  return M;
+}
+
+// FLOPs: 2·r·r·in (A Aᵀ) + r³/3 (factor) + 2·out·r² (solves).
+void lora_fa_project_grad(const LoraDims& d, const float* A, float scale, float* dB) {
+  const int64_t r = d.r;
+  std::vector<float> gram(static_cast<size_t>(r * r));
+  const GemmTerm t{{A, d.in, false}, {A, d.in, true}, d.in, 1.0f};
+  gemm({r, r, &t, 1, gram.data(), r, 0.0f, nullptr});
+  const std::vector<double> L = gram_factor(gram.data(), r);
   const double inv_s2 = 1.0 / (static_cast<double>(scale) * scale);
   // Row o of the result solves x (L Lᵀ) = dB[o]: forward then back substitution.
-  parallel_for(d.out, [&](int64_t o) {
-    thread_local std::vector<double> y;
-    y.assign(static_cast<size_t>(r), 0.0);
-    float* row = dB + o * r;
-    for (int64_t i = 0; i < r; ++i) {
-      double v = row[i];
-      for (int64_t k = 0; k < i; ++k) v -= L[i * r + k] * y[k];
-      y[i] = v / L[i * r + i];
-    }
-    for (int64_t i = r - 1; i >= 0; --i) {
-      double v = y[i];
-      for (int64_t k = i + 1; k < r; ++k) v -= L[k * r + i] * y[k];
-      y[i] = v / L[i * r + i];
-    }
-    for (int64_t i = 0; i < r; ++i) row[i] = static_cast<float>(y[i] * inv_s2);
-  });
+  parallel_for(d.out, [&](int64_t o) { solve_row(L, r, inv_s2, dB + o * r); });
 }
 
 namespace {
@@ -105,6 +128,31 @@ void lora_merge(const LoraDims& d, const WeightMut& W, const float* A, const flo
 int64_t lora_merge_safe(const LoraDims& d, const WeightMut& W, const float* A, const float* B, float scale,
                         float* bad_value) {
   return add_product_safe(lora_update(d, A, B, scale), W, bad_value);
+}
+
+// ---- the op entry points (native/core/ops/lora.h) ------------------------------------------
+
+void lora_forward(const ops::LoraForward& a) {
+  lora_forward({a.t, a.in, a.out, a.r}, a.x.as<const float>(), weight_of(a.W), a.bias.as<const float>(),
+               a.A.as<const float>(), a.B.as<const float>(), a.scale, a.drop, a.y.as<float>(), a.xa.as<float>());
+}
+
+void lora_backward(const ops::LoraBackward& a) {
+  lora_backward({a.t, a.in, a.out, a.r}, a.dy.as<const float>(), a.x.as<const float>(), weight_of(a.W),
+                a.A.as<const float>(), a.B.as<const float>(), a.xa.as<const float>(), a.scale, a.drop,
+                a.dx.as<float>(), a.dA.as<float>(), a.dB.as<float>());
+}
+
+void lora_fa_project_grad(const ops::LoraFaProjectGrad& a) {
+  lora_fa_project_grad({1, a.in, a.out, a.r}, a.A.as<const float>(), a.scale, a.dB.as<float>());
+}
+
+void lora_merge(const ops::LoraMerge& a) {
+  const LoraDims d{1, a.in, a.out, a.r};
+  if (!a.safe) return lora_merge(d, weight_mut_of(a.W), a.A.as<const float>(), a.B.as<const float>(), a.scale);
+  float value = 0.0f;
+  const int64_t bad = lora_merge_safe(d, weight_mut_of(a.W), a.A.as<const float>(), a.B.as<const float>(), a.scale, &value);
+  if (bad >= 0) ops::merge_not_finite(bad, value, a.in);
 }
 
 }  // namespace lowrank::cpu

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 #include "../core/philox.h"
 #include "gemm.h"
@@ -30,6 +31,11 @@ void lora_backward(const LoraDims& d, const float* dy, const float* x, const Wei
 // LoRA-FA's optional projection of B's gradient (PEFT): dB ← dB (A Aᵀ + 1e-8·I)⁻¹ / scale²,
 // in place. The r x r system is factored once (Cholesky, in double) and every row of dB solved.
 void lora_fa_project_grad(const LoraDims& d, const float* A, float scale, float* dB);
+
+// The projection's r x r matrix M = (G + 1e-8·I)⁻¹ / scale² for the Gram matrix G = A Aᵀ
+// (row-major, symmetrised), from the same Cholesky factor in double: dB ← dB M is the
+// projection (the CUDA backend computes G and dB M on the device).
+std::vector<float> lora_fa_projector(const float* gram, int64_t r, float scale);
 
 // W += scale · B A (unmerge: pass -scale). A bfloat16 W is updated in float32 and rounded to
 // the nearest bfloat16 (ties to even), so merge then unmerge restores it only to within rounding.

@@ -5,6 +5,7 @@
 
 #include "../core/philox.h"
 #include "threadpool.h"
+#include "../core/ops.h"
 
 namespace lowrank::cpu {
 namespace {
@@ -46,6 +47,14 @@ void fill_normal(float* out, int64_t n, uint64_t seed, float mean, float std) {
 void dropout_mask(uint8_t* out, int64_t offset, int64_t n, uint64_t seed, double p) {
   const Dropout d = Dropout::make(p, seed);
   chunked(n, [&](int64_t i) { out[i] = d.keep(static_cast<uint64_t>(offset + i)) ? 1 : 0; });
+}
+
+// The op entry point (native/core/ops/elementwise.h).
+void fill_random(const ops::FillRandom& a) {
+  if (a.normal)
+    fill_normal(a.out.as<float>(), a.out.elements, a.seed, a.a, a.b);
+  else
+    fill_uniform(a.out.as<float>(), a.out.elements, a.seed, a.a, a.b);
 }
 
 }  // namespace lowrank::cpu

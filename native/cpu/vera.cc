@@ -8,6 +8,7 @@
 #include "gemm.h"
 #include "gemm/thin.h"
 #include "threadpool.h"
+#include "../core/ops.h"
 
 namespace lowrank::cpu {
 namespace {
@@ -118,6 +119,34 @@ int64_t vera_merge_safe(const VeraDims& d, const WeightMut& W, const float* A, c
                         const float* lambda_d, const float* lambda_b, float sign, float* bad_value) {
   const std::vector<float> bs = scaled_b(d, B, lambda_d, lambda_b);
   return add_product_safe(update(d, bs, A, sign), W, bad_value);
+}
+
+// ---- the op entry points (native/core/ops/vera.h) ------------------------------------------
+
+void vera_projections(const ops::VeraProjections& a) {
+  vera_projections(a.r, a.max_in, a.max_out, a.seed, a.A.as<float>(), a.B.as<float>());
+}
+
+void vera_forward(const ops::VeraForward& a) {
+  vera_forward({a.t, a.in, a.out, a.r, a.max_in}, a.x.as<const float>(), weight_of(a.W), a.bias.as<const float>(),
+               a.A.as<const float>(), a.B.as<const float>(), a.lambda_d.as<const float>(), a.lambda_b.as<const float>(),
+               a.drop, a.y.as<float>(), a.u.as<float>());
+}
+
+void vera_backward(const ops::VeraBackward& a) {
+  vera_backward({a.t, a.in, a.out, a.r, a.max_in}, a.dy.as<const float>(), weight_of(a.W), a.A.as<const float>(),
+                a.B.as<const float>(), a.lambda_d.as<const float>(), a.lambda_b.as<const float>(), a.u.as<const float>(),
+                a.drop, a.dx.as<float>(), a.d_lambda_d.as<float>(), a.d_lambda_b.as<float>());
+}
+
+void vera_merge(const ops::VeraMerge& a) {
+  const VeraDims d{1, a.in, a.out, a.r, a.max_in};
+  const float *A = a.A.as<const float>(), *B = a.B.as<const float>();
+  const float *ld = a.lambda_d.as<const float>(), *lb = a.lambda_b.as<const float>();
+  if (!a.safe) return vera_merge(d, weight_mut_of(a.W), A, B, ld, lb, a.sign);
+  float value = 0.0f;
+  const int64_t bad = vera_merge_safe(d, weight_mut_of(a.W), A, B, ld, lb, a.sign, &value);
+  if (bad >= 0) ops::merge_not_finite(bad, value, a.in);
 }
 
 }  // namespace lowrank::cpu

@@ -69,4 +69,10 @@ void adamw_step(const cpu::AdamwTensor* tensors, const cpu::AdamwHyper* hyper, i
   check(cudaGetLastError(), "adamw_kernel launch");
 }
 
+// The op entry point (native/core/ops/adamw.h): the tensor list on the host, device pointers in it.
+void adamw_step(const ops::AdamwStep& a) {
+  const std::vector<cpu::AdamwTensor> t = cpu::adamw_tensors(a);
+  cuda::adamw_step(t.data(), a.hyper.data(), static_cast<int64_t>(t.size()));
+}
+
 }  // namespace lowrank::cuda

@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "../core/dtype.h"
+#include "../core/ops.h"  // the op entry points cuda::name(const ops::Args&)
 #include "../core/philox.h"
 #include "../cpu/adamw.h"       // AdamwTensor, AdamwHyper
 #include "../cpu/delta_lora.h"  // DeltaLoraDims
@@ -54,6 +55,9 @@ struct Info {
 
 // Never throws; queries the runtime afresh on every call.
 Info info();
+
+// Whether this binary has the CUDA backend (false for stub.cc).
+extern const bool kCompiled;
 
 // ---- device memory and copies (memory.cu) ------------------------------------------------
 
@@ -89,6 +93,8 @@ void synchronize();
 bool set_tf32(bool allow);
 
 // ---- ops (gemm.cu, lora.cu, vera.cu, delta_lora.cu, adamw.cu, linear.cu) ----------------
+// Each op of native/core/ops.def is cuda::name(const ops::Args&) (declared in core/ops.h),
+// wrapping the pointer-level functions below, which the checker calls directly too.
 
 // A device tensor operand: a pointer and its dtype. A null pointer means "absent" where the
 // op allows it (bias, x for LoRA-FA, dx when not wanted).
@@ -100,6 +106,10 @@ struct DevOut {
   void* data = nullptr;
   DType dtype = DType::kFloat32;
 };
+
+// A tensor of an op struct as an operand (null when absent).
+inline DevIn dev_in(const TensorRef& t) { return {t.data, t.dtype}; }
+inline DevOut dev_out(const TensorRef& t) { return {t.data, t.dtype}; }
 
 // dst[i] = value (rounded to dst's dtype) for i < n, on device (elementwise.cu).
 void fill(DevOut dst, float value, int64_t n);

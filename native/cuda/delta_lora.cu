@@ -22,4 +22,10 @@ void delta_lora_update(const cpu::DeltaLoraDims& d, DevOut W, const float* A0, c
   product(d.out, d.in, terms, 2, W.data, W.dtype, d.in, 1.0f, compute_for(DType::kFloat32));
 }
 
+// The op entry point (native/core/ops/delta_lora.h).
+void delta_lora_update(const ops::DeltaLoraUpdate& a) {
+  delta_lora_update({a.out, a.in, a.r}, dev_out(a.W), a.A0.as<const float>(), a.B0.as<const float>(),
+                    a.A1.as<const float>(), a.B1.as<const float>(), a.lambda, a.scale);
+}
+
 }  // namespace lowrank::cuda

@@ -11,6 +11,8 @@
 #include "cuda.h"
 
 namespace lowrank::cuda {
+
+const bool kCompiled = true;
 namespace {
 
 // This binary carries sm_80 and sm_90 code (plus compute_90 PTX for newer devices), so an

@@ -29,6 +29,9 @@ void fill(DevOut dst, float value, int64_t n) {
   if (n == 0) return;
   if (dst.dtype == DType::kFloat32) {
     fill_kernel<<<blocks_for(n), kElementwiseThreads, 0, stream()>>>(static_cast<float*>(dst.data), value, n);
+  } else if (dst.dtype == DType::kInt32) {
+    const auto v = static_cast<int32_t>(value);
+    fill_kernel<<<blocks_for(n), kElementwiseThreads, 0, stream()>>>(static_cast<int32_t*>(dst.data), v, n);
   } else {
     const uint16_t bits = dst.dtype == DType::kBFloat16 ? f32_to_bf16(value) : f32_to_f16(value);
     fill_kernel<<<blocks_for(n), kElementwiseThreads, 0, stream()>>>(static_cast<uint16_t*>(dst.data), bits, n);
@@ -42,5 +45,10 @@ void add_into(float* dst, const float* src, int64_t n) {
   add_into_kernel<<<blocks_for(n), kElementwiseThreads, 0, stream()>>>(dst, src, n);
   check(cudaGetLastError(), "add_into_kernel launch");
 }
+
+// ---- the op entry points (native/core/ops/elementwise.h) -----------------------------------
+
+void fill(const ops::Fill& a) { fill(dev_out(a.dst), a.value, a.dst.elements); }
+void add_into(const ops::AddInto& a) { add_into(a.dst.as<float>(), a.src.as<const float>(), a.dst.elements); }
 
 }  // namespace lowrank::cuda

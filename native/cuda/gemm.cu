@@ -385,6 +385,7 @@ Compute compute_for(DType d) {
     case DType::kBFloat16: return Compute::kBF16;
     case DType::kFloat16: return Compute::kF16;
     case DType::kFloat32: break;
+    case DType::kInt32: break;  // never a GEMM operand (the ops accept float dtypes only)
   }
   return g_tf32.load() ? Compute::kTF32 : Compute::kTF32x3;
 }

@@ -45,4 +45,15 @@ void linear_backward(const cpu::LinearDims& d, DevIn dy, DevIn x, DevIn W, DevOu
   }
 }
 
+// ---- the op entry points (native/core/ops/linear.h) ----------------------------------------
+
+void linear_forward(const ops::LinearForward& a) {
+  linear_forward({a.t, a.in, a.out}, dev_in(a.x), dev_in(a.W), dev_in(a.bias), dev_out(a.y));
+}
+
+void linear_backward(const ops::LinearBackward& a) {
+  linear_backward({a.t, a.in, a.out}, dev_in(a.dy), dev_in(a.x), dev_in(a.W), dev_out(a.dx), a.dW.as<float>(),
+                  a.db.as<float>());
+}
+
 }  // namespace lowrank::cuda

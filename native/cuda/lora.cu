@@ -49,12 +49,25 @@ void lora_backward(const cpu::LoraDims& d, DevIn dy, DevIn x, DevIn W, const flo
 
 // The r x r system is tiny: A and dB come to the host, the CPU's projection (Cholesky in
 // double) runs there, and dB goes back. Synchronizes.
+// LoRA-FA's projection. Only the r x r Gram matrix crosses to the host: A Aᵀ on the device,
+// its Cholesky factor and inverse on the host (in double, cpu::lora_fa_projector), the r x r
+// M = (A Aᵀ + 1e-8·I)⁻¹ / scale² back, and dB ← dB M on the device.
+// FLOPs: 2·r²·in (A Aᵀ) + 2·out·r² (dB M) on the device, O(r³) on the host. Fewest bytes: A
+// read once, dB read and written once, 2·r²·4 across the bus.
 void lora_fa_project_grad(const cpu::LoraDims& d, const float* A, float scale, float* dB) {
-  std::vector<float> a(static_cast<size_t>(d.r * d.in)), db(static_cast<size_t>(d.out * d.r));
-  download(a.data(), A, a.size() * sizeof(float));
-  download(db.data(), dB, db.size() * sizeof(float));
-  cpu::lora_fa_project_grad(d, a.data(), scale, db.data());
-  upload(dB, db.data(), db.size() * sizeof(float));
+  const int64_t r = d.r;
+  const size_t rr = static_cast<size_t>(r * r) * sizeof(float);
+  const Compute c = compute_for(DType::kFloat32);
+  Scratch gram(rr), m(rr), next(static_cast<size_t>(d.out * r) * sizeof(float));
+  const GemmTerm tg{view(A, d.in, false), view(A, d.in, true), d.in, 1.0f};
+  product(r, r, &tg, 1, gram.get(), DType::kFloat32, r, 0.0f, c);
+  std::vector<float> host(static_cast<size_t>(r * r));
+  download(host.data(), gram.get(), rr);
+  const std::vector<float> M = cpu::lora_fa_projector(host.data(), r, scale);
+  upload(m.get(), M.data(), rr);
+  const GemmTerm tm{view(dB, r, false), view(m.f32(), r, false), r, 1.0f};
+  product(d.out, r, &tm, 1, next.get(), DType::kFloat32, r, 0.0f, c);
+  copy(dB, next.get(), static_cast<size_t>(d.out * r) * sizeof(float));
 }
 
 // Merge. FLOPs: 2·out·in·r. Fewest bytes: W read and written once, A and B read once.
@@ -80,6 +93,31 @@ void lora_merge_host(const cpu::LoraDims& d, float* W, const float* A, const flo
   upload(dB.get(), B, nB);
   lora_merge(d, DevOut{dW.get(), DType::kFloat32}, dA.f32(), dB.f32(), scale);
   download(W, dW.get(), nW);
+}
+
+// ---- the op entry points (native/core/ops/lora.h) ------------------------------------------
+
+void lora_forward(const ops::LoraForward& a) {
+  lora_forward({a.t, a.in, a.out, a.r}, dev_in(a.x), dev_in(a.W), dev_in(a.bias), a.A.as<const float>(),
+               a.B.as<const float>(), a.scale, a.drop, dev_out(a.y), a.xa.as<float>());
+}
+
+void lora_backward(const ops::LoraBackward& a) {
+  lora_backward({a.t, a.in, a.out, a.r}, dev_in(a.dy), dev_in(a.x), dev_in(a.W), a.A.as<const float>(),
+                a.B.as<const float>(), a.xa.as<const float>(), a.scale, a.drop, dev_out(a.dx), a.dA.as<float>(),
+                a.dB.as<float>());
+}
+
+void lora_fa_project_grad(const ops::LoraFaProjectGrad& a) {
+  lora_fa_project_grad({1, a.in, a.out, a.r}, a.A.as<const float>(), a.scale, a.dB.as<float>());
+}
+
+void lora_merge(const ops::LoraMerge& a) {
+  const cpu::LoraDims d{1, a.in, a.out, a.r};
+  if (!a.safe) return lora_merge(d, dev_out(a.W), a.A.as<const float>(), a.B.as<const float>(), a.scale);
+  float value = 0.0f;
+  const int64_t bad = lora_merge_safe(d, dev_out(a.W), a.A.as<const float>(), a.B.as<const float>(), a.scale, &value);
+  if (bad >= 0) ops::merge_not_finite(bad, value, a.in);
 }
 
 }  // namespace lowrank::cuda

@@ -180,10 +180,11 @@ void convert_from(const void* src, void* dst, DType dst_dtype, int64_t n) {
     case DType::kFloat32: return launch_convert<S, DType::kFloat32>(src, dst, n);
     case DType::kBFloat16: return launch_convert<S, DType::kBFloat16>(src, dst, n);
     case DType::kFloat16: return launch_convert<S, DType::kFloat16>(src, dst, n);
+    case DType::kInt32: break;  // refused by convert()
   }
 }
 
-bool valid(DType d) { return d == DType::kFloat32 || d == DType::kBFloat16 || d == DType::kFloat16; }
+bool valid(DType d) { return d == DType::kFloat32 || d == DType::kBFloat16 || d == DType::kFloat16 || d == DType::kInt32; }
 
 }  // namespace
 
@@ -349,16 +350,19 @@ void copy(void* dst, const void* src, size_t bytes) {
 void convert(const void* src, DType src_dtype, void* dst, DType dst_dtype, int64_t n) {
   if (n < 0) throw RangeError("convert: n must be >= 0 but is " + std::to_string(n));
   if (!valid(src_dtype) || !valid(dst_dtype))
-    throw RangeError("convert: dtype codes must be 0 (float32), 1 (bfloat16) or 2 (float16) but are " +
+    throw RangeError("convert: dtype codes must be 0 (float32), 1 (bfloat16), 2 (float16) or 3 (int32) but are " +
                      std::to_string(static_cast<int>(src_dtype)) + " and " +
                      std::to_string(static_cast<int>(dst_dtype)));
   ensure_available();
   if (n == 0) return;
   if (src_dtype == dst_dtype) return copy(dst, src, static_cast<size_t>(n) * static_cast<size_t>(dtype_size(src_dtype)));
+  if (!dtype_is_float(src_dtype) || !dtype_is_float(dst_dtype))
+    throw RangeError(std::string("convert: ") + dtype_name(src_dtype) + " does not convert to " + dtype_name(dst_dtype));
   switch (src_dtype) {
     case DType::kFloat32: return convert_from<DType::kFloat32>(src, dst, dst_dtype, n);
     case DType::kBFloat16: return convert_from<DType::kBFloat16>(src, dst, dst_dtype, n);
     case DType::kFloat16: return convert_from<DType::kFloat16>(src, dst, dst_dtype, n);
+    case DType::kInt32: break;  // refused above
   }
 }
 
@@ -366,5 +370,8 @@ void synchronize() {
   ensure_available();
   check(cudaStreamSynchronize(stream()), "cudaStreamSynchronize");
 }
+
+// The op entry point (native/core/ops/elementwise.h).
+void convert(const ops::Convert& a) { convert(a.src.data, a.src.dtype, a.dst.data, a.dst.dtype, a.src.elements); }
 
 }  // namespace lowrank::cuda

@@ -11,6 +11,8 @@ namespace {
 
 }  // namespace
 
+const bool kCompiled = false;
+
 Info info() {
   Info i;
   i.reason =
@@ -66,6 +68,12 @@ void delta_lora_update(const cpu::DeltaLoraDims&, DevOut, const float*, const fl
 void adamw_step(const cpu::AdamwTensor*, const cpu::AdamwHyper*, int64_t) { absent(); }
 void linear_forward(const cpu::LinearDims&, DevIn, DevIn, DevIn, DevOut) { absent(); }
 void linear_backward(const cpu::LinearDims&, DevIn, DevIn, DevIn, DevOut, float*, float*) { absent(); }
+
+// Every op of the op list on both devices (native/core/ops.def).
+#define LOWRANK_OP(js, name, Args) \
+  void name(const ops::Args&) { absent(); }
+#define LOWRANK_CPU_OP(js, name, Args)
+#include "../core/ops.def"
 
 void dropout_mask_host(uint64_t, double, int64_t, int64_t, uint8_t*) { absent(); }
 void lora_merge_host(const cpu::LoraDims&, float*, const float*, const float*, float) { absent(); }

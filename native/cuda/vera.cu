@@ -132,4 +132,28 @@ int64_t vera_merge_safe(const cpu::VeraDims& d, DevOut W, const float* A, const 
   return add_product_safe(d.out, d.in, d.r, bs.f32(), d.r, A, d.max_in, sign, W, bad_value);
 }
 
+// ---- the op entry points (native/core/ops/vera.h) ------------------------------------------
+
+void vera_forward(const ops::VeraForward& a) {
+  vera_forward({a.t, a.in, a.out, a.r, a.max_in}, dev_in(a.x), dev_in(a.W), dev_in(a.bias), a.A.as<const float>(),
+               a.B.as<const float>(), a.lambda_d.as<const float>(), a.lambda_b.as<const float>(), a.drop,
+               dev_out(a.y), a.u.as<float>());
+}
+
+void vera_backward(const ops::VeraBackward& a) {
+  vera_backward({a.t, a.in, a.out, a.r, a.max_in}, dev_in(a.dy), dev_in(a.W), a.A.as<const float>(),
+                a.B.as<const float>(), a.lambda_d.as<const float>(), a.lambda_b.as<const float>(),
+                a.u.as<const float>(), a.drop, dev_out(a.dx), a.d_lambda_d.as<float>(), a.d_lambda_b.as<float>());
+}
+
+void vera_merge(const ops::VeraMerge& a) {
+  const cpu::VeraDims d{1, a.in, a.out, a.r, a.max_in};
+  const float *A = a.A.as<const float>(), *B = a.B.as<const float>();
+  const float *ld = a.lambda_d.as<const float>(), *lb = a.lambda_b.as<const float>();
+  if (!a.safe) return vera_merge(d, dev_out(a.W), A, B, ld, lb, a.sign);
+  float value = 0.0f;
+  const int64_t bad = vera_merge_safe(d, dev_out(a.W), A, B, ld, lb, a.sign, &value);
+  if (bad >= 0) ops::merge_not_finite(bad, value, a.in);
+}
+
 }  // namespace lowrank::cuda

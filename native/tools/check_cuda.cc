@@ -45,6 +45,7 @@ float round_to(float x, DType d) {
     case DType::kBFloat16: return bf16_to_f32(f32_to_bf16(x));
     case DType::kFloat16: return f16_to_f32(f32_to_f16(x));
     case DType::kFloat32: break;
+    case DType::kInt32: break;
   }
   return x;
 }

@@ -4,7 +4,7 @@
 //   'delta-lora'  like 'lora', and after each optimizer step W also moves by
 //                 λ·s·(B₁A₁ − B₀A₀) once the step count passes startStep (dropout must be 0).
 import { invalidRange, invalidType } from '../errors.js';
-import { bool, finite, options } from '../validate.js';
+import { bool, finite, options, positiveInt } from '../validate.js';
 import * as deltaLora from '../ops/delta-lora.js';
 import * as lora from '../ops/lora.js';
 import { type LoraSaved } from '../ops/lora.js';
@@ -63,18 +63,17 @@ export class LoraLinear extends AdapterLayer<LoraSaved> {
     if (variant !== 'lora' && variant !== 'lora-fa' && variant !== 'delta-lora')
       throw invalidType("'lora', 'lora-fa' or 'delta-lora'", 'options.variant', variant);
     this.variant = variant;
-    if (typeof o.rank !== 'number' || !Number.isSafeInteger(o.rank)) throw invalidType('a positive integer', 'options.rank', o.rank);
-    if (o.rank < 1) throw invalidRange('a positive integer', 'options.rank', o.rank);
-    this.rank = o.rank;
-    const alpha = o.alpha === undefined ? o.rank : finite(o.alpha, 'options.alpha');
-    this.scale = lora.scaling(alpha, o.rank, { rslora: bool(o.rslora, 'options.rslora', false) });
+    const rank = positiveInt(o.rank, 'options.rank');
+    this.rank = rank;
+    const alpha = o.alpha === undefined ? rank : finite(o.alpha, 'options.alpha');
+    this.scale = lora.scaling(alpha, rank, { rslora: bool(o.rslora, 'options.rslora', false) });
     if (variant === 'delta-lora') deltaLora.checkDropout(this.dropout);
     if ((o.A === undefined) !== (o.B === undefined)) throw invalidType('A and B together, or neither', 'options.A', o.A);
     if (o.A && o.B) {
       this.A = checkTensorOption(o.A, 'options.A');
       this.B = checkTensorOption(o.B, 'options.B');
     } else {
-      ({ A: this.A, B: this.B } = lora.init({ inFeatures: inDim, outFeatures: out, rank: o.rank, method: o.init, seed: o.seed, device: this.weight.device }));
+      ({ A: this.A, B: this.B } = lora.init({ inFeatures: inDim, outFeatures: out, rank, method: o.init, seed: o.seed, device: this.weight.device }));
     }
     this.#projectGradB = bool(o.projectGradB, 'options.projectGradB', false);
     if (this.#projectGradB && variant !== 'lora-fa') throw invalidRange("false unless variant is 'lora-fa'", 'options.projectGradB', true);

@@ -225,7 +225,7 @@ void Unpacker::dropout(Dropout& d) {
   d = Dropout::make(pd, s);
 }
 
-void Unpacker::numbers(const char* name, std::vector<double>& list) {
+void Unpacker::read_numbers(const char* name, std::vector<double>& list) {
   const Napi::Value v = field(name);
   if (!v.IsArray()) throw lowrank::TypeError(std::string(op_) + ": native argument '" + name + "' is not an array");
   const Napi::Array a = v.As<Napi::Array>();

@@ -128,7 +128,10 @@ class Unpacker {
   void dropout(Dropout& d);
   void invariant(bool holds, const char* message) { LR_CHECK(op_, holds, message); }
   void tensors(const char* name, std::vector<TensorRef>& list, ops::Kind k, const std::vector<TensorRef>* like);
-  void numbers(const char* name, std::vector<double>& list);
+  void numbers(const char* name, std::vector<double>& list, double /*example*/) { read_numbers(name, list); }
+  void indices(const char* name, std::vector<double>& list, size_t /*count*/, size_t /*range*/) {
+    read_numbers(name, list);
+  }
 
   // After the visit: refuses fields the op does not declare.
   void finish();
@@ -138,6 +141,7 @@ class Unpacker {
  private:
   int64_t count(ops::Shape s) const { return ops::elements_of(op_, s); }
   Napi::Value field(const char* name);
+  void read_numbers(const char* name, std::vector<double>& list);
   void tensor(const char* name, TensorRef& t, ops::Kind k, int64_t want, bool optional);
   TensorRef read(const std::string& name, const Napi::Value& v, ops::Kind k, int64_t want);
 

@@ -7,7 +7,8 @@
 //   build-check/lowrank_check           # every check (CUDA ones where a device is usable)
 //   build-check/lowrank_check --time    # CUDA timing at T = 8192, 4096 x 4096, r = 16
 //
-// The CUDA op checks and the timing mode live in check_cuda.cc.
+// The CUDA op checks and the timing mode live in check_cuda.cc; the loop over every op of the op
+// list (native/core/ops.def) in check_ops.cc.
 #include <algorithm>
 #include <chrono>
 #include <cinttypes>
@@ -26,6 +27,7 @@
 #include "../cpu/threadpool.h"
 #include "../cuda/cuda.h"
 #include "check_cuda.h"
+#include "check_ops.h"
 #include "check_util.h"
 
 
@@ -246,6 +248,7 @@ int main(int argc, char** argv) {
     return cuda_timing() ? 0 : 1;
   }
   cpu_checks();
+  op_table_checks(info.available);
   cuda_checks(info);
   if (g_failures == 0) {
     std::printf("result: all %d checks passed\n", g_checks);

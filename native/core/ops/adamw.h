@@ -32,9 +32,9 @@ struct AdamwStep {
     vis.tensors("grads", grads, kF32, &params);
     vis.tensors("m", m, kF32, &params);
     vis.tensors("v", v, kF32, &params);
-    vis.numbers("group", group);
-    vis.numbers("lr", lr), vis.numbers("beta1", beta1), vis.numbers("beta2", beta2);
-    vis.numbers("eps", eps), vis.numbers("weightDecay", weight_decay), vis.numbers("step", step);
+    vis.numbers("lr", lr, 1e-3), vis.numbers("beta1", beta1, 0.9), vis.numbers("beta2", beta2, 0.999);
+    vis.numbers("eps", eps, 1e-8), vis.numbers("weightDecay", weight_decay, 1e-2), vis.numbers("step", step, 3);
+    vis.indices("group", group, params.size(), lr.size());
   }
   void validate(const char* op) {
     const size_t count = params.size(), ngroups = lr.size();

@@ -23,7 +23,10 @@
 //                                          RangeError "<op>: <message>" when false).
 //   tensors(name, vector<TensorRef>&, Kind, like)   a list of tensors; when `like` is given,
 //                                          as many as it has, each with its entry's count.
-//   numbers(name, vector<double>&)         a list of numbers.
+//   numbers(name, vector<double>&, example)  a list of numbers (per group); `example` is a
+//                                          typical value, what the checker fills in.
+//   indices(name, vector<double>&, count, range)  a list of `count` indices into a list of
+//                                          `range` entries (checked by validate()).
 // After the visit, `validate(op)` (optional) checks what sizes cannot say (LR_CHECK).
 //
 // The visitors: the addon's unpacker (native/addon/marshal.cc: reads the JS argument object,

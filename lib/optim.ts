@@ -14,6 +14,7 @@ import type { DeviceMemory, NativeTensor } from './native.js';
 import { type Device, formatShape, Tensor } from './tensor.js';
 import { checked, f32, operand } from './ops/check.js';
 import { run, runAsync } from './ops/run.js';
+import { nonNegative } from './validate.js';
 import { fillZeros } from './ops/elementwise.js';
 
 /** A trainable tensor and its gradient (same shape, float32). */
@@ -56,12 +57,6 @@ const OPTION_KEYS = ['lr', 'betas', 'eps', 'weightDecay'];
 function knownKeys(v: object, keys: readonly string[], name: string): void {
   for (const key of Object.keys(v))
     if (!keys.includes(key)) throw invalidType(`a key among ${keys.join(', ')}`, name, key);
-}
-
-function nonNegative(v: unknown, name: string): number {
-  if (typeof v !== 'number') throw invalidType('a finite number >= 0', name, v);
-  if (!(Number.isFinite(v) && v >= 0)) throw invalidRange('a finite number >= 0', name, v);
-  return v;
 }
 
 function betasOf(v: unknown, name: string): [number, number] {

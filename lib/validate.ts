@@ -31,13 +31,21 @@ export function finite(v: unknown, name: string): number {
   return v;
 }
 
-const FLOAT32_MAX = 3.4028234663852886e38;
+/** The largest finite float32. */
+export const FLOAT32_MAX = 3.4028234663852886e38;
 
 /** A finite number within float32's range; `fallback` when undefined. */
 export function finiteF32(v: unknown, name: string, fallback: number): number {
   if (v === undefined) return fallback;
   if (typeof v !== 'number') throw invalidType('a finite number', name, v);
   if (!(Math.abs(v) <= FLOAT32_MAX)) throw invalidRange('a finite number within float32 range', name, v);
+  return v;
+}
+
+/** A finite number >= 0. */
+export function nonNegative(v: unknown, name: string): number {
+  if (typeof v !== 'number') throw invalidType('a finite number >= 0', name, v);
+  if (!(Number.isFinite(v) && v >= 0)) throw invalidRange('a finite number >= 0', name, v);
   return v;
 }
 

@@ -23,7 +23,12 @@ export async function runAsync<K extends OpName, M extends Memory>(
   held: ReadonlyArray<Holdable | null | undefined>,
 ): Promise<void> {
   const site = new Error(); // captured synchronously, at the API call
-  const pending = (native()[name] as (a: OpArgs<M>[K], async: true) => Promise<void>)(args, true);
+  let pending: Promise<void>;
+  try {
+    pending = (native()[name] as (a: OpArgs<M>[K], async: true) => Promise<void>)(args, true);
+  } catch (e) {
+    throw withStack(e, site); // refused while unpacking, before any work was queued
+  }
   await holding(pending, held, site);
 }
 

@@ -8,7 +8,7 @@
 import { invalidRange, invalidType } from '../errors.js';
 import type { NativeTensor, NativeVeraDims } from '../native.js';
 import { checkDevice, type Device, type DType, Tensor } from '../tensor.js';
-import { bool, checkSeed, dropout, type DropoutOption, finite, options, positiveInt } from '../validate.js';
+import { bool, checkSeed, dropout, type DropoutOption, finite, FLOAT32_MAX, options, positiveInt } from '../validate.js';
 import { biasOf, nativeOf, operand, output, rowsOf, sameDevice, shapeIs, upstream, weight } from './check.js';
 import { run, runAsync } from './run.js';
 import type { MergeOptions } from './lora.js';
@@ -133,8 +133,6 @@ export interface VeraInitOptions {
   /** Where λd and λb live (default 'cpu'). */
   device?: Device;
 }
-
-const FLOAT32_MAX = 3.4028234663852886e38;
 
 /** Fresh trainable vectors as PEFT initialises them: λd [r] filled with dInitial, λb [out] zeros. */
 export function init(opts: VeraInitOptions): { lambdaD: Tensor; lambdaB: Tensor } {

@@ -150,6 +150,18 @@ describe('the op boundary refuses tensors that are not one device\'s memory', ()
     expect(thrown(call('loraMerge', { ...merge, safe: 1 }, true))).toBeInstanceOf(TypeError);
   });
 
+  it('int32 tensors are stored, copied and filled, and convert to no other dtype', () => {
+    const src = Int32Array.from([1, -2, 3, 2 ** 31 - 1]), dst = new Int32Array(4);
+    native().convert({ src: { data: src, dtype: 3 }, dst: { data: dst, dtype: 3 } });
+    expect(Array.from(dst)).toEqual(Array.from(src));
+    native().fill({ dst: { data: dst, dtype: 3 }, value: -7 });
+    expect(Array.from(dst)).toEqual([-7, -7, -7, -7]);
+    expect(errorOf(() => native().convert({ src: { data: src, dtype: 3 }, dst: f(4) }))).toEqual({ cls: 'RangeError', message: 'convert: int32 does not convert to float32' });
+    expect(errorOf(() => native().convert({ src: f(4), dst: { data: dst, dtype: 3 } }))).toEqual({ cls: 'RangeError', message: 'convert: float32 does not convert to int32' });
+    expect(errorOf(() => native().convert({ src: { data: new Float32Array(4), dtype: 3 }, dst: { data: dst, dtype: 3 } }))).toEqual({ cls: 'TypeError', message: "native argument 'src' has the wrong typed-array class" });
+    expect(errorOf(() => native().addInto({ dst: { data: dst, dtype: 3 }, src: { data: src, dtype: 3 } }))).toEqual({ cls: 'TypeError', message: 'addInto: dst must be float32 on cpu but is int32' });
+  });
+
   it('CPU-only ops refuse device blocks', () => {
     const r = 2, maxIn = 3, maxOut = 4;
     expect(errorOf(() => native().veraProjections({ r, maxIn, maxOut, seed: 1n, A: block(64), B: block(64) }))).toEqual({

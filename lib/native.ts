@@ -125,12 +125,15 @@ type T<M extends Memory> = NativeTensor<M>;
 export type OpName = keyof OpArgs<Memory>;
 
 /**
- * An op's native entry point: its arguments with every tensor in one kind of memory; `async`
- * returns a Promise (CPU: the work runs off the event loop; CUDA: queued, already resolved).
+ * An op's native entry point: its arguments with every tensor in one kind of memory (all host
+ * arrays, of whatever class each dtype needs, or all device blocks); `async` returns a Promise
+ * (CPU: the work runs off the event loop; CUDA: queued, already resolved).
  */
 export interface Op<K extends OpName> {
-  <M extends Memory>(args: OpArgs<M>[K], async?: false): void;
-  <M extends Memory>(args: OpArgs<M>[K], async: true): Promise<void>;
+  (args: OpArgs<HostMemory>[K], async?: false): void;
+  (args: OpArgs<HostMemory>[K], async: true): Promise<void>;
+  (args: OpArgs<DeviceMemory>[K], async?: false): void;
+  (args: OpArgs<DeviceMemory>[K], async: true): Promise<void>;
 }
 
 export type Ops = { [K in OpName]: Op<K> };

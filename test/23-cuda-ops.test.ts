@@ -179,7 +179,9 @@ describe('the op boundary refuses tensors that are not one device\'s memory', ()
     const wrong: OpArgs<DeviceMemory>['fill'] = { dst: host, value: 0 };
     expect(wrong.dst).toBe(host);
     // @ts-expect-error one call's tensors are all host or all device memory
-    const mixed = () => native().addInto<DeviceMemory>({ dst: dev, src: host });
+    const mixed = () => native().addInto({ dst: dev, src: host });
+    // host arrays of different classes (a float32 and a bfloat16 tensor) are one kind of memory
+    expectTypeOf(native().convert).toBeCallableWith({ src: host, dst: { data: new Uint16Array(4), dtype: 1 } });
     expect(errorOf(mixed).cls).toBe('RangeError');
   });
 });

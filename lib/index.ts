@@ -24,6 +24,7 @@ export * as vera from './ops/vera.js';
 export * as safetensors from './io/safetensors.js';
 export * as torchRandom from './io/torch-random.js';
 export * as peft from './io/peft.js';
+export * as checkpoint from './io/checkpoint.js';
 export type { DropoutOption } from './ops/check.js';
 export type {
   LoraForwardOptions,
@@ -61,3 +62,4 @@ export type {
   VeraAdapterInput,
   VeraLayerWeights,
 } from './io/peft.js';
+export type { MergeCheckpointOptions, MergeProgress, MergeReport } from './io/checkpoint.js';

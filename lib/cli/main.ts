@@ -14,7 +14,7 @@ import { SingleBar } from 'cli-progress';
 import { setPoolBudget } from '../pool.js';
 import { demo, parseDemoArgs } from './demo.js';
 import { formatBytes, formatInspect, inspect, inspectJson } from './inspect.js';
-import { mergeCheckpoint, type MergeProgress, type MergeReport } from './merge.js';
+import { mergeCheckpoint, type MergeProgress, type MergeReport } from '../io/checkpoint.js';
 
 /** A bad command line (exit status 2), as opposed to a failure while running (1). */
 class UsageError extends RangeError {

@@ -1,36 +1,39 @@
-// `lowrank merge`: a base checkpoint + a PEFT adapter → a merged checkpoint, streamed shard by
-// shard and tensor by tensor (SafetensorsFile in, SafetensorsWriter out): at most one base tensor
-// (and its converted copy) is in memory at a time, never the whole checkpoint.
+// A base checkpoint + a PEFT adapter → a merged checkpoint, streamed shard by shard and tensor by
+// tensor (SafetensorsFile in, SafetensorsWriter out): at most one base tensor (and its converted
+// copy) is in memory at a time, never the whole checkpoint. `lowrank merge` (lib/cli/merge.ts) is
+// this function with argv parsing and a progress bar; errors name the options as the command
+// line spells them (--base, --adapter, --out, --dtype, --device).
 //
 // - Adapted layers: `<module>.weight` gets W + delta, computed in float32 (bfloat16 W kept as
 //   bfloat16 when it stays bfloat16: one rounding to nearest). Biases change where the adapter
 //   trained them (bias "all" / "lora_only" / "vera_only") or has lora_B.bias; modules_to_save
 //   tensors replace the base's. Everything else is copied byte for byte.
-// - Output dtype: --dtype converts every floating-point tensor (a model in one dtype, as
-//   torch's model.to(dtype) makes it); integer tensors and, without --dtype, every tensor keep
+// - Output dtype: `dtype` converts every floating-point tensor (a model in one dtype, as
+//   torch's model.to(dtype) makes it); integer tensors and, without `dtype`, every tensor keep
 //   the base's dtype.
-// - Output layout: --out ending in .safetensors is one file (a sharded base is joined); any
-//   other --out is a directory that mirrors the base: the same shard file names and a
+// - Output layout: `out` ending in .safetensors is one file (a sharded base is joined); any
+//   other `out` is a directory that mirrors the base: the same shard file names and a
 //   model.safetensors.index.json (or model.safetensors for a one-file base).
 // - Module paths: PEFT's key minus "base_model.model." names the module in the model PEFT
 //   wrapped; a checkpoint may name it with or without leading components (LlamaForCausalLM's
 //   "model.", GPT-2's "transformer."). Each adapter tensor maps to the base tensor of the same
 //   name, else to the one base tensor that equals it after dropping leading components from
 //   either side; none or several is an error.
-// - Device: with --device cuda each adapted weight is uploaded, merged on the GPU and downloaded
+// - Device: with device 'cuda' each adapted weight is uploaded, merged on the GPU and downloaded
 //   into the same host buffer (one weight on the device at a time); everything else, biases
 //   included, stays on the host.
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { backends } from '../backends.js';
 import { invalidRange, invalidRangeText, invalidType } from '../errors.js';
-import * as peft from '../io/peft.js';
-import { writeFileAtomic } from '../io/atomic.js';
-import { SafetensorsFile, SafetensorsWriter, type SafetensorsDtype, type TensorEntry } from '../io/safetensors.js';
 import { native } from '../native.js';
+import { DTYPE_CODE } from '../ops/check.js';
 import * as lora from '../ops/lora.js';
 import * as vera from '../ops/vera.js';
 import { formatShape, tensor, Tensor, type DType } from '../tensor.js';
+import { writeFileAtomic } from './atomic.js';
+import * as peft from './peft.js';
+import { SafetensorsFile, SafetensorsWriter, type SafetensorsDtype, type TensorEntry } from './safetensors.js';
 
 export const INDEX_NAME = 'model.safetensors.index.json';
 export const MODEL_NAME = 'model.safetensors';
@@ -49,6 +52,7 @@ export interface MergeProgress {
   name: string;
 }
 
+/** What mergeCheckpoint reads and writes (the CLI's --base, --adapter, --out, --dtype, --device). */
 export interface MergeCheckpointOptions {
   /** A .safetensors file, a model.safetensors.index.json, or a directory holding either. */
   base: string;
@@ -58,7 +62,9 @@ export interface MergeCheckpointOptions {
   out: string;
   /** Convert every floating-point tensor to this dtype (default: each keeps its own). */
   dtype?: DType;
+  /** Where to compute the deltas (default cpu). */
   device?: 'cpu' | 'cuda';
+  /** Called after each tensor is written. */
   onProgress?: (p: MergeProgress) => void;
 }
 
@@ -195,7 +201,6 @@ const MiB = 1024 * 1024;
 const CHUNK_BYTES = 16 * MiB;
 const CHUNK_ELEMENTS = 4 * MiB;
 const BYTES: Record<DType, number> = { float32: 4, bfloat16: 2, float16: 2 };
-const DTYPE_CODE: Record<DType, number> = { float32: 0, bfloat16: 1, float16: 2 };
 const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
 const elements = (e: TensorEntry) => e.shape.reduce((a, b) => a * b, 1);
@@ -319,8 +324,18 @@ class CudaMerger {
   }
 }
 
-/** Merges `adapter` into `base`, streaming; returns what it did. See the top of this file. */
-export function mergeCheckpoint(o: MergeCheckpointOptions): MergeReport {
+/**
+ * Merges the PEFT adapter directory `options.adapter` (LoRA or VeRA) into the base checkpoint
+ * `options.base`, streaming, and writes the result to `options.out` (see the top of this file for
+ * what changes and the layout written). Returns what it wrote: the counts, bytes and output files
+ * (`outputs`, the index last). `onProgress` is called after each tensor is written. Bad inputs
+ * throw the RangeError / TypeError `lowrank merge` prints. Each output file is written atomically:
+ * a failed merge leaves no half-written file.
+ */
+export function mergeCheckpoint(options: MergeCheckpointOptions): MergeReport {
+  if (typeof options !== 'object' || options === null) throw invalidType('an options object { base, adapter, out, dtype?, device?, onProgress? }', 'options', options);
+  if (options.onProgress !== undefined && typeof options.onProgress !== 'function') throw invalidType('a function', 'options.onProgress', options.onProgress);
+  const o = options;
   const started = performance.now();
   const startRssBytes = process.memoryUsage.rss();
   const device = checkDevice(o.device);

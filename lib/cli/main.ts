@@ -10,11 +10,9 @@ import { spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { SingleBar } from 'cli-progress';
-import { setPoolBudget } from '../pool.js';
 import { demo, parseDemoArgs } from './demo.js';
-import { formatBytes, formatInspect, inspect, inspectJson } from './inspect.js';
-import { mergeCheckpoint, type MergeProgress, type MergeReport } from '../io/checkpoint.js';
+import { formatInspect, inspect, inspectJson } from './inspect.js';
+import { merge } from './merge.js';
 
 /** A bad command line (exit status 2), as opposed to a failure while running (1). */
 class UsageError extends RangeError {
@@ -156,80 +154,21 @@ function required(values: Record<string, unknown>, name: CommandName, key: strin
 
 // ---- merge ---------------------------------------------------------------------------------
 
-const MiB = 1024 * 1024;
-
-/** A progress bar on a terminal; otherwise a plain line per 10 % (for logs and pipes). */
-function progress(quiet: boolean): { onProgress?: (p: MergeProgress) => void; stop: () => void } {
-  if (quiet) return { stop: () => {} };
-  if (process.stdout.isTTY) {
-    let bar: SingleBar | null = null;
-    return {
-      onProgress: (p) => {
-        if (!bar) {
-          bar = new SingleBar({
-            format: 'merging {bar} {percentage}% | {value}/{total} MiB | {tensors}/{totalTensors} tensors',
-            hideCursor: true,
-            stream: process.stdout,
-          });
-          bar.start(Math.max(1, Math.round(p.totalBytes / MiB)), 0, { tensors: 0, totalTensors: p.totalTensors });
-        }
-        bar.update(Math.round(p.bytes / MiB), { tensors: p.tensors, totalTensors: p.totalTensors });
-      },
-      stop: () => bar?.stop(),
-    };
-  }
-  let next = 0.1;
-  return {
-    onProgress: (p) => {
-      const f = p.totalBytes > 0 ? p.bytes / p.totalBytes : p.tensors / p.totalTensors;
-      if (f + 1e-12 < next && p.tensors < p.totalTensors) return;
-      while (next <= f + 1e-12) next += 0.1;
-      console.log(
-        `merge: ${Math.round(f * 100)}% (${p.tensors}/${p.totalTensors} tensors, ${(p.bytes / MiB).toFixed(1)} of ${(p.totalBytes / MiB).toFixed(1)} MiB)`,
-      );
-    },
-    stop: () => {},
-  };
-}
-
-function formatReport(r: MergeReport): string {
-  return [
-    `merged ${r.merged} adapted weights${r.biases ? `, ${r.biases} biases` : ''}${r.replaced ? `, replaced ${r.replaced} tensors (modules_to_save)` : ''}; ` +
-      `copied ${r.copied} tensors unchanged${r.converted ? `, converted ${r.converted}` : ''} (${r.tensors} in all)`,
-    `wrote ${formatBytes(r.bytesWritten)} (read ${formatBytes(r.bytesRead)}) in ${r.seconds.toFixed(2)} s to ${r.outputs.join(', ')}`,
-    `peak RSS ${formatBytes(r.peakRssBytes)} (largest tensor ${formatBytes(r.largestTensorBytes)})`,
-  ].join('\n');
-}
-
 function runMerge(argv: string[]): number {
   const { values } = parseCommand('merge', argv);
   if (values.help) {
     console.log(usageOf('merge'));
     return 0;
   }
-  const base = required(values, 'merge', 'base');
-  const adapter = required(values, 'merge', 'adapter');
-  const out = required(values, 'merge', 'out');
-  // A command-line merge holds one tensor at a time: keep no freed buffers around for reuse.
-  if (process.env.LOWRANK_POOL_BYTES === undefined) setPoolBudget(0);
-  const json = values.json === true;
-  const bar = progress(json || values.quiet === true);
-  let report: MergeReport;
-  try {
-    report = mergeCheckpoint({
-      base,
-      adapter,
-      out,
-      dtype: values.dtype as 'float32' | 'bfloat16' | 'float16' | undefined,
-      device: values.device as 'cpu' | 'cuda' | undefined,
-      onProgress: bar.onProgress,
-    });
-  } finally {
-    bar.stop();
-  }
-  if (json) console.log(JSON.stringify(report, null, 2));
-  else if (values.quiet !== true) console.log(formatReport(report));
-  return 0;
+  return merge({
+    base: required(values, 'merge', 'base'),
+    adapter: required(values, 'merge', 'adapter'),
+    out: required(values, 'merge', 'out'),
+    dtype: values.dtype as 'float32' | 'bfloat16' | 'float16' | undefined,
+    device: values.device as 'cpu' | 'cuda' | undefined,
+    json: values.json === true,
+    quiet: values.quiet === true,
+  });
 }
 
 // ---- inspect -------------------------------------------------------------------------------

@@ -32,7 +32,7 @@ import * as lora from '../ops/lora.js';
 import * as vera from '../ops/vera.js';
 import { formatShape, tensor, Tensor, type DType } from '../tensor.js';
 import { writeFileAtomic } from './atomic.js';
-import * as peft from './peft.js';
+import * as peft from './peft/index.js';
 import { SafetensorsFile, SafetensorsWriter, type SafetensorsDtype, type TensorEntry } from './safetensors.js';
 
 export const INDEX_NAME = 'model.safetensors.index.json';

@@ -20,22 +20,22 @@
 // [r, in] / [out, r] layout and the delta is transposed when merged into such a W.
 //
 // VeRA with save_projection false: PEFT regenerates vera_A [r, max in] and vera_B [max out, r] from
-// projection_prng_key (torch's MT19937, see torch-random.ts), sized by the largest in / out over
+// projection_prng_key (torch's MT19937, see ../torch-random.ts), sized by the largest in / out over
 // the adapted layers of the BASE MODEL. max out is the longest vera_lambda_b, but nothing in the
 // adapter records a layer's in features, so loadAdapter then needs `baseShapes` (the base weight
 // shape [out, in] of each adapted module) and says so when it is missing.
 import { existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
-import { invalidRange, invalidRangeText, invalidType } from '../errors.js';
-import { LoraLinear, type LoraVariant } from '../layers/lora-linear.js';
-import { VeraLinear } from '../layers/vera-linear.js';
-import * as lora from '../ops/lora.js';
-import * as vera from '../ops/vera.js';
-import type { VeraProjectionPair } from '../ops/vera.js';
-import { formatShape, Tensor, type DType } from '../tensor.js';
-import { writeFileAtomic } from './atomic.js';
-import { SafetensorsFile, writeSafetensors, type SafetensorsDtype, type TensorEntry, type WriteEntry } from './safetensors.js';
-import { peftVeraProjections } from './torch-random.js';
+import { invalidRange, invalidRangeText, invalidType } from '../../errors.js';
+import { LoraLinear, type LoraVariant } from '../../layers/lora-linear.js';
+import { VeraLinear } from '../../layers/vera-linear.js';
+import * as lora from '../../ops/lora.js';
+import * as vera from '../../ops/vera.js';
+import type { VeraProjectionPair } from '../../ops/vera.js';
+import { formatShape, Tensor, type DType } from '../../tensor.js';
+import { writeFileAtomic } from '../atomic.js';
+import { SafetensorsFile, writeSafetensors, type SafetensorsDtype, type TensorEntry, type WriteEntry } from '../safetensors.js';
+import { peftVeraProjections } from '../torch-random.js';
 
 export const CONFIG_NAME = 'adapter_config.json';
 export const WEIGHTS_NAME = 'adapter_model.safetensors';

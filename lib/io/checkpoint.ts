@@ -32,7 +32,9 @@ import * as lora from '../ops/lora.js';
 import * as vera from '../ops/vera.js';
 import { formatShape, tensor, Tensor, type DType } from '../tensor.js';
 import { writeFileAtomic } from './atomic.js';
+import { transpose } from './peft/adapter.js';
 import * as peft from './peft/index.js';
+import { transposedFactors } from './peft/vera.js';
 import { SafetensorsFile, SafetensorsWriter, type SafetensorsDtype, type TensorEntry } from './safetensors.js';
 
 export const INDEX_NAME = 'model.safetensors.index.json';
@@ -252,20 +254,12 @@ function checkDevice(device: unknown): 'cpu' | 'cuda' {
   return 'cuda';
 }
 
-/** A new host [cols, rows] float32 tensor holding t's transpose. */
-function transposed(t: Tensor): Tensor {
-  const [rows, cols] = t.shape as [number, number];
-  const src = t.toFloat32Array(), dst = new Float32Array(rows * cols);
-  for (let i = 0; i < rows; i++) for (let j = 0; j < cols; j++) dst[j * rows + i] = src[i * cols + j];
-  return tensor(dst, [cols, rows]);
-}
-
 /**
  * peft.mergeWeight on CUDA: W (host, as stored) gets the module's delta computed on the device
  * and is written back in place. LoRA: W += s·B A ([out, in]), or with fan_in_fan_out W [in, out]
  * += s·Aᵀ Bᵀ (a merge with Bᵀ as "A" and Aᵀ as "B"). VeRA: its merge with the shared
  * projections (moved once), or with fan_in_fan_out a merge of (λd ⊙ A)ᵀ and (λb ⊙ B)ᵀ formed on
- * the host (r × in and r × out: small).
+ * the host by peft/vera.ts's transposedFactors (r × in and r × out: small).
  */
 class CudaMerger {
   readonly #adapter: peft.Adapter;
@@ -293,7 +287,7 @@ class CudaMerger {
       const fifo = a.fanInFanOut;
       if (a.kind === 'lora') {
         const l = a.layers.get(module)!;
-        if (fifo) lora.merge(Wd, onDevice(made(transposed(l.B))), onDevice(made(transposed(l.A))), l.scale);
+        if (fifo) lora.merge(Wd, onDevice(made(transpose(l.B))), onDevice(made(transpose(l.A))), l.scale);
         else lora.merge(Wd, onDevice(l.A), onDevice(l.B), l.scale);
       } else {
         const l = a.layers.get(module)!;
@@ -301,14 +295,10 @@ class CudaMerger {
           this.#projections ??= { A: a.projections.A.to('cuda'), B: a.projections.B.to('cuda') };
           vera.merge(Wd, this.#projections, onDevice(l.lambdaD), onDevice(l.lambdaB));
         } else {
-          const [inDim, out] = W.shape as [number, number];
-          const r = l.lambdaD.size, maxIn = a.projections.A.shape[1];
-          const A = a.projections.A.toFloat32Array(), B = a.projections.B.toFloat32Array();
-          const ld = l.lambdaD.toFloat32Array(), lb = l.lambdaB.toFloat32Array();
-          const dA = new Float32Array(inDim * r), bB = new Float32Array(r * out); // (λd ⊙ A[:, :in])ᵀ, (λb ⊙ B[:out, :])ᵀ
-          for (let j = 0; j < r; j++) for (let i = 0; i < inDim; i++) dA[i * r + j] = ld[j] * A[j * maxIn + i];
-          for (let o = 0; o < out; o++) for (let j = 0; j < r; j++) bB[j * out + o] = lb[o] * B[o * r + j];
-          lora.merge(Wd, onDevice(made(tensor(bB, [r, out]))), onDevice(made(tensor(dA, [inDim, r]))), 1);
+          const { bB, dA } = transposedFactors(a, l, W.shape[0]);
+          made(bB);
+          made(dA);
+          lora.merge(Wd, onDevice(bB), onDevice(dA), 1);
         }
       }
       native().cudaDownload({ block: Wd.deviceHandle('W'), dst: W.storage('W') });

@@ -60,18 +60,21 @@ export { veraProjections } from './vera.js';
 
 export type Adapter = LoraAdapter | VeraAdapter;
 
-/** The methods lowrank reads and writes, by adapter_config.json's peft_type. */
-const METHODS: ReadonlyMap<string, PeftMethod<Adapter, LoraAdapterInput | VeraAdapterInput>> = new Map([
+type Method = PeftMethod<Adapter, LoraAdapterInput | VeraAdapterInput>;
+
+/** The methods lowrank reads and writes, by adapter_config.json's peft_type: a new method is a module and a row. */
+const METHODS: ReadonlyMap<string, Method> = new Map<string, Method>([
   [lora.LORA.peftType, lora.LORA],
   [vera.VERA.peftType, vera.VERA],
-] as Array<[string, PeftMethod<Adapter, LoraAdapterInput | VeraAdapterInput>]>);
+]);
 
-const BY_KIND = new Map([...METHODS.values()].map((m) => [m.kind as string, m] as const));
+/** The same methods by the kind of their adapter objects ('lora', 'vera'). */
+const BY_KIND: ReadonlyMap<string, Method> = new Map([...METHODS.values()].map((m) => [m.kind, m]));
 /** '"LORA" or "VERA"', for the errors naming peft_type. */
 const PEFT_TYPES = [...METHODS.keys()].map((t) => JSON.stringify(t)).join(' or ');
 
 /** The method of a config's peft_type. */
-function methodOf(c: ConfigReader): PeftMethod<Adapter, LoraAdapterInput | VeraAdapterInput> {
+function methodOf(c: ConfigReader): Method {
   const peftType = c.config.peft_type;
   if (typeof peftType !== 'string') throw invalidType(PEFT_TYPES, c.name('peft_type'), peftType);
   const m = METHODS.get(peftType);
@@ -80,7 +83,7 @@ function methodOf(c: ConfigReader): PeftMethod<Adapter, LoraAdapterInput | VeraA
 }
 
 /** The adapter directory's files and config, and its tensors sorted by its method. */
-function open(dir: string): { scan: Scan; method: PeftMethod<Adapter, LoraAdapterInput | VeraAdapterInput> } {
+function open(dir: string): { scan: Scan; method: Method } {
   const files = adapterFiles(dir);
   const reader = new ConfigReader(parseConfigFile(files.config), files.config);
   const method = methodOf(reader);

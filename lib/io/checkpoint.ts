@@ -40,6 +40,7 @@ import { SafetensorsFile, SafetensorsWriter, type SafetensorsDtype, type TensorE
 export const INDEX_NAME = 'model.safetensors.index.json';
 export const MODEL_NAME = 'model.safetensors';
 
+// TODO(dtype.ts): the safetensors names of lowrank's dtypes.
 const FLOAT_DTYPES: Partial<Record<SafetensorsDtype, DType>> = { F32: 'float32', BF16: 'bfloat16', F16: 'float16' };
 const TO_SAFETENSORS: Record<DType, SafetensorsDtype> = { float32: 'F32', bfloat16: 'BF16', float16: 'F16' };
 
@@ -202,7 +203,7 @@ const MiB = 1024 * 1024;
 /** Unchanged tensors move in pieces of at most this many bytes (or elements, when converted). */
 const CHUNK_BYTES = 16 * MiB;
 const CHUNK_ELEMENTS = 4 * MiB;
-const BYTES: Record<DType, number> = { float32: 4, bfloat16: 2, float16: 2 };
+const BYTES: Record<DType, number> = { float32: 4, bfloat16: 2, float16: 2 }; // TODO(dtype.ts)
 const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
 const elements = (e: TensorEntry) => e.shape.reduce((a, b) => a * b, 1);

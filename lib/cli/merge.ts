@@ -1,10 +1,30 @@
 // `lowrank merge`: the command line over checkpoint.mergeCheckpoint (lib/io/checkpoint.ts), which
-// does the work. This file shows its progress (a bar on a terminal, a line per 10 % otherwise) and
-// prints its report (text, or JSON with --json); main.ts parses the arguments.
+// does the work. This file parses the command's arguments, shows its progress (a bar on a
+// terminal, a line per 10 % otherwise) and prints its report (text, or JSON with --json).
 import { SingleBar } from 'cli-progress';
-import { mergeCheckpoint, type MergeCheckpointOptions, type MergeProgress, type MergeReport } from '../io/checkpoint.js';
+import { mergeCheckpoint, type MergeProgress, type MergeReport } from '../io/checkpoint.js';
 import { setPoolBudget } from '../pool.js';
+import { type CommandSpec, HELP, parseCommand, required, usageOf } from './args.js';
 import { formatBytes } from './inspect.js';
+
+export const MERGE = {
+  usage: 'lowrank merge --base <model> --adapter <dir> --out <path> [options]',
+  summary: 'merge a PEFT LoRA / VeRA adapter into a base checkpoint, one tensor at a time',
+  options: {
+    base: { type: 'string', arg: '<path>', help: 'model.safetensors, model.safetensors.index.json, or a directory holding either (shards)' },
+    adapter: { type: 'string', arg: '<dir>', help: 'a PEFT adapter directory (adapter_config.json + adapter_model.safetensors)' },
+    out: {
+      type: 'string',
+      arg: '<path>',
+      help: 'a .safetensors file (one file, shards joined), or a directory (mirrors the base: same shard names + index)',
+    },
+    dtype: { type: 'string', values: ['float32', 'bfloat16', 'float16'], arg: '<dtype>', help: 'convert every floating-point tensor (default: keep each one\'s dtype)' },
+    device: { type: 'string', values: ['cpu', 'cuda'], arg: '<device>', help: 'where to compute the deltas (default cpu)' },
+    json: { type: 'boolean', help: 'print the report as JSON (and no progress)' },
+    quiet: { type: 'boolean', help: 'print nothing but errors' },
+    help: HELP,
+  },
+} satisfies CommandSpec;
 
 const MiB = 1024 * 1024;
 
@@ -51,26 +71,35 @@ function formatReport(r: MergeReport): string {
   ].join('\n');
 }
 
-/** The parsed command line of `lowrank merge`. */
-export interface MergeCommand extends Omit<MergeCheckpointOptions, 'onProgress'> {
-  /** Print the report as JSON (and no progress). */
-  json: boolean;
-  /** Print nothing but errors. */
-  quiet: boolean;
-}
-
-/** Runs the merge with progress and prints its report; returns the exit status (errors are thrown). */
-export function merge(c: MergeCommand): number {
+/** Runs `lowrank merge` with `argv` (the arguments after "merge"); returns the exit status (errors are thrown). */
+export function runMerge(argv: string[]): number {
+  const { values } = parseCommand('merge', MERGE, argv);
+  if (values.help) {
+    console.log(usageOf(MERGE));
+    return 0;
+  }
+  const base = required(values, 'merge', MERGE, 'base');
+  const adapter = required(values, 'merge', MERGE, 'adapter');
+  const out = required(values, 'merge', MERGE, 'out');
   // A command-line merge holds one tensor at a time: keep no freed buffers around for reuse.
   if (process.env.LOWRANK_POOL_BYTES === undefined) setPoolBudget(0);
-  const bar = progress(c.json || c.quiet);
+  const json = values.json === true;
+  const quiet = values.quiet === true;
+  const bar = progress(json || quiet);
   let report: MergeReport;
   try {
-    report = mergeCheckpoint({ base: c.base, adapter: c.adapter, out: c.out, dtype: c.dtype, device: c.device, onProgress: bar.onProgress });
+    report = mergeCheckpoint({
+      base,
+      adapter,
+      out,
+      dtype: values.dtype as 'float32' | 'bfloat16' | 'float16' | undefined,
+      device: values.device as 'cpu' | 'cuda' | undefined,
+      onProgress: bar.onProgress,
+    });
   } finally {
     bar.stop();
   }
-  if (c.json) console.log(JSON.stringify(report, null, 2));
-  else if (!c.quiet) console.log(formatReport(report));
+  if (json) console.log(JSON.stringify(report, null, 2));
+  else if (!quiet) console.log(formatReport(report));
   return 0;
 }

@@ -19,7 +19,6 @@
 // fan_in_fan_out (GPT-2's Conv1D) means the base stores W as [in, out]: A and B keep PEFT's
 // [r, in] / [out, r] layout and the delta is transposed when merged into such a W.
 //
-//
 // Each method is one module (lora.ts, vera.ts: its keys, shapes, checks, load, save and merge) and
 // one row of METHODS below, keyed by peft_type; config.ts reads and writes adapter_config.json and
 // adapter.ts holds what the methods share.

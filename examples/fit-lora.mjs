@@ -3,7 +3,7 @@
 //
 //   teacher: y* = x (W0 + ΔW)ᵀ with ΔW of rank 4 (unknown to the student)
 //   student: y  = x W0ᵀ + s · (x Aᵀ) Bᵀ with a rank-8 adapter; W0 frozen
-import { backends, lora, memory, randn, zeros } from 'lowrank';
+import { backends, linear, lora, memory, randn, zeros } from 'lowrank';
 
 const IN = 384, OUT = 256, T = 512, RANK = 8, ALPHA = 16, TRUE_RANK = 4;
 const STEPS = 300, LR = 2e-3;
@@ -85,7 +85,7 @@ const x = randn([64, IN], { seed: 7 });
 const viaAdapter = lora.forward(x, W0, A, B, { scale });
 const merged = W0.clone();
 lora.merge(merged, A, B, scale, { safe: true });
-const viaMerged = lora.forward(x, merged, A, zeros([OUT, RANK]), { scale: 0 });
+const viaMerged = linear.forward(x, merged); // the plain layer: no adapter product left
 const a = viaAdapter.y.storage(), b = viaMerged.y.storage();
 let maxDiff = 0, maxAbs = 0;
 for (let i = 0; i < a.length; i++) {

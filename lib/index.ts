@@ -23,7 +23,8 @@ export * as linear from './ops/linear.js';
 export * as vera from './ops/vera.js';
 export * as safetensors from './io/safetensors.js';
 export * as torchRandom from './io/torch-random.js';
-export * as peft from './io/peft.js';
+export * as peft from './io/peft/index.js';
+export * as checkpoint from './io/checkpoint.js';
 export type { DropoutOption } from './validate.js';
 export type {
   LoraForwardOptions,
@@ -60,4 +61,5 @@ export type {
   VeraAdapter,
   VeraAdapterInput,
   VeraLayerWeights,
-} from './io/peft.js';
+} from './io/peft/index.js';
+export type { MergeCheckpointOptions, MergeProgress, MergeReport } from './io/checkpoint.js';

@@ -1,8 +1,8 @@
 // Layer classes: LoraLinear ('lora', 'lora-fa', 'delta-lora'), VeraLinear and Linear, with an
 // optimizer: forward equals the ops, backward accumulates into parameters()' grads, savedBytes
 // keeps each method's memory promise, merge/unmerge, and Delta-LoRA's W update after a step.
-import { describe, expect, it } from 'vitest';
-import { Linear, LoraLinear, lora, optim, tensor, vera, VeraLinear } from '../lib/index.js';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { Linear, linear, LoraLinear, lora, optim, tensor, vera, VeraLinear } from '../lib/index.js';
 import { errorOf, matmulNN, randomF32, relErr } from './helpers/reference.js';
 
 const T = 7, I = 45, O = 37, R = 8;
@@ -114,6 +114,34 @@ describe('VeraLinear', () => {
     layer.merge();
     expect(relErr(layer.forward(x, { training: false }).toFloat32Array(), before)).toBeLessThan(1e-5);
     layer.unmerge();
+  });
+});
+
+describe('a merged layer', () => {
+  afterEach(() => vi.restoreAllMocks());
+
+  it.each(['lora', 'vera'] as const)('%s: forward is linear.forward with the merged W, bit for bit, and never calls the adapter op', (method) => {
+    const { x, W, bias, dy, A, B } = inputs(7);
+    const layer =
+      method === 'lora'
+        ? new LoraLinear({ weight: W, bias, rank: R, alpha: 16, A, B })
+        : new VeraLinear({ weight: W, bias, projections: vera.projections({ rank: 16, maxIn: 64, maxOut: 64, seed: 9 }) });
+    if (layer instanceof VeraLinear) (layer.lambdaB.storage() as Float32Array).set(randomF32(O, 70));
+    layer.merge();
+    const adapterForward = method === 'lora' ? vi.spyOn(lora, 'forward') : vi.spyOn(vera, 'forward');
+    const linearForward = vi.spyOn(linear, 'forward');
+    const y = layer.forward(x, { training: false });
+    expect(adapterForward).not.toHaveBeenCalled();
+    expect(linearForward).toHaveBeenCalledTimes(1);
+    vi.restoreAllMocks();
+    const ref = linear.forward(x, W, { bias });
+    expect(Buffer.from(y.toFloat32Array().buffer)).toEqual(Buffer.from(ref.y.toFloat32Array().buffer));
+    // As before: a merged layer keeps nothing for backward and refuses to train.
+    expect(layer.savedBytes).toBe(0);
+    expect(errorOf(() => layer.backward(dy))).toEqual({ cls: 'RangeError', message: 'Expected a training forward() before backward() for layer but received "no saved state"' });
+    expect(errorOf(() => layer.forward(x))).toEqual({ cls: 'RangeError', message: 'Expected an unmerged layer to train (call unmerge() first) for layer but received "merged"' });
+    layer.unmerge();
+    expect(layer.merged).toBe(false);
   });
 });
 

@@ -652,6 +652,29 @@ describe('errors name the file and the key', () => {
     });
   });
 
+  it('the method table: a peft_type or kind outside it gives the same error everywhere', () => {
+    const ia3 = fixture('ia3', loraConfig({ peft_type: 'IA3' }));
+    const message = `Expected "LORA" or "VERA" for peft_type in ${cfgFile(ia3)} but received "IA3" (lowrank reads LoRA and VeRA adapters)`;
+    expect(errorOf(() => peft.loadAdapter(ia3))).toEqual({ cls: 'RangeError', message });
+    expect(errorOf(() => peft.describeAdapter(ia3))).toEqual({ cls: 'RangeError', message });
+    expect(peft.readConfig(ia3).peft_type).toBe('IA3'); // readConfig reads any config
+    // saving: the config written must still name a method of the table
+    const layers = new Map([[Q, { A: tensor(data[Q].A, [R, IN]), B: tensor(data[Q].B, [OUT[Q], R]) }]]);
+    expect(errorOf(() => peft.saveAdapter(newDir('ia3-save'), { kind: 'lora', layers }, { extraConfig: { peft_type: 'IA3' } }))).toEqual({
+      cls: 'RangeError',
+      message: 'Expected "LORA" or "VERA" for peft_type in the adapter_config.json being saved but received "IA3"',
+    });
+    const other = { kind: 'ia3', layers: new Map() } as unknown as peft.Adapter;
+    expect(errorOf(() => peft.saveAdapter(newDir('ia3-kind'), other)).message).toMatch(/^Expected an adapter \(\{ kind: 'lora' \| 'vera', layers, \.\.\. \}\) for adapter but received /);
+    expect(errorOf(() => peft.mergeWeight(other, Q, tensor(new Float32Array(4), [2, 2]))).message).toMatch(/^Expected an adapter from peft\.loadAdapter for adapter but received /);
+    // each row's kind is checked by the functions of one method
+    const veraLike = { kind: 'vera', layers: new Map() } as unknown as peft.LoraAdapter;
+    expect(errorOf(() => peft.loraLayer(veraLike, Q, tensor(new Float32Array(4), [2, 2])))).toEqual({
+      cls: 'RangeError',
+      message: 'Expected a LoRA adapter for adapter but received "VeRA adapter"',
+    });
+  });
+
   it('bad JSON and bad config values', () => {
     const bad = fixture('bad-json', '{"peft_type": "LORA", "r": 4,');
     const e = errorOf(() => peft.loadAdapter(bad));

@@ -9,8 +9,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { peft } from '../lib/index.js';
-import { bf16Value, matmulNN, randomF32, relErr } from './helpers/reference.js';
+import { checkpoint, peft } from '../lib/index.js';
+import { bf16Value, errorOf, matmulNN, randomF32, relErr } from './helpers/reference.js';
 import { type FixtureTensor, fromBf16Bits, parseSafetensors, safetensorsBytes, toBf16Bits } from './helpers/safetensors-fixture.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -301,6 +301,12 @@ describe('lowrank merge', () => {
     const none = cli(['merge', '--base', path.join(tmp, 'nope'), '--adapter', adapterDir, '--out', path.join(tmp, 'n.safetensors')]);
     expect(none.status).toBe(1);
     expect(none.stderr.trim()).toBe(`lowrank merge: Expected a .safetensors file or a model directory for --base but received "${path.join(tmp, 'nope')}" (no such file or directory)`);
+    // The library function the command runs throws what it prints (test/24-checkpoint.test.ts tests the library).
+    for (const [r, base] of [[missing, other], [none, path.join(tmp, 'nope')]] as const) {
+      const e = errorOf(() => checkpoint.mergeCheckpoint({ base, adapter: adapterDir, out: path.join(tmp, 'lib.safetensors') }));
+      expect(`lowrank merge: ${e.message}`).toBe(r.stderr.trim());
+      expect(e.cls).toBe('RangeError');
+    }
     expect(readdirSync(tmp).filter((f) => f.startsWith('m.safetensors') || f.startsWith('c.safetensors'))).toEqual([]);
   });
 });

@@ -3,7 +3,7 @@
 import { existsSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { invalidRange, invalidType } from '../errors.js';
-import * as peft from '../io/peft.js';
+import * as peft from '../io/peft/index.js';
 import { DTYPE_BYTES, SafetensorsFile } from '../io/safetensors.js';
 import { formatShape } from '../tensor.js';
 

@@ -9,56 +9,13 @@
 import { spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
-import { SingleBar } from 'cli-progress';
-import { setPoolBudget } from '../pool.js';
+import { type CommandSpec, HELP, parseCommand, UsageError, usageOf } from './args.js';
 import { demo, parseDemoArgs } from './demo.js';
-import { formatBytes, formatInspect, inspect, inspectJson } from './inspect.js';
-import { mergeCheckpoint, type MergeProgress, type MergeReport } from './merge.js';
-
-/** A bad command line (exit status 2), as opposed to a failure while running (1). */
-class UsageError extends RangeError {
-  override name = 'RangeError';
-}
-
-interface OptionSpec {
-  type: 'string' | 'boolean';
-  /** Allowed values of a string option. */
-  values?: readonly string[];
-  /** Placeholder in the usage text. */
-  arg?: string;
-  help: string;
-}
-
-interface CommandSpec {
-  usage: string;
-  summary: string;
-  options: Record<string, OptionSpec>;
-  /** Positional arguments: exactly this many (with a name for messages). */
-  positionals?: { count: number; name: string };
-}
-
-const HELP: OptionSpec = { type: 'boolean', help: 'show this text' };
+import { formatInspect, inspect, inspectJson } from './inspect.js';
+import { MERGE, runMerge } from './merge.js';
 
 const COMMANDS = {
-  merge: {
-    usage: 'lowrank merge --base <model> --adapter <dir> --out <path> [options]',
-    summary: 'merge a PEFT LoRA / VeRA adapter into a base checkpoint, one tensor at a time',
-    options: {
-      base: { type: 'string', arg: '<path>', help: 'model.safetensors, model.safetensors.index.json, or a directory holding either (shards)' },
-      adapter: { type: 'string', arg: '<dir>', help: 'a PEFT adapter directory (adapter_config.json + adapter_model.safetensors)' },
-      out: {
-        type: 'string',
-        arg: '<path>',
-        help: 'a .safetensors file (one file, shards joined), or a directory (mirrors the base: same shard names + index)',
-      },
-      dtype: { type: 'string', values: ['float32', 'bfloat16', 'float16'], arg: '<dtype>', help: 'convert every floating-point tensor (default: keep each one\'s dtype)' },
-      device: { type: 'string', values: ['cpu', 'cuda'], arg: '<device>', help: 'where to compute the deltas (default cpu)' },
-      json: { type: 'boolean', help: 'print the report as JSON (and no progress)' },
-      quiet: { type: 'boolean', help: 'print nothing but errors' },
-      help: HELP,
-    },
-  },
+  merge: MERGE,
   inspect: {
     usage: 'lowrank inspect <adapter dir | file.safetensors> [--json]',
     summary: 'method, rank, alpha, scale, targets and layer shapes of an adapter; entries of a safetensors file',
@@ -77,25 +34,6 @@ const COMMANDS = {
   },
 } satisfies Record<string, CommandSpec>;
 
-type CommandName = keyof typeof COMMANDS;
-
-function usageOf(name: CommandName): string {
-  const spec: CommandSpec = COMMANDS[name];
-  const lines = [`${spec.usage}`, '', spec.summary];
-  const opts = Object.entries(spec.options);
-  if (opts.length) {
-    lines.push('', 'Options:');
-    const label = ([k, o]: [string, OptionSpec]) => `--${k}${o.arg ? ` ${o.arg}` : ''}`;
-    const width = Math.max(...opts.map((e) => label(e).length)) + 2;
-    for (const e of opts) {
-      const [, o] = e;
-      const values = o.values ? ` [${o.values.join(' | ')}]` : '';
-      lines.push(`  ${label(e).padEnd(width)}${o.help}${values}`);
-    }
-  }
-  return lines.join('\n');
-}
-
 function mainUsage(): string {
   const width = Math.max(...Object.keys(COMMANDS).map((k) => k.length)) + 2;
   return [
@@ -110,134 +48,12 @@ function mainUsage(): string {
   ].join('\n');
 }
 
-/** Parses argv against a command's options; every mistake is a UsageError in the house format. */
-function parseCommand(name: CommandName, argv: string[]): { values: Record<string, string | boolean | undefined>; positionals: string[] } {
-  const spec: CommandSpec = COMMANDS[name];
-  const options = Object.fromEntries(Object.entries(spec.options).map(([k, o]) => [k, { type: o.type }]));
-  const { tokens } = parseArgs({ args: argv, options, strict: false, allowPositionals: true, tokens: true });
-  const known = Object.keys(spec.options).map((k) => `--${k}`);
-  const values: Record<string, string | boolean | undefined> = {};
-  const positionals: string[] = [];
-  for (const t of tokens) {
-    if (t.kind === 'positional') {
-      positionals.push(t.value);
-      continue;
-    }
-    if (t.kind === 'option-terminator') continue;
-    const o = spec.options[t.name];
-    if (!o) throw new UsageError(`Expected one of ${known.join(', ')} for an option of lowrank ${name} but received ${JSON.stringify(t.rawName)}`);
-    if (o.type === 'boolean') {
-      if (t.value !== undefined) throw new UsageError(`Expected no value for ${t.rawName} but received ${JSON.stringify(t.value)}`);
-      values[t.name] = true;
-      continue;
-    }
-    if (t.value === undefined || (!t.inlineValue && t.value.startsWith('--')))
-      throw new UsageError(`Expected a value for ${t.rawName} but received ${t.value === undefined ? 'nothing' : `the option ${JSON.stringify(t.value)}`}`);
-    if (o.values && !o.values.includes(t.value)) throw new UsageError(`Expected ${o.values.join(', ')} for ${t.rawName} but received ${JSON.stringify(t.value)}`);
-    if (values[t.name] !== undefined) throw new UsageError(`Expected ${t.rawName} once but received it twice`);
-    values[t.name] = t.value;
-  }
-  if (values.help) return { values, positionals };
-  const want = spec.positionals?.count ?? 0;
-  if (positionals.length !== want)
-    throw new UsageError(
-      want === 0
-        ? `Expected no positional arguments for lowrank ${name} but received ${JSON.stringify(positionals[0])}`
-        : `Expected ${spec.positionals!.name} for lowrank ${name} but received ${positionals.length === 0 ? 'none' : `${positionals.length} (${positionals.map((p) => JSON.stringify(p)).join(' ')})`}`,
-    );
-  return { values, positionals };
-}
-
-function required(values: Record<string, unknown>, name: CommandName, key: string): string {
-  const v = values[key];
-  if (typeof v !== 'string') throw new UsageError(`Expected --${key} ${(COMMANDS[name] as CommandSpec).options[key]?.arg ?? '<value>'} for lowrank ${name} but received nothing`);
-  return v;
-}
-
-// ---- merge ---------------------------------------------------------------------------------
-
-const MiB = 1024 * 1024;
-
-/** A progress bar on a terminal; otherwise a plain line per 10 % (for logs and pipes). */
-function progress(quiet: boolean): { onProgress?: (p: MergeProgress) => void; stop: () => void } {
-  if (quiet) return { stop: () => {} };
-  if (process.stdout.isTTY) {
-    let bar: SingleBar | null = null;
-    return {
-      onProgress: (p) => {
-        if (!bar) {
-          bar = new SingleBar({
-            format: 'merging {bar} {percentage}% | {value}/{total} MiB | {tensors}/{totalTensors} tensors',
-            hideCursor: true,
-            stream: process.stdout,
-          });
-          bar.start(Math.max(1, Math.round(p.totalBytes / MiB)), 0, { tensors: 0, totalTensors: p.totalTensors });
-        }
-        bar.update(Math.round(p.bytes / MiB), { tensors: p.tensors, totalTensors: p.totalTensors });
-      },
-      stop: () => bar?.stop(),
-    };
-  }
-  let next = 0.1;
-  return {
-    onProgress: (p) => {
-      const f = p.totalBytes > 0 ? p.bytes / p.totalBytes : p.tensors / p.totalTensors;
-      if (f + 1e-12 < next && p.tensors < p.totalTensors) return;
-      while (next <= f + 1e-12) next += 0.1;
-      console.log(
-        `merge: ${Math.round(f * 100)}% (${p.tensors}/${p.totalTensors} tensors, ${(p.bytes / MiB).toFixed(1)} of ${(p.totalBytes / MiB).toFixed(1)} MiB)`,
-      );
-    },
-    stop: () => {},
-  };
-}
-
-function formatReport(r: MergeReport): string {
-  return [
-    `merged ${r.merged} adapted weights${r.biases ? `, ${r.biases} biases` : ''}${r.replaced ? `, replaced ${r.replaced} tensors (modules_to_save)` : ''}; ` +
-      `copied ${r.copied} tensors unchanged${r.converted ? `, converted ${r.converted}` : ''} (${r.tensors} in all)`,
-    `wrote ${formatBytes(r.bytesWritten)} (read ${formatBytes(r.bytesRead)}) in ${r.seconds.toFixed(2)} s to ${r.outputs.join(', ')}`,
-    `peak RSS ${formatBytes(r.peakRssBytes)} (largest tensor ${formatBytes(r.largestTensorBytes)})`,
-  ].join('\n');
-}
-
-function runMerge(argv: string[]): number {
-  const { values } = parseCommand('merge', argv);
-  if (values.help) {
-    console.log(usageOf('merge'));
-    return 0;
-  }
-  const base = required(values, 'merge', 'base');
-  const adapter = required(values, 'merge', 'adapter');
-  const out = required(values, 'merge', 'out');
-  // A command-line merge holds one tensor at a time: keep no freed buffers around for reuse.
-  if (process.env.LOWRANK_POOL_BYTES === undefined) setPoolBudget(0);
-  const json = values.json === true;
-  const bar = progress(json || values.quiet === true);
-  let report: MergeReport;
-  try {
-    report = mergeCheckpoint({
-      base,
-      adapter,
-      out,
-      dtype: values.dtype as 'float32' | 'bfloat16' | 'float16' | undefined,
-      device: values.device as 'cpu' | 'cuda' | undefined,
-      onProgress: bar.onProgress,
-    });
-  } finally {
-    bar.stop();
-  }
-  if (json) console.log(JSON.stringify(report, null, 2));
-  else if (values.quiet !== true) console.log(formatReport(report));
-  return 0;
-}
-
 // ---- inspect -------------------------------------------------------------------------------
 
 function runInspect(argv: string[]): number {
-  const { values, positionals } = parseCommand('inspect', argv);
+  const { values, positionals } = parseCommand('inspect', COMMANDS.inspect, argv);
   if (values.help) {
-    console.log(usageOf('inspect'));
+    console.log(usageOf(COMMANDS.inspect));
     return 0;
   }
   const result = inspect(positionals[0]);
@@ -274,7 +90,7 @@ function runBench(argv: string[]): Promise<number> {
   if (argv.includes('--help') || argv.includes('-h')) {
     console.log(
       [
-        usageOf('bench'),
+        usageOf(COMMANDS.bench),
         '',
         'Options (passed to bench/run.mjs):',
         '  --quick             small shapes, few repetitions (a smoke run in seconds)',

@@ -6,6 +6,7 @@
 import { invalidRange, invalidType } from '../errors.js';
 import { bool, finite, options, positiveInt } from '../validate.js';
 import * as deltaLora from '../ops/delta-lora.js';
+import * as linear from '../ops/linear.js';
 import * as lora from '../ops/lora.js';
 import { type LoraSaved } from '../ops/lora.js';
 import { Tensor } from '../tensor.js';
@@ -88,8 +89,8 @@ export class LoraLinear extends AdapterLayer<LoraSaved> {
   /** y = x Wᵀ + b + s·(D(x) Aᵀ) Bᵀ. With `training` (default true) it keeps what backward needs. */
   forward(x: Tensor, opts?: { training?: boolean }): Tensor {
     const training = this.beginForward(opts);
-    // Merged: the adapter lives in W, so a base-only forward (a rank-1 zero adapter costs nothing).
-    if (this.isMerged) return this.#baseForward(x);
+    // Merged: the adapter lives in W, so the plain linear forward (beginForward refused training).
+    if (this.isMerged) return linear.forward(x, this.weight, { bias: this.bias }).y;
     const { y, saved } = lora.forward(x, this.weight, this.A, this.B, {
       scale: this.scale,
       bias: this.bias,
@@ -97,17 +98,6 @@ export class LoraLinear extends AdapterLayer<LoraSaved> {
       frozenA: this.variant === 'lora-fa',
     });
     this.keep(training, saved);
-    return y;
-  }
-
-  #baseForward(x: Tensor): Tensor {
-    const [out] = this.weight.shape as [number, number];
-    const zeroB = Tensor.empty([out, 1], 'float32', x.device, true);
-    const zeroA = Tensor.empty([1, this.weight.shape[1]], 'float32', x.device, true);
-    const { y, saved } = lora.forward(x, this.weight, zeroA, zeroB, { scale: 0, bias: this.bias });
-    saved.dispose();
-    zeroA.dispose();
-    zeroB.dispose();
     return y;
   }
 

@@ -2,6 +2,7 @@
 // every layer of a model (sized by the largest in/out); a layer trains only λd [r] and λb [out].
 import { invalidRange } from '../errors.js';
 import { options } from '../validate.js';
+import * as linear from '../ops/linear.js';
 import * as vera from '../ops/vera.js';
 import { type VeraProjectionPair, type VeraSaved } from '../ops/vera.js';
 import { Tensor } from '../tensor.js';
@@ -53,13 +54,12 @@ export class VeraLinear extends AdapterLayer<VeraSaved> {
 
   forward(x: Tensor, opts?: { training?: boolean }): Tensor {
     const training = this.beginForward(opts);
-    // Merged: the adapter lives in W; λb = 0 turns the adapter path off.
-    const lambdaB = this.isMerged ? Tensor.empty(this.lambdaB.shape, 'float32', x.device, true) : this.lambdaB;
-    const { y, saved } = vera.forward(x, this.weight, this.projections, this.lambdaD, lambdaB, {
+    // Merged: the adapter lives in W, so the plain linear forward (beginForward refused training).
+    if (this.isMerged) return linear.forward(x, this.weight, { bias: this.bias }).y;
+    const { y, saved } = vera.forward(x, this.weight, this.projections, this.lambdaD, this.lambdaB, {
       bias: this.bias,
       dropout: this.dropoutFor(training),
     });
-    if (this.isMerged) lambdaB.dispose();
     this.keep(training, saved);
     return y;
   }

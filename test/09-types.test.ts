@@ -13,6 +13,7 @@ import {
   type Backends,
   type Device,
   type DType,
+  type FloatDType,
   type LoraGrads,
   type LoraSaved,
   type MemoryInfo,
@@ -26,8 +27,9 @@ describe('public types', () => {
     expectTypeOf(zeros).returns.toEqualTypeOf<Tensor>();
     expectTypeOf(randn).returns.toEqualTypeOf<Tensor>();
     expectTypeOf(rand).returns.toEqualTypeOf<Tensor>();
-    expectTypeOf<Tensor['dtype']>().toEqualTypeOf<'float32' | 'bfloat16' | 'float16'>();
-    expectTypeOf<DType>().toEqualTypeOf<'float32' | 'bfloat16' | 'float16'>();
+    expectTypeOf<Tensor['dtype']>().toEqualTypeOf<'float32' | 'bfloat16' | 'float16' | 'int32'>();
+    expectTypeOf<DType>().toEqualTypeOf<'float32' | 'bfloat16' | 'float16' | 'int32'>();
+    expectTypeOf<FloatDType>().toEqualTypeOf<'float32' | 'bfloat16' | 'float16'>();
     expectTypeOf<Tensor['device']>().toEqualTypeOf<'cpu' | 'cuda'>();
     expectTypeOf<Device>().toEqualTypeOf<'cpu' | 'cuda'>();
     expectTypeOf<Tensor['shape']>().toEqualTypeOf<Shape>();

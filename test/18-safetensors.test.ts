@@ -94,7 +94,7 @@ describe('round trip', () => {
     expect(file.entry('ids')).toEqual({ name: 'ids', dtype: 'I64', shape: [3], begin: 0, end: 24 });
     expect(errorOf(() => file.read('ids'))).toEqual({
       cls: 'TypeError',
-      message: `Expected an F32, BF16 or F16 tensor for tensor "ids" in ${JSON.stringify(path)} but received dtype I64 (dtype I64 is not supported by lowrank's ops; readBytes() returns its raw bytes)`,
+      message: `Expected an F32, BF16, F16 or I32 tensor for tensor "ids" in ${JSON.stringify(path)} but received dtype I64 (dtype I64 is not supported by lowrank's ops; readBytes() returns its raw bytes)`,
     });
     file.close();
   });

@@ -23,20 +23,21 @@
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { backends } from '../backends.js';
+import { type DType, dtypeCode } from '../dtype.js';
 import { invalidRange, invalidRangeText, invalidType } from '../errors.js';
 import * as peft from '../io/peft.js';
 import { writeFileAtomic } from '../io/atomic.js';
 import { SafetensorsFile, SafetensorsWriter, type SafetensorsDtype, type TensorEntry } from '../io/safetensors.js';
-import { native } from '../native.js';
+import { type HostMemory, native } from '../native.js';
 import * as lora from '../ops/lora.js';
 import * as vera from '../ops/vera.js';
-import { formatShape, tensor, Tensor, type DType } from '../tensor.js';
+import { formatShape, tensor, Tensor, type FloatDType } from '../tensor.js';
 
 export const INDEX_NAME = 'model.safetensors.index.json';
 export const MODEL_NAME = 'model.safetensors';
 
-const FLOAT_DTYPES: Partial<Record<SafetensorsDtype, DType>> = { F32: 'float32', BF16: 'bfloat16', F16: 'float16' };
-const TO_SAFETENSORS: Record<DType, SafetensorsDtype> = { float32: 'F32', bfloat16: 'BF16', float16: 'F16' };
+const FLOAT_DTYPES: Partial<Record<SafetensorsDtype, FloatDType>> = { F32: 'float32', BF16: 'bfloat16', F16: 'float16' };
+const TO_SAFETENSORS: Record<FloatDType, SafetensorsDtype> = { float32: 'F32', bfloat16: 'BF16', float16: 'F16' };
 
 export interface MergeProgress {
   /** Tensors written so far, and in all. */
@@ -57,7 +58,7 @@ export interface MergeCheckpointOptions {
   /** A .safetensors file, or a directory (mirrors the base's shards). */
   out: string;
   /** Convert every floating-point tensor to this dtype (default: each keeps its own). */
-  dtype?: DType;
+  dtype?: FloatDType;
   device?: 'cpu' | 'cuda';
   onProgress?: (p: MergeProgress) => void;
 }
@@ -194,22 +195,21 @@ const MiB = 1024 * 1024;
 /** Unchanged tensors move in pieces of at most this many bytes (or elements, when converted). */
 const CHUNK_BYTES = 16 * MiB;
 const CHUNK_ELEMENTS = 4 * MiB;
-const BYTES: Record<DType, number> = { float32: 4, bfloat16: 2, float16: 2 };
-const DTYPE_CODE: Record<DType, number> = { float32: 0, bfloat16: 1, float16: 2 };
+const BYTES: Record<FloatDType, number> = { float32: 4, bfloat16: 2, float16: 2 };
 const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
 const elements = (e: TensorEntry) => e.shape.reduce((a, b) => a * b, 1);
 
 /** The dtype a changed tensor is worked on in: bfloat16 W merges as bfloat16 when it stays so, else float32. */
-function workDtype(kind: 'merge' | 'bias' | 'replace', stored: DType, target: DType): DType {
+function workDtype(kind: 'merge' | 'bias' | 'replace', stored: FloatDType, target: FloatDType): FloatDType {
   if (kind !== 'merge') return 'float32';
   return stored === 'float32' || (stored === 'bfloat16' && target === 'bfloat16') ? stored : 'float32';
 }
 
 /** Converts between float32 / bfloat16 / float16 storage (round to nearest even) into `dst`. */
-function convert(src: Float32Array | Uint16Array, from: DType, dst: Float32Array | Uint16Array, to: DType): void {
+function convert(src: HostMemory, from: DType, dst: HostMemory, to: DType): void {
   if (from === to) dst.set(src);
-  else native().convert({ src: { data: src, dtype: DTYPE_CODE[from] }, dst: { data: dst, dtype: DTYPE_CODE[to] } });
+  else native().convert({ src: { data: src, dtype: dtypeCode(from) }, dst: { data: dst, dtype: dtypeCode(to) } });
 }
 
 /**
@@ -473,7 +473,7 @@ export function mergeCheckpoint(o: MergeCheckpointOptions): MergeReport {
       }
       return dst;
     };
-    const view = (buffer: ArrayBuffer, dtype: DType, n: number) => (dtype === 'float32' ? new Float32Array(buffer, 0, n) : new Uint16Array(buffer, 0, n));
+    const view = (buffer: ArrayBuffer, dtype: FloatDType, n: number) => (dtype === 'float32' ? new Float32Array(buffer, 0, n) : new Uint16Array(buffer, 0, n));
     try {
       for (const p of plan) {
         const declared = p.names.map((name) => {
@@ -513,7 +513,7 @@ export function mergeCheckpoint(o: MergeCheckpointOptions): MergeReport {
             readInto(file, entry, 0, bytes);
             const work = workDtype(action.kind, S, D);
             const wrappers: Tensor[] = [];
-            const wrap = (buffer: ArrayBuffer, dtype: DType) => {
+            const wrap = (buffer: ArrayBuffer, dtype: FloatDType) => {
               const t = tensor(view(buffer, dtype, n), [...entry.shape], { dtype });
               wrappers.push(t);
               return t;

@@ -32,7 +32,7 @@ import { VeraLinear } from '../layers/vera-linear.js';
 import * as lora from '../ops/lora.js';
 import * as vera from '../ops/vera.js';
 import type { VeraProjectionPair } from '../ops/vera.js';
-import { formatShape, Tensor, type DType } from '../tensor.js';
+import { formatShape, Tensor, type FloatDType } from '../tensor.js';
 import { writeFileAtomic } from './atomic.js';
 import { SafetensorsFile, writeSafetensors, type SafetensorsDtype, type TensorEntry, type WriteEntry } from './safetensors.js';
 import { peftVeraProjections } from './torch-random.js';
@@ -66,7 +66,7 @@ interface AdapterCommon {
   /** Where it was loaded from (absent for adapters built in memory). */
   dir?: string;
   /** The dtype its tensors were stored in; saveAdapter writes this dtype back by default. */
-  dtype: DType;
+  dtype: FloatDType;
   /** fan_in_fan_out: the base stores W as [in, out] (GPT-2 Conv1D). */
   fanInFanOut: boolean;
   /** Trained biases [out] by module path (bias "all" / "lora_only" / "vera_only"): they replace the base's. */
@@ -118,7 +118,7 @@ interface AdapterInputCommon {
   modulesToSave?: Map<string, Tensor>;
   /** A loaded adapter's config: its keys are kept (read-modify-write). */
   config?: PeftConfig;
-  dtype?: DType;
+  dtype?: FloatDType;
 }
 
 /** What saveAdapter accepts for LoRA: a loaded adapter, or layers built in Node (a LoraLinear has A, B and scale). */
@@ -164,8 +164,8 @@ export interface LoadOptions {
 
 // ---- reading adapter_config.json ---------------------------------------------------------
 
-const SAFETENSORS_TO_DTYPE: Partial<Record<SafetensorsDtype, DType>> = { F32: 'float32', BF16: 'bfloat16', F16: 'float16' };
-const DTYPE_TO_SAFETENSORS: Record<DType, SafetensorsDtype> = { float32: 'F32', bfloat16: 'BF16', float16: 'F16' };
+const SAFETENSORS_TO_DTYPE: Partial<Record<SafetensorsDtype, FloatDType>> = { F32: 'float32', BF16: 'bfloat16', F16: 'float16' };
+const DTYPE_TO_SAFETENSORS: Record<FloatDType, SafetensorsDtype> = { float32: 'F32', bfloat16: 'BF16', float16: 'F16' };
 
 /** Resolves `dir` (or a file inside it) to the adapter directory and its two files. */
 function adapterFiles(dir: unknown): { dir: string; config: string; weights: string } {
@@ -310,7 +310,7 @@ interface Scan {
   modulesToSave: Map<string, TensorEntry>;
   projA?: TensorEntry;
   projB?: TensorEntry;
-  dtype: DType;
+  dtype: FloatDType;
 }
 
 function unexpectedKey(file: string, kind: 'lora' | 'vera', key: string, detail?: string): RangeError {
@@ -340,7 +340,7 @@ function scan(dir: string): Scan {
     const layers = new Map<string, LoraSlots & VeraSlots>();
     const biases = new Map<string, TensorEntry>();
     const modulesToSave = new Map<string, TensorEntry>();
-    const dtypes = new Map<DType, number>();
+    const dtypes = new Map<FloatDType, number>();
     let projA: TensorEntry | undefined, projB: TensorEntry | undefined;
     const slot = (module: string) => {
       let s = layers.get(module);
@@ -986,7 +986,7 @@ export interface SaveOptions {
   /** Keys merged into adapter_config.json last (checked: the result must still describe the tensors). */
   extraConfig?: Record<string, unknown>;
   /** The dtype to store the tensors in (default: the adapter's `dtype`, else float32). */
-  dtype?: DType;
+  dtype?: FloatDType;
   /** VeRA: store vera_A / vera_B (default: the adapter's saveProjection, else true). */
   saveProjection?: boolean;
 }
@@ -1092,6 +1092,7 @@ function tensorArg(t: unknown, name: string, dims?: number): Tensor {
   if (!(t instanceof Tensor)) throw invalidType('a Tensor', name, t);
   t.storage(name);
   if (t.device !== 'cpu') throw invalidRange('a tensor on cpu', name, t);
+  if (t.dtype === 'int32') throw invalidType('a float32, bfloat16 or float16 Tensor', name, t, 'dtype is int32');
   if (dims !== undefined && t.shape.length !== dims) throw invalidRange(`a ${dims}-D tensor`, name, t);
   return t;
 }

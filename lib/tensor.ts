@@ -474,10 +474,9 @@ function checkOptions(opts: unknown, name: string, fallback: DType = 'float32'):
   };
 }
 
-/** `data` holds the n elements of shape `s`, else a RangeError. */
-function checkLength(data: Storage | readonly number[], n: number, s: readonly number[]): void {
-  if (data.length !== n)
-    throw invalidRangeText(`${n} elements (shape ${formatShape(s)})`, 'data', `${describe(data)} with ${data.length} elements`);
+/** `data`, of `length` elements, holds the n elements of shape `s`, else a RangeError. */
+function checkLength(data: unknown, length: number, n: number, s: readonly number[]): void {
+  if (length !== n) throw invalidRangeText(`${n} elements (shape ${formatShape(s)})`, 'data', `${describe(data)} with ${length} elements`);
 }
 
 const INT32_MIN = -(2 ** 31);
@@ -496,7 +495,7 @@ function int32Tensor(data: unknown, s: readonly number[], device: Device): Tenso
     }
     values = Int32Array.from(data as number[]);
   } else throw invalidType('an Int32Array or an array of integers', 'data', data);
-  checkLength(values, sizeOf(s), s);
+  checkLength(data, values.length, sizeOf(s), s);
   if (device === 'cuda') return filledBy(Tensor.empty(s, 'int32', 'cuda'), (t) => native().cudaUpload({ block: t.deviceHandle(), src: values }));
   return new Tensor(values, s, 'int32', device, Array.isArray(data) ? 'pooled' : 'borrowed');
 }
@@ -529,8 +528,7 @@ export function tensor(data: Float32Array | Uint16Array | Int32Array | readonly 
         : `a Float32Array, a Uint16Array of ${dtype} bits or an array of numbers`;
     throw invalidType(expected, 'data', data);
   }
-  if (values.length !== n)
-    throw invalidRangeText(`${n} elements (shape ${formatShape(s)})`, 'data', `${describe(data)} with ${values.length} elements`);
+  checkLength(data, values.length, n, s);
   if (device === 'cuda') {
     let host: Storage = values;
     if (!(values instanceof Uint16Array) && dtype !== 'float32') {

@@ -56,6 +56,20 @@ describe('public types', () => {
     expectTypeOf(tensor).toBeCallableWith(new Uint16Array(3), [3], { dtype: 'float16' });
   });
 
+  it('int32: the constructors take Int32Array, integers and zeros with dtype int32; toInt32Array returns Int32Array', () => {
+    expectTypeOf(tensor).toBeCallableWith(new Int32Array(3), [3]);
+    expectTypeOf(tensor).toBeCallableWith(new Int32Array(3), [3], { dtype: 'int32', device: 'cpu' });
+    expectTypeOf(tensor).toBeCallableWith([1, 2, 3], [3], { dtype: 'int32' });
+    expectTypeOf(zeros).toBeCallableWith([2, 3], { dtype: 'int32' });
+    expectTypeOf<Tensor['toInt32Array']>().returns.toEqualTypeOf<Int32Array>();
+    expectTypeOf<Tensor['toInt32Array']>().parameters.toEqualTypeOf<[]>();
+    expectTypeOf<Tensor['astype']>().parameter(0).toEqualTypeOf<DType>();
+    // @ts-expect-error a Uint32Array is not tensor data
+    expectTypeOf(tensor).toBeCallableWith(new Uint32Array(3), [3], { dtype: 'int32' });
+    // @ts-expect-error 'int64' is not a dtype
+    expectTypeOf(zeros).toBeCallableWith([3], { dtype: 'int64' });
+  });
+
   it('lora.forward returns { y: Tensor, saved: LoraSaved }', () => {
     expectTypeOf(lora.forward).returns.toEqualTypeOf<{ y: Tensor; saved: LoraSaved }>();
     expectTypeOf(lora.forwardAsync).returns.toEqualTypeOf<Promise<{ y: Tensor; saved: LoraSaved }>>();

@@ -1,10 +1,10 @@
 // Tensors: a shape, a dtype, a device and storage. float32 is first-class; bfloat16 and
 // float16 are storage formats (Uint16Array of raw bits) converted with round-to-nearest-even;
 // int32 (indices, token ids) is stored, copied and moved, never computed with by the ops.
-// A CPU float32 tensor made from a Float32Array, or int32 one made from an Int32Array, wraps it
-// without copying. A CUDA tensor's
-// storage is a block of device memory (DeviceStorage); its copies and conversions run on the
-// backend's one stream, and reading it back (toFloat32Array, data, to('cpu')) waits for them.
+// A CPU float32 tensor made from a Float32Array, or an int32 one made from an Int32Array, wraps
+// it without copying. A CUDA tensor's storage is a block of device memory (DeviceStorage); its
+// copies and conversions run on the backend's one stream, and reading it back (toFloat32Array,
+// toInt32Array, data, to('cpu')) waits for them.
 import { type DType, dtypeBytes, dtypeCode, DTYPES, FLOAT_DTYPES, hostArray as hostStorage, isFloatDType } from './dtype.js';
 import { describe, invalidRange, invalidRangeText, invalidType } from './errors.js';
 import { type DeviceMemory, native, type NativeTensor } from './native.js';

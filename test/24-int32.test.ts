@@ -3,7 +3,7 @@
 // (and, exactly or not at all, as float32); every float op refuses them with the usual message.
 import fc from 'fast-check';
 import { afterAll, describe, expect, it } from 'vitest';
-import { emptyPool, linear, lora, memory, optim, poolInfo, rand, randn, setPoolBudget, tensor, vera, zeros, type Tensor } from '../lib/index.js';
+import { emptyPool, Linear, linear, lora, LoraLinear, memory, optim, poolInfo, rand, randn, setPoolBudget, tensor, vera, VeraLinear, zeros, type Tensor } from '../lib/index.js';
 import { errorOf } from './helpers/reference.js';
 
 afterAll(() => {
@@ -196,6 +196,13 @@ describe('float ops refuse int32 with the usual dtype message', () => {
   it('linear.forward x and W', () => {
     expect(errorOf(() => linear.forward(i([2, 3]), f([4, 3])))).toEqual(refuse('float32', 'x', '[2, 3]'));
     expect(errorOf(() => linear.forward(f([2, 3]), i([4, 3])))).toEqual(refuse('float32 or bfloat16', 'W', '[4, 3]'));
+  });
+
+  it('layers refuse an int32 weight at construction', () => {
+    const layerRefusal = { cls: 'TypeError', message: 'Expected a float32, bfloat16 or float16 Tensor for options.weight but received Tensor(int32, [4, 3], cpu) (dtype is int32)' };
+    expect(errorOf(() => new LoraLinear({ weight: i([4, 3]), rank: 2 }))).toEqual(layerRefusal);
+    expect(errorOf(() => new VeraLinear({ weight: i([4, 3]), projections: proj }))).toEqual(layerRefusal);
+    expect(errorOf(() => new Linear({ weight: i([4, 3]) }))).toEqual(layerRefusal);
   });
 
   it('AdamW param and grad', () => {

@@ -221,6 +221,30 @@ describe('property: int32 round trips', () => {
     fc.array(fc.oneof(fc.integer({ min: INT32_MIN, max: INT32_MAX }), extremes), { minLength: n, maxLength: n }).map((v) => Int32Array.from(v));
   const sized = fc.constantFrom(1, 7, 33, 4097).chain((n) => fc.tuple(fc.constant(n), values(n)));
 
+  it('tensor(numbers, { dtype: int32 }) accepts exactly the integers in int32 range, else names the first other element', () => {
+    const number = fc.oneof(
+      fc.integer({ min: INT32_MIN, max: INT32_MAX }),
+      extremes,
+      fc.constantFrom(INT32_MAX + 1, INT32_MIN - 1, 0.5, -0, NaN, Infinity, -Infinity, 2 ** 53),
+      fc.double(),
+    );
+    fc.assert(
+      fc.property(fc.array(number, { maxLength: 12 }), (data) => {
+        const bad = data.findIndex((v) => !Number.isInteger(v) || v < INT32_MIN || v > INT32_MAX);
+        if (bad < 0) {
+          const t = tensor(data, [data.length], { dtype: 'int32' });
+          expect(Array.from(t.toInt32Array())).toEqual(data.map((v) => v + 0)); // -0 stores as 0
+          t.dispose();
+        } else {
+          const e = errorOf(() => tensor(data, [data.length], { dtype: 'int32' }));
+          expect(e.cls).toBe('RangeError');
+          expect(e.message).toBe(`Expected an integer in [-2147483648, 2147483647] for data[${bad}] but received ${String(data[bad])}`);
+        }
+      }),
+      { numRuns: Number(process.env.FC_RUNS ?? 200), seed: Number(process.env.FC_SEED ?? 42) },
+    );
+  });
+
   it('tensor -> clone / reshape / to(cpu) -> toInt32Array() is the input, at sizes 1, 7, 33 and 4097', () => {
     fc.assert(
       fc.property(sized, ([n, data]) => {

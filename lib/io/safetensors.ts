@@ -66,10 +66,9 @@ const RANK = new Map<string, number>(DTYPES.map((d, i) => [d, i]));
 // The tensor dtypes' safetensors names, from lib/dtype.ts's table.
 const TO_LOWRANK: Partial<Record<SafetensorsDtype, DType>> = Object.fromEntries(TENSOR_DTYPES.map((d) => [DTYPE_INFO[d].safetensors, d]));
 const FROM_LOWRANK = (dtype: DType): SafetensorsDtype => DTYPE_INFO[dtype].safetensors;
+const LOADABLE_NAMES = TENSOR_DTYPES.map((d) => DTYPE_INFO[d].safetensors);
 /** The safetensors dtypes read() loads as tensors, for messages: "F32, BF16, F16 or I32". */
-const LOADABLE = ((names: string[]) => `${names.slice(0, -1).join(', ')} or ${names[names.length - 1]}`)(
-  TENSOR_DTYPES.map((d) => DTYPE_INFO[d].safetensors),
-);
+const LOADABLE = `${LOADABLE_NAMES.slice(0, -1).join(', ')} or ${LOADABLE_NAMES[LOADABLE_NAMES.length - 1]}`;
 const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 /** The largest byte array this Node.js can allocate. */
 const MAX_BYTES = constants.MAX_LENGTH;

@@ -10,7 +10,7 @@ import { type Device, formatShape, Tensor } from '../tensor.js';
 /**
  * What an op accepts for a tensor argument, by device:
  * - 'float32': adapter parameters, their gradients, the saved xa and u, λ: float32 everywhere;
- * - 'weight': the base weight W: float32 or bfloat16 on the CPU, any dtype on CUDA;
+ * - 'weight': the base weight W: float32 or bfloat16 on the CPU, any float dtype on CUDA;
  * - 'activation': x, the base bias and dy: float32 on the CPU, any float dtype on CUDA.
  * No op takes int32: an int32 tensor fails these checks like any other dtype an op refuses.
  */

@@ -10,6 +10,7 @@ export {
   zeros,
   type Device,
   type DType,
+  type FloatDType,
   type MemoryInfo,
   type RandomOptions,
   type Shape,

@@ -3,10 +3,10 @@
 // disposes what it no longer needs allocates, zero-fills and page-faults nothing after its
 // first step.
 import { invalidRange, invalidType } from './errors.js';
-import { type DType, dtypeBytes, hostArray } from './dtype.js';
+import { type DType, dtypeBytes, hostArray, hostView } from './dtype.js';
 
 /** A CPU tensor's storage (lib/tensor.ts Storage). */
-type Storage = Float32Array | Uint16Array;
+type Storage = Float32Array | Uint16Array | Int32Array;
 
 /** Buffers below this size are cheaper to allocate than to track. */
 const MIN_POOLED_BYTES = 4096;
@@ -18,12 +18,13 @@ let budget = (() => {
   return Number.isFinite(env) && env >= 0 ? env : 1024 ** 3;
 })();
 
+/** A pooled buffer as `dtype`'s host array class (buffers are pooled by byte size, not dtype). */
 function wrap(buffer: ArrayBuffer, dtype: DType): Storage {
-  return dtype === 'float32' ? new Float32Array(buffer) : new Uint16Array(buffer);
+  return hostView(dtype, buffer);
 }
 
 function fresh(dtype: DType, n: number): Storage {
-  return hostArray(dtype, n) as Storage;
+  return hostArray(dtype, n);
 }
 
 /** Storage for n elements; its contents are arbitrary unless `zeroed`. */

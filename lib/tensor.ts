@@ -1,22 +1,24 @@
 // Tensors: a shape, a dtype, a device and storage. float32 is first-class; bfloat16 and
-// float16 are storage formats (Uint16Array of raw bits) converted with round-to-nearest-even.
-// A CPU float32 tensor made from a Float32Array wraps it without copying. A CUDA tensor's
-// storage is a block of device memory (DeviceStorage); its copies and conversions run on the
-// backend's one stream, and reading it back (toFloat32Array, data, to('cpu')) waits for them.
-import { type DType, dtypeBytes, dtypeCode, DTYPES, hostArray as hostStorage } from './dtype.js';
+// float16 are storage formats (Uint16Array of raw bits) converted with round-to-nearest-even;
+// int32 (indices, token ids) is stored, copied and moved, never computed with by the ops.
+// A CPU float32 tensor made from a Float32Array, or an int32 one made from an Int32Array, wraps
+// it without copying. A CUDA tensor's storage is a block of device memory (DeviceStorage); its
+// copies and conversions run on the backend's one stream, and reading it back (toFloat32Array,
+// toInt32Array, data, to('cpu')) waits for them.
+import { type DType, dtypeBytes, dtypeCode, DTYPES, FLOAT_DTYPES, hostArray as hostStorage, isFloatDType } from './dtype.js';
 import { describe, invalidRange, invalidRangeText, invalidType } from './errors.js';
 import { type DeviceMemory, native, type NativeTensor } from './native.js';
 import { holding, run } from './ops/run.js';
 import { allocate, poolInfo, recycle } from './pool.js';
 import { checkSeed, checkShape, finiteF32, formatShape, sizeOf } from './validate.js';
 
-export type { DType } from './dtype.js';
-export { DTYPES } from './dtype.js';
+export type { DType, FloatDType } from './dtype.js';
+export { DTYPES, FLOAT_DTYPES } from './dtype.js';
 export { checkSeed, checkShape, formatShape, MAX_ELEMENTS } from './validate.js';
 export type Device = 'cpu' | 'cuda';
 export type Shape = readonly number[];
-/** Raw storage: float32 values, or bfloat16 / float16 bit patterns. */
-export type Storage = Float32Array | Uint16Array;
+/** Raw storage: float32 values, bfloat16 / float16 bit patterns, or int32 values. */
+export type Storage = Float32Array | Uint16Array | Int32Array;
 
 /** The storage of a CUDA tensor: a block of device memory from the native caching allocator. */
 export interface DeviceStorage {
@@ -110,9 +112,29 @@ function freeDevice(s: DeviceStorage): void {
   native().cudaFree({ block: s.handle });
 }
 
-/** Host memory for a tensor's raw values: Float32Array for float32, else Uint16Array bits. */
+/** Host memory for a tensor's raw values: Float32Array for float32, Int32Array for int32, else Uint16Array bits. */
 function hostArray(dtype: DType, n: number): Storage {
-  return hostStorage(dtype, n) as Storage;
+  return hostStorage(dtype, n);
+}
+
+/** The largest magnitude of the int32 values toFloat32Array() converts: every integer up to it is exact in float32. */
+const EXACT_F32_INT = 2 ** 24;
+
+/** int32 values as float32; a RangeError naming the first one above 2^24 in magnitude (not exact in float32). */
+function int32ToFloat32(src: Int32Array): Float32Array {
+  const out = new Float32Array(src.length);
+  for (let i = 0; i < src.length; i++) {
+    const v = src[i];
+    if (v > EXACT_F32_INT || v < -EXACT_F32_INT)
+      throw invalidRange(
+        `int32 values in [-${EXACT_F32_INT}, ${EXACT_F32_INT}] (exact in float32)`,
+        `tensor[${i}]`,
+        v,
+        'read int32 values with toInt32Array()',
+      );
+    out[i] = v;
+  }
+  return out;
 }
 
 /** Runs `fill` on a fresh tensor; disposes it and rethrows when `fill` fails. */
@@ -244,7 +266,12 @@ export class Tensor {
     return this.deviceStorage(name).handle;
   }
 
-  /** A new Float32Array with the values (converted from bfloat16 / float16), synchronously. */
+  /**
+   * A new Float32Array with the values (converted from bfloat16 / float16), synchronously. An
+   * int32 tensor converts exactly or not at all: every value must be within [-2^24, 2^24]
+   * (where every integer is a float32), else a RangeError names the first element outside;
+   * toInt32Array() reads any int32 tensor.
+   */
   toFloat32Array(): Float32Array {
     const src = this.#live('tensor');
     if (isDevice(src)) {
@@ -256,9 +283,23 @@ export class Tensor {
     return this.#asFloat32(src);
   }
 
+  /**
+   * A new Int32Array with the values of an int32 tensor, synchronously (waiting for queued work
+   * on a CUDA tensor). A float tensor is a TypeError: int32 values come only from int32 tensors.
+   */
+  toInt32Array(): Int32Array {
+    const src = this.#live('tensor');
+    if (this.#dtype !== 'int32') throw invalidType('an int32 Tensor', 'tensor', this, `dtype is ${this.#dtype}; read it with toFloat32Array()`);
+    if (!isDevice(src)) return (src as Int32Array).slice();
+    const out = new Int32Array(this.#size);
+    native().cudaDownload({ block: src.handle, dst: out });
+    return out;
+  }
+
   /** `raw` (this tensor's dtype) as float32: itself when float32, else a converted copy. */
   #asFloat32(raw: Storage): Float32Array {
     if (raw instanceof Float32Array) return raw;
+    if (raw instanceof Int32Array) return int32ToFloat32(raw);
     const out = new Float32Array(this.#size);
     run('convert', { src: nativeTensor(raw, this.#dtype), dst: nativeTensor(out, 'float32') });
     return out;
@@ -266,7 +307,8 @@ export class Tensor {
 
   /**
    * The values as a Float32Array, once every pending operation on the tensor is done. For a
-   * CUDA tensor the wait and the copy run off the event loop.
+   * CUDA tensor the wait and the copy run off the event loop. int32 converts as in
+   * toFloat32Array() (exactly, values within [-2^24, 2^24], else a RangeError).
    */
   async data(): Promise<Float32Array> {
     const src = this.#live('tensor');
@@ -299,11 +341,24 @@ export class Tensor {
     });
   }
 
-  /** A copy converted to `dtype`. */
+  /**
+   * A copy converted to `dtype`, between the float dtypes. int32 converts only to itself (a
+   * clone): int32 and a float dtype is a TypeError (toInt32Array() / toFloat32Array() read an
+   * int32 tensor's values; tensor(values, shape, { dtype }) builds one from them).
+   */
   astype(dtype: DType): Tensor {
     checkDType(dtype, 'dtype');
     const src = this.#live('tensor');
     if (dtype === this.#dtype) return this.clone();
+    if (!isFloatDType(this.#dtype))
+      throw invalidType("'int32'", 'dtype', dtype, 'an int32 tensor does not convert to a float dtype; read its values with toInt32Array() or toFloat32Array()');
+    if (!isFloatDType(dtype))
+      throw invalidType(
+        dtypeNames(FLOAT_DTYPES),
+        'dtype',
+        dtype,
+        `a ${this.#dtype} tensor does not convert to int32; build an int32 tensor with tensor(values, shape, { dtype: 'int32' })`,
+      );
     const out = isDevice(src) ? Tensor.empty(this.#shape, dtype, 'cuda') : emptyHost(this.#shape, dtype, this.#device);
     const from = nativeTensor(isDevice(src) ? src.handle : src, this.#dtype);
     return filledBy(out, (t) => run('convert', { src: from, dst: nativeTensor(isDevice(src) ? t.deviceHandle() : t.storage(), dtype) }));
@@ -374,8 +429,14 @@ function copyOf(src: Storage, shape: Shape, dtype: DType, device: Device): Tenso
 
 // ---- argument checks shared by the constructors ----------------------------------------
 
+/** Quoted dtype names for a message: 'float32', 'bfloat16' or 'float16'. */
+function dtypeNames(dtypes: readonly DType[]): string {
+  const quoted = dtypes.map((d) => `'${d}'`);
+  return quoted.length === 1 ? quoted[0] : `${quoted.slice(0, -1).join(', ')} or ${quoted[quoted.length - 1]}`;
+}
+
 export function checkDType(dtype: unknown, name: string): DType {
-  const expected = "'float32', 'bfloat16' or 'float16'";
+  const expected = dtypeNames(DTYPES);
   if (typeof dtype !== 'string') throw invalidType(expected, name, dtype);
   if (!(DTYPES as readonly string[]).includes(dtype)) throw invalidRange(expected, name, dtype);
   return dtype as DType;
@@ -402,24 +463,54 @@ export function checkDevice(device: unknown, name: string): Device {
   return device;
 }
 
-function checkOptions(opts: unknown, name: string): { dtype: DType; device: Device } {
-  if (opts === undefined) return { dtype: 'float32', device: 'cpu' };
+/** The options' dtype (`fallback` when omitted) and device. */
+function checkOptions(opts: unknown, name: string, fallback: DType = 'float32'): { dtype: DType; device: Device } {
+  if (opts === undefined) return { dtype: fallback, device: 'cpu' };
   if (typeof opts !== 'object' || opts === null) throw invalidType('an options object', name, opts);
   const o = opts as TensorOptions;
   return {
-    dtype: o.dtype === undefined ? 'float32' : checkDType(o.dtype, `${name}.dtype`),
+    dtype: o.dtype === undefined ? fallback : checkDType(o.dtype, `${name}.dtype`),
     device: o.device === undefined ? 'cpu' : checkDevice(o.device, `${name}.device`),
   };
+}
+
+/** `data`, of `length` elements, holds the n elements of shape `s`, else a RangeError. */
+function checkLength(data: unknown, length: number, n: number, s: readonly number[]): void {
+  if (length !== n) throw invalidRangeText(`${n} elements (shape ${formatShape(s)})`, 'data', `${describe(data)} with ${length} elements`);
+}
+
+const INT32_MIN = -(2 ** 31);
+const INT32_MAX = 2 ** 31 - 1;
+
+/** An int32 tensor from an Int32Array (wrapped on the CPU) or an array of integers (copied). */
+function int32Tensor(data: unknown, s: readonly number[], device: Device): Tensor {
+  let values: Int32Array;
+  if (data instanceof Int32Array) values = data;
+  else if (Array.isArray(data)) {
+    const expected = `an integer in [${INT32_MIN}, ${INT32_MAX}]`;
+    for (let i = 0; i < data.length; i++) {
+      const v: unknown = data[i]; // holes read as undefined
+      if (typeof v !== 'number') throw invalidType(expected, `data[${i}]`, v);
+      if (!Number.isInteger(v) || v < INT32_MIN || v > INT32_MAX) throw invalidRange(expected, `data[${i}]`, v);
+    }
+    values = Int32Array.from(data as number[]);
+  } else throw invalidType('an Int32Array or an array of integers', 'data', data);
+  checkLength(data, values.length, sizeOf(s), s);
+  if (device === 'cuda') return filledBy(Tensor.empty(s, 'int32', 'cuda'), (t) => native().cudaUpload({ block: t.deviceHandle(), src: values }));
+  return new Tensor(values, s, 'int32', device, Array.isArray(data) ? 'pooled' : 'borrowed');
 }
 
 /**
  * A tensor from values. `data` is a Float32Array (wrapped without a copy for float32), an
  * array of numbers (copied), or for bfloat16 / float16 a Uint16Array of raw bits (wrapped) or
- * a Float32Array (converted, round-to-nearest-even).
+ * a Float32Array (converted, round-to-nearest-even). For int32 (the dtype when `data` is an
+ * Int32Array and options.dtype is omitted) it is an Int32Array (wrapped) or an array of
+ * integers in int32's range (copied; any other number is a RangeError naming its index).
  */
-export function tensor(data: Float32Array | Uint16Array | readonly number[], shape: readonly number[], options?: TensorOptions): Tensor {
+export function tensor(data: Float32Array | Uint16Array | Int32Array | readonly number[], shape: readonly number[], options?: TensorOptions): Tensor {
   const s = checkShape(shape, 'shape');
-  const { dtype, device } = checkOptions(options, 'options');
+  const { dtype, device } = checkOptions(options, 'options', data instanceof Int32Array ? 'int32' : 'float32');
+  if (dtype === 'int32') return int32Tensor(data, s, device);
   const n = sizeOf(s);
   let values: Float32Array | Uint16Array;
   if (data instanceof Float32Array) values = data;
@@ -437,8 +528,7 @@ export function tensor(data: Float32Array | Uint16Array | readonly number[], sha
         : `a Float32Array, a Uint16Array of ${dtype} bits or an array of numbers`;
     throw invalidType(expected, 'data', data);
   }
-  if (values.length !== n)
-    throw invalidRangeText(`${n} elements (shape ${formatShape(s)})`, 'data', `${describe(data)} with ${values.length} elements`);
+  checkLength(data, values.length, n, s);
   if (device === 'cuda') {
     let host: Storage = values;
     if (!(values instanceof Uint16Array) && dtype !== 'float32') {
@@ -468,6 +558,7 @@ export interface RandomOptions extends TensorOptions {
 function filled(shape: readonly number[], options: RandomOptions | undefined, normal: boolean, a: number, b: number): Tensor {
   const s = checkShape(shape, 'shape');
   const { dtype, device } = checkOptions(options, 'options');
+  if (!isFloatDType(dtype)) throw invalidRange(dtypeNames(FLOAT_DTYPES), 'options.dtype', dtype, 'random values are floating-point');
   const seed = checkSeed(options?.seed, 'options.seed');
   // Drawn on the host in every case, so a seed gives the same values on every device.
   let t = Tensor.empty(s, 'float32', 'cpu');

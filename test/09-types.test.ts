@@ -13,6 +13,7 @@ import {
   type Backends,
   type Device,
   type DType,
+  type FloatDType,
   type LoraGrads,
   type LoraSaved,
   type MemoryInfo,
@@ -26,8 +27,9 @@ describe('public types', () => {
     expectTypeOf(zeros).returns.toEqualTypeOf<Tensor>();
     expectTypeOf(randn).returns.toEqualTypeOf<Tensor>();
     expectTypeOf(rand).returns.toEqualTypeOf<Tensor>();
-    expectTypeOf<Tensor['dtype']>().toEqualTypeOf<'float32' | 'bfloat16' | 'float16'>();
-    expectTypeOf<DType>().toEqualTypeOf<'float32' | 'bfloat16' | 'float16'>();
+    expectTypeOf<Tensor['dtype']>().toEqualTypeOf<'float32' | 'bfloat16' | 'float16' | 'int32'>();
+    expectTypeOf<DType>().toEqualTypeOf<'float32' | 'bfloat16' | 'float16' | 'int32'>();
+    expectTypeOf<FloatDType>().toEqualTypeOf<'float32' | 'bfloat16' | 'float16'>();
     expectTypeOf<Tensor['device']>().toEqualTypeOf<'cpu' | 'cuda'>();
     expectTypeOf<Device>().toEqualTypeOf<'cpu' | 'cuda'>();
     expectTypeOf<Tensor['shape']>().toEqualTypeOf<Shape>();
@@ -52,6 +54,20 @@ describe('public types', () => {
     expectTypeOf(tensor).toBeCallableWith(new Float32Array(3), [3]);
     expectTypeOf(tensor).toBeCallableWith([1, 2, 3], [3], { dtype: 'bfloat16', device: 'cpu' });
     expectTypeOf(tensor).toBeCallableWith(new Uint16Array(3), [3], { dtype: 'float16' });
+  });
+
+  it('int32: the constructors take Int32Array, integers and zeros with dtype int32; toInt32Array returns Int32Array', () => {
+    expectTypeOf(tensor).toBeCallableWith(new Int32Array(3), [3]);
+    expectTypeOf(tensor).toBeCallableWith(new Int32Array(3), [3], { dtype: 'int32', device: 'cpu' });
+    expectTypeOf(tensor).toBeCallableWith([1, 2, 3], [3], { dtype: 'int32' });
+    expectTypeOf(zeros).toBeCallableWith([2, 3], { dtype: 'int32' });
+    expectTypeOf<Tensor['toInt32Array']>().returns.toEqualTypeOf<Int32Array>();
+    expectTypeOf<Tensor['toInt32Array']>().parameters.toEqualTypeOf<[]>();
+    expectTypeOf<Tensor['astype']>().parameter(0).toEqualTypeOf<DType>();
+    // @ts-expect-error a Uint32Array is not tensor data
+    expectTypeOf(tensor).toBeCallableWith(new Uint32Array(3), [3], { dtype: 'int32' });
+    // @ts-expect-error 'int64' is not a dtype
+    expectTypeOf(zeros).toBeCallableWith([3], { dtype: 'int64' });
   });
 
   it('lora.forward returns { y: Tensor, saved: LoraSaved }', () => {

@@ -94,7 +94,7 @@ describe('round trip', () => {
     expect(file.entry('ids')).toEqual({ name: 'ids', dtype: 'I64', shape: [3], begin: 0, end: 24 });
     expect(errorOf(() => file.read('ids'))).toEqual({
       cls: 'TypeError',
-      message: `Expected an F32, BF16 or F16 tensor for tensor "ids" in ${JSON.stringify(path)} but received dtype I64 (dtype I64 is not supported by lowrank's ops; readBytes() returns its raw bytes)`,
+      message: `Expected an F32, BF16, F16 or I32 tensor for tensor "ids" in ${JSON.stringify(path)} but received dtype I64 (dtype I64 is not supported by lowrank's ops; readBytes() returns its raw bytes)`,
     });
     file.close();
   });
@@ -122,6 +122,86 @@ describe('round trip', () => {
     expect(Array.from(tensors.get('a')!.toFloat32Array())).toEqual([1]);
     expect(metadata).toEqual({});
     expect(readFileSync(path).subarray(8, 16).toString()).toBe('{"b":{"d'); // no __metadata__ when none given
+  });
+});
+
+// ---- I32 ------------------------------------------------------------------------------------
+
+describe('I32 (int32 tensors)', () => {
+  const INT32_MIN = -(2 ** 31), INT32_MAX = 2 ** 31 - 1;
+  /** The little-endian bytes of int32 values, written one by one (independent of the host's byte order). */
+  const littleEndian = (values: readonly number[]) => {
+    const out = new Uint8Array(values.length * 4);
+    const view = new DataView(out.buffer);
+    values.forEach((v, i) => view.setInt32(i * 4, v, true));
+    return out;
+  };
+
+  it('an int32 tensor writes as I32 (little-endian, in the crate order after F32 and U32) and reads back as int32', () => {
+    const path = join(freshDir(), 'ids.safetensors');
+    const values = [0, 1, -1, INT32_MIN, INT32_MAX, 0x01020304, -0x01020304];
+    writeSafetensors(path, [
+      { name: 'w.bf16', tensor: zeros([2], { dtype: 'bfloat16' }) },
+      { name: 'input_ids', tensor: tensor(Int32Array.from(values), [1, 7]) },
+      { name: 'w.f32', tensor: tensor([1.5], [1]) },
+      { name: 'raw.u32', dtype: 'U32', shape: [1], bytes: new Uint8Array(4) },
+      { name: 'empty.ids', tensor: zeros([0, 2], { dtype: 'int32' }) },
+    ]);
+    const file = SafetensorsFile.open(path);
+    expect(file.entries.map((e) => `${e.dtype} ${e.name}`)).toEqual(['F32 w.f32', 'U32 raw.u32', 'I32 empty.ids', 'I32 input_ids', 'BF16 w.bf16']);
+    expect(file.entry('input_ids')).toMatchObject({ dtype: 'I32', shape: [1, 7] });
+    expect(Buffer.from(file.readBytes('input_ids')).equals(Buffer.from(littleEndian(values)))).toBe(true);
+    const ids = file.read('input_ids');
+    expect([ids.dtype, ids.shape]).toEqual(['int32', [1, 7]]);
+    expect(Array.from(ids.toInt32Array())).toEqual(values);
+    const empty = file.read('empty.ids');
+    expect([empty.dtype, empty.shape, empty.size]).toEqual(['int32', [0, 2], 0]);
+    ids.dispose();
+    empty.dispose();
+    file.close();
+  });
+
+  it('reads I32 from a hand-built file as int32 values, and readSafetensors loads it', () => {
+    const path = join(freshDir(), 'hand.safetensors');
+    writeFileSync(path, hand(`{"ids":${entry('I32', [2, 2], 0, 16)}}`, littleEndian([7, -8, INT32_MAX, INT32_MIN])));
+    const { tensors } = readSafetensors(path);
+    const t = tensors.get('ids')!;
+    expect([t.dtype, t.shape]).toEqual(['int32', [2, 2]]);
+    expect(Array.from(t.toInt32Array())).toEqual([7, -8, INT32_MAX, INT32_MIN]);
+    t.dispose();
+  });
+
+  it('other integer dtypes keep their refusal', () => {
+    const path = join(freshDir(), 'ints.safetensors');
+    writeFileSync(path, hand(`{"a":${entry('U8', [4], 0, 4)},"b":${entry('U32', [1], 4, 8)},"c":${entry('I16', [2], 8, 12)}}`, new Uint8Array(12)));
+    const file = SafetensorsFile.open(path);
+    for (const [name, dtype] of [['a', 'U8'], ['b', 'U32'], ['c', 'I16']])
+      expect(errorOf(() => file.read(name))).toEqual({
+        cls: 'TypeError',
+        message: `Expected an F32, BF16, F16 or I32 tensor for tensor "${name}" in ${JSON.stringify(path)} but received dtype ${dtype} (dtype ${dtype} is not supported by lowrank's ops; readBytes() returns its raw bytes)`,
+      });
+    file.close();
+  });
+
+  it('property: random int32 tensors round-trip through a file bit for bit', () => {
+    const dir = freshDir();
+    let n = 0;
+    fc.assert(
+      fc.property(
+        fc.array(fc.oneof(fc.integer({ min: INT32_MIN, max: INT32_MAX }), fc.constantFrom(INT32_MIN, INT32_MAX)), { maxLength: 40 }),
+        (values) => {
+          const path = join(dir, `p${n++}.safetensors`);
+          const t = tensor(Int32Array.from(values), [values.length]);
+          writeSafetensors(path, { t });
+          const back = readSafetensors(path).tensors.get('t')!;
+          expect(back.dtype).toBe('int32');
+          expect(Array.from(back.toInt32Array())).toEqual(values);
+          t.dispose();
+          back.dispose();
+        },
+      ),
+      { numRuns: Number(process.env.FC_RUNS ?? 50), seed: Number(process.env.FC_SEED ?? 42) },
+    );
   });
 });
 

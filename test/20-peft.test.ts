@@ -765,6 +765,16 @@ describe('errors name the file and the key', () => {
       message: 'Expected at least one layer for adapter.layers but received a Map',
     });
   });
+
+  it('saveAdapter refuses an int32 tensor by name', () => {
+    const A = tensor(new Int32Array(R * IN), [R, IN]), B = tensor(new Float32Array(OUT[Q] * R), [OUT[Q], R]);
+    expect(errorOf(() => peft.saveAdapter(newDir('int32-save'), { kind: 'lora', layers: new Map([[Q, { A, B }]]) }))).toEqual({
+      cls: 'TypeError',
+      message: `Expected a float32, bfloat16 or float16 Tensor for adapter.layers["${Q}"].A but received Tensor(int32, [${R}, ${IN}], cpu) (dtype is int32)`,
+    });
+    A.dispose();
+    B.dispose();
+  });
 });
 
 // ---- properties -------------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 // device, seeded fills that match the CPU, views, dispose and reuse. Without a usable device the
 // same calls must fail with the runtime's reason, never crash.
 import { describe, expect, it } from 'vitest';
-import { backends, emptyCache, memory, rand, randn, setTf32, synchronize, Tensor, tensor, zeros, type DType } from '../lib/index.js';
+import { backends, emptyCache, lora, memory, rand, randn, setTf32, synchronize, Tensor, tensor, zeros, type DType } from '../lib/index.js';
 import { native } from '../lib/native.js';
 import { errorOf, mulberry32, randomF32, sameBits, thrown } from './helpers/reference.js';
 
@@ -60,6 +60,9 @@ describe('without a usable CUDA device', () => {
       [() => randn([3], { device: 'cuda', seed: 1 }), 'options.device'],
       [() => rand([3], { device: 'cuda', seed: 1 }), 'options.device'],
       [() => x.to('cuda'), 'device'],
+      [() => tensor(new Int32Array(2), [2], { device: 'cuda' }), 'options.device'],
+      [() => zeros([3], { dtype: 'int32', device: 'cuda' }), 'options.device'],
+      [() => tensor(new Int32Array(2), [2]).to('cuda'), 'device'],
     ];
     for (const [call, name] of cases) {
       const e = errorOf(call);
@@ -380,5 +383,55 @@ describe.skipIf(!cuda.available)('on a CUDA device', () => {
     u.dispose(); // its block was freed already: still fine
     t.dispose();
     native().cudaSynchronize();
+  });
+});
+
+describe.skipIf(!cuda.available)('int32 on a CUDA device', () => {
+  const INT32_MIN = -(2 ** 31), INT32_MAX = 2 ** 31 - 1;
+  const values = (n: number) => {
+    const next = mulberry32(n);
+    const out = Int32Array.from({ length: n }, () => Math.floor(next() * 2 ** 32) - 2 ** 31);
+    out.set([INT32_MIN, INT32_MAX, 0, -1].slice(0, n));
+    return out;
+  };
+
+  it('upload, device copy, view and download give back every int32 bit, at sizes 1, 7, 33 and 1 000 003', () => {
+    for (const n of SIZES) {
+      const host = values(n);
+      const d = tensor(host, [n], { device: 'cuda' });
+      expect([d.dtype, d.device, d.nbytes]).toEqual(['int32', 'cuda', n * 4]);
+      const c = d.clone(), r = d.reshape([1, n]), m = c.to('cuda'), back = m.to('cpu');
+      for (const t of [d, c, r, m, back]) expect(t.toInt32Array(), `n = ${n}`).toEqual(host);
+      expect(back.storage()).toBeInstanceOf(Int32Array);
+      const copied = tensor(Array.from(host.subarray(0, 7)), [Math.min(n, 7)], { dtype: 'int32', device: 'cuda' });
+      expect(copied.toInt32Array()).toEqual(host.subarray(0, 7));
+      for (const t of [d, c, r, m, back, copied]) t.dispose();
+    }
+  });
+
+  it('zeros fills bits 0; toFloat32Array and data() convert exactly or refuse; memory() counts 4 bytes per element', async () => {
+    const before = memory().cuda;
+    const z = zeros([5, 7], { dtype: 'int32', device: 'cuda' });
+    expect(memory().cuda.bytes - before.bytes).toBe(35 * 4);
+    expect(Array.from(z.toInt32Array())).toEqual(new Array(35).fill(0));
+    const small = tensor([3, -(2 ** 24), 2 ** 24], [3], { dtype: 'int32', device: 'cuda' });
+    expect(Array.from(small.toFloat32Array())).toEqual([3, -(2 ** 24), 2 ** 24]);
+    expect(Array.from(await small.data())).toEqual([3, -(2 ** 24), 2 ** 24]);
+    const big = tensor([INT32_MAX], [1], { dtype: 'int32', device: 'cuda' });
+    expect(errorOf(() => big.toFloat32Array()).message).toContain('for tensor[0] but received 2147483647');
+    await expect(big.data()).rejects.toThrow('for tensor[0] but received 2147483647');
+    expect(errorOf(() => big.astype('float32')).cls).toBe('TypeError');
+    for (const t of [z, small, big]) t.dispose();
+    expect(memory().cuda.bytes).toBe(before.bytes);
+  });
+
+  it('CUDA ops refuse int32 with the usual dtype message', () => {
+    const x = zeros([2, 3], { dtype: 'int32', device: 'cuda' });
+    const W = zeros([4, 3], { device: 'cuda' }), A = zeros([2, 3], { device: 'cuda' }), B = zeros([4, 2], { device: 'cuda' });
+    expect(errorOf(() => lora.forward(x, W, A, B, { scale: 1 }))).toEqual({
+      cls: 'TypeError',
+      message: 'Expected a float32, bfloat16 or float16 Tensor for x but received Tensor(int32, [2, 3], cuda) (dtype is int32)',
+    });
+    for (const t of [x, W, A, B]) t.dispose();
   });
 });

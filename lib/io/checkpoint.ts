@@ -26,11 +26,11 @@ import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync, sta
 import path from 'node:path';
 import { backends } from '../backends.js';
 import { invalidRange, invalidRangeText, invalidType } from '../errors.js';
-import { native } from '../native.js';
-import { dtypeCode } from '../dtype.js';
+import { type HostMemory, native } from '../native.js';
+import { FLOAT_DTYPES, dtypeBytes, dtypeCode, floatDTypeOfSafetensors, safetensorsName, type FloatDType } from '../dtype.js';
 import * as lora from '../ops/lora.js';
 import * as vera from '../ops/vera.js';
-import { formatShape, tensor, Tensor, type DType } from '../tensor.js';
+import { formatShape, tensor, Tensor } from '../tensor.js';
 import { writeFileAtomic } from './atomic.js';
 import { transpose } from './peft/adapter.js';
 import * as peft from './peft/index.js';
@@ -40,9 +40,6 @@ import { SafetensorsFile, SafetensorsWriter, type SafetensorsDtype, type TensorE
 export const INDEX_NAME = 'model.safetensors.index.json';
 export const MODEL_NAME = 'model.safetensors';
 
-// TODO(dtype.ts): the safetensors names of lowrank's dtypes.
-const FLOAT_DTYPES: Partial<Record<SafetensorsDtype, DType>> = { F32: 'float32', BF16: 'bfloat16', F16: 'float16' };
-const TO_SAFETENSORS: Record<DType, SafetensorsDtype> = { float32: 'F32', bfloat16: 'BF16', float16: 'F16' };
 
 export interface MergeProgress {
   /** Tensors written so far, and in all. */
@@ -64,7 +61,7 @@ export interface MergeCheckpointOptions {
   /** A .safetensors file, or a directory (mirrors the base's shards). */
   out: string;
   /** Convert every floating-point tensor to this dtype (default: each keeps its own). */
-  dtype?: DType;
+  dtype?: FloatDType;
   /** Where to compute the deltas (default cpu). */
   device?: 'cpu' | 'cuda';
   /** Called after each tensor is written. */
@@ -203,19 +200,18 @@ const MiB = 1024 * 1024;
 /** Unchanged tensors move in pieces of at most this many bytes (or elements, when converted). */
 const CHUNK_BYTES = 16 * MiB;
 const CHUNK_ELEMENTS = 4 * MiB;
-const BYTES: Record<DType, number> = { float32: 4, bfloat16: 2, float16: 2 }; // TODO(dtype.ts)
 const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
 const elements = (e: TensorEntry) => e.shape.reduce((a, b) => a * b, 1);
 
 /** The dtype a changed tensor is worked on in: bfloat16 W merges as bfloat16 when it stays so, else float32. */
-function workDtype(kind: 'merge' | 'bias' | 'replace', stored: DType, target: DType): DType {
+function workDtype(kind: 'merge' | 'bias' | 'replace', stored: FloatDType, target: FloatDType): FloatDType {
   if (kind !== 'merge') return 'float32';
   return stored === 'float32' || (stored === 'bfloat16' && target === 'bfloat16') ? stored : 'float32';
 }
 
 /** Converts between float32 / bfloat16 / float16 storage (round to nearest even) into `dst`. */
-function convert(src: Float32Array | Uint16Array, from: DType, dst: Float32Array | Uint16Array, to: DType): void {
+function convert(src: HostMemory, from: FloatDType, dst: HostMemory, to: FloatDType): void {
   if (from === to) dst.set(src);
   else native().convert({ src: { data: src, dtype: dtypeCode(from) }, dst: { data: dst, dtype: dtypeCode(to) } });
 }
@@ -331,7 +327,7 @@ export function mergeCheckpoint(options: MergeCheckpointOptions): MergeReport {
   const startRssBytes = process.memoryUsage.rss();
   const device = checkDevice(o.device);
   if (!LITTLE_ENDIAN) throw new RangeError('Expected a little-endian host for lowrank merge but received a big-endian one (it copies safetensors data as stored)');
-  if (o.dtype !== undefined && !(o.dtype in TO_SAFETENSORS)) throw invalidRange('float32, bfloat16 or float16', '--dtype', o.dtype);
+  if (o.dtype !== undefined && !(FLOAT_DTYPES as readonly unknown[]).includes(o.dtype)) throw invalidRange('float32, bfloat16 or float16', '--dtype', o.dtype);
   if (typeof o.out !== 'string' || o.out === '') throw invalidType('a path', '--out', o.out);
   const base = resolveBase(o.base);
   const summary = peft.describeAdapter(o.adapter);
@@ -390,7 +386,7 @@ export function mergeCheckpoint(options: MergeCheckpointOptions): MergeReport {
       const name = weightMatch.matched.get(`${l.module}.weight`)!;
       const { file, entry: e } = where.get(name)!;
       const at = `${name} in ${file.path}`;
-      if (!FLOAT_DTYPES[e.dtype]) throw invalidRangeText('a floating-point weight (F32, BF16 or F16)', at, e.dtype);
+      if (!floatDTypeOfSafetensors(e.dtype)) throw invalidRangeText('a floating-point weight (F32, BF16 or F16)', at, e.dtype);
       // LoRA knows in (lora_A's columns); VeRA only that in fits the projections.
       const maxIn = adapter.kind === 'vera' ? adapter.projections.A.shape[1] : (l.in as number);
       const [outAxis, inAxis] = fifo ? [1, 0] : [0, 1];
@@ -406,7 +402,7 @@ export function mergeCheckpoint(options: MergeCheckpointOptions): MergeReport {
     for (const [wanted, name] of biasMatch.matched) {
       const module = wanted.slice(0, -'.bias'.length);
       const e = where.get(name)!.entry;
-      if (!FLOAT_DTYPES[e.dtype] || e.shape.length !== 1) throw invalidRangeText('a 1-D floating-point bias', `${name} in ${where.get(name)!.file.path}`, `${e.dtype} ${formatShape(e.shape)}`);
+      if (!floatDTypeOfSafetensors(e.dtype) || e.shape.length !== 1) throw invalidRangeText('a 1-D floating-point bias', `${name} in ${where.get(name)!.file.path}`, `${e.dtype} ${formatShape(e.shape)}`);
       actions.set(name, { kind: 'bias', module });
     }
     for (const [wanted, name] of savedMatch.matched) {
@@ -418,7 +414,7 @@ export function mergeCheckpoint(options: MergeCheckpointOptions): MergeReport {
     }
 
     // Output files.
-    const outDtype = (e: TensorEntry): SafetensorsDtype => (o.dtype && FLOAT_DTYPES[e.dtype] ? TO_SAFETENSORS[o.dtype] : e.dtype);
+    const outDtype = (e: TensorEntry): SafetensorsDtype => (o.dtype && floatDTypeOfSafetensors(e.dtype) ? safetensorsName(o.dtype) : e.dtype);
     const outPath = path.resolve(o.out);
     const single = outPath.endsWith('.safetensors');
     const plan: Array<{ path: string; names: string[]; metadata: Record<string, string> }> = [];
@@ -460,14 +456,14 @@ export function mergeCheckpoint(options: MergeCheckpointOptions): MergeReport {
     const need = { raw: CHUNK_BYTES, wide: 0, narrow: 0, piece: 0 };
     for (const [name, action] of actions) {
       const e = where.get(name)!.entry;
-      const n = elements(e), S = FLOAT_DTYPES[e.dtype]!, D = FLOAT_DTYPES[outDtype(e)]!;
+      const n = elements(e), S = floatDTypeOfSafetensors(e.dtype)!, D = floatDTypeOfSafetensors(outDtype(e))!;
       need.raw = Math.max(need.raw, e.end - e.begin);
       const work = workDtype(action.kind, S, D);
       if (action.kind === 'merge' && work !== S) need.wide = Math.max(need.wide, 4 * n);
-      if (work !== D) need.narrow = Math.max(need.narrow, n * BYTES[D]);
+      if (work !== D) need.narrow = Math.max(need.narrow, n * dtypeBytes(D));
     }
     for (const { entry: e } of where.values())
-      if (!actions.has(e.name) && outDtype(e) !== e.dtype) need.piece = Math.max(need.piece, Math.min(elements(e), CHUNK_ELEMENTS) * BYTES[FLOAT_DTYPES[outDtype(e)]!]);
+      if (!actions.has(e.name) && outDtype(e) !== e.dtype) need.piece = Math.max(need.piece, Math.min(elements(e), CHUNK_ELEMENTS) * dtypeBytes(floatDTypeOfSafetensors(outDtype(e))!));
     const raw = new ArrayBuffer(need.raw), wide = new ArrayBuffer(need.wide), narrow = new ArrayBuffer(need.narrow), piece = new ArrayBuffer(need.piece);
     const fds = new Map(files.map((f) => [f, openSync(f.path, 'r')] as const));
     const readInto = (f: SafetensorsFile, e: TensorEntry, offset: number, bytes: number) => {
@@ -479,7 +475,7 @@ export function mergeCheckpoint(options: MergeCheckpointOptions): MergeReport {
       }
       return dst;
     };
-    const view = (buffer: ArrayBuffer, dtype: DType, n: number) => (dtype === 'float32' ? new Float32Array(buffer, 0, n) : new Uint16Array(buffer, 0, n));
+    const view = (buffer: ArrayBuffer, dtype: FloatDType, n: number) => (dtype === 'float32' ? new Float32Array(buffer, 0, n) : new Uint16Array(buffer, 0, n));
     try {
       for (const p of plan) {
         const declared = p.names.map((name) => {
@@ -504,10 +500,10 @@ export function mergeCheckpoint(options: MergeCheckpointOptions): MergeReport {
             report.copied += 1;
           } else if (!action) {
             // Unchanged but converted to --dtype: piece by piece.
-            const S = FLOAT_DTYPES[entry.dtype]!, D = FLOAT_DTYPES[target]!, n = elements(entry);
+            const S = floatDTypeOfSafetensors(entry.dtype)!, D = floatDTypeOfSafetensors(target)!, n = elements(entry);
             for (let i = 0; i < n; i += CHUNK_ELEMENTS) {
               const m = Math.min(CHUNK_ELEMENTS, n - i);
-              const src = readInto(file, entry, i * BYTES[S], m * BYTES[S]);
+              const src = readInto(file, entry, i * dtypeBytes(S), m * dtypeBytes(S));
               const dst = view(piece, D, m);
               convert(view(src.buffer as ArrayBuffer, S, m), S, dst, D);
               writer.write(name, new Uint8Array(dst.buffer, 0, dst.byteLength));
@@ -515,11 +511,11 @@ export function mergeCheckpoint(options: MergeCheckpointOptions): MergeReport {
             }
             report.converted += 1;
           } else {
-            const S = FLOAT_DTYPES[entry.dtype]!, D = FLOAT_DTYPES[target]!, n = elements(entry);
+            const S = floatDTypeOfSafetensors(entry.dtype)!, D = floatDTypeOfSafetensors(target)!, n = elements(entry);
             readInto(file, entry, 0, bytes);
             const work = workDtype(action.kind, S, D);
             const wrappers: Tensor[] = [];
-            const wrap = (buffer: ArrayBuffer, dtype: DType) => {
+            const wrap = (buffer: ArrayBuffer, dtype: FloatDType) => {
               const t = tensor(view(buffer, dtype, n), [...entry.shape], { dtype });
               wrappers.push(t);
               return t;
@@ -550,7 +546,7 @@ export function mergeCheckpoint(options: MergeCheckpointOptions): MergeReport {
               let out = result.storage();
               if (result.dtype !== D) {
                 const dst = view(narrow, D, n);
-                convert(out, result.dtype, dst, D);
+                convert(out, result.dtype as FloatDType, dst, D); // adapters hold float tensors only (peft refuses int32)
                 out = dst;
               }
               const outBytes = new Uint8Array(out.buffer, out.byteOffset, out.byteLength);

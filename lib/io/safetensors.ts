@@ -28,8 +28,9 @@
 // a multiple of 8 bytes. Checked byte for byte against safetensors 0.8.0 in test/18.
 import { constants } from 'node:buffer';
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
+import { DTYPE_INFO, DTYPES as TENSOR_DTYPES, type DType } from '../dtype.js';
 import { invalidRange, invalidRangeText, invalidType } from '../errors.js';
-import { formatShape, MAX_ELEMENTS, Tensor, type DType } from '../tensor.js';
+import { formatShape, MAX_ELEMENTS, Tensor } from '../tensor.js';
 import { AtomicWriter } from './atomic.js';
 
 export type SafetensorsDtype =
@@ -62,8 +63,12 @@ export const DTYPE_BYTES: Record<SafetensorsDtype, number> = Object.freeze({
 export const MAX_HEADER_BYTES = 100_000_000;
 
 const RANK = new Map<string, number>(DTYPES.map((d, i) => [d, i]));
-const TO_LOWRANK: Partial<Record<SafetensorsDtype, DType>> = { F32: 'float32', BF16: 'bfloat16', F16: 'float16' };
-const FROM_LOWRANK: Record<DType, SafetensorsDtype> = { float32: 'F32', bfloat16: 'BF16', float16: 'F16' };
+// The tensor dtypes' safetensors names, from lib/dtype.ts's table.
+const TO_LOWRANK: Partial<Record<SafetensorsDtype, DType>> = Object.fromEntries(TENSOR_DTYPES.map((d) => [DTYPE_INFO[d].safetensors, d]));
+const FROM_LOWRANK = (dtype: DType): SafetensorsDtype => DTYPE_INFO[dtype].safetensors;
+const LOADABLE_NAMES = TENSOR_DTYPES.map((d) => DTYPE_INFO[d].safetensors);
+/** The safetensors dtypes read() loads as tensors, for messages: "F32, BF16, F16 or I32". */
+const LOADABLE = `${LOADABLE_NAMES.slice(0, -1).join(', ')} or ${LOADABLE_NAMES[LOADABLE_NAMES.length - 1]}`;
 const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 /** The largest byte array this Node.js can allocate. */
 const MAX_BYTES = constants.MAX_LENGTH;
@@ -524,7 +529,8 @@ export class SafetensorsFile {
 
   /**
    * Tensor `name` as a CPU Tensor, copied into lowrank storage: F32 → float32, BF16 → bfloat16,
-   * F16 → float16. Any other dtype is a TypeError (read its bytes with readBytes()).
+   * F16 → float16, I32 → int32 (little-endian in the file, like every dtype). Any other dtype is
+   * a TypeError (read its bytes with readBytes()).
    */
   read(name: string): Tensor {
     const e = this.entry(name);
@@ -533,7 +539,7 @@ export class SafetensorsFile {
     const label = `tensor ${quote(name)} in ${quote(this.path)}`;
     if (dtype === undefined)
       throw typeText(
-        'an F32, BF16 or F16 tensor',
+        `an ${LOADABLE} tensor`,
         label,
         `dtype ${e.dtype} (dtype ${e.dtype} is not supported by lowrank's ops; readBytes() returns its raw bytes)`,
       );
@@ -592,7 +598,7 @@ export class SafetensorsFile {
   }
 }
 
-/** Every tensor of a (small) file, plus its metadata. Tensors of other dtypes than F32, BF16 and F16 are a TypeError. */
+/** Every tensor of a (small) file, plus its metadata. Tensors of other dtypes than F32, BF16, F16 and I32 are a TypeError. */
 export function readSafetensors(path: string): { tensors: Map<string, Tensor>; metadata: Record<string, string> } {
   const file = SafetensorsFile.open(path);
   const tensors = new Map<string, Tensor>();
@@ -611,7 +617,7 @@ export function readSafetensors(path: string): { tensors: Map<string, Tensor>; m
 
 export interface WriteEntry {
   name: string;
-  /** A CPU tensor (float32 → F32, bfloat16 → BF16, float16 → F16)… */
+  /** A CPU tensor (float32 → F32, bfloat16 → BF16, float16 → F16, int32 → I32)… */
   tensor?: Tensor;
   /** …or raw little-endian bytes with their dtype and shape (to copy tensors of any dtype untouched). */
   dtype?: SafetensorsDtype;
@@ -883,7 +889,7 @@ export function writeSafetensors(
       if (!(e.tensor instanceof Tensor)) throw invalidType('a Tensor', `${label}.tensor`, e.tensor);
       const bytes = tensorBytes(e.tensor, `${label}.tensor`);
       const t = e.tensor;
-      declared.push({ name, dtype: FROM_LOWRANK[t.dtype], shape: [...t.shape], size: bytes.length });
+      declared.push({ name, dtype: FROM_LOWRANK(t.dtype), shape: [...t.shape], size: bytes.length });
       data.set(name, bytes);
     } else {
       const dtype = checkSafetensorsDtype(e.dtype, `${label}.dtype`);

@@ -25,7 +25,9 @@ export function zeroGrad(params: readonly Parameter[]): void {
   for (const p of params) fillZeros(p.grad, `${p.name} gradient`);
 }
 
+/** A layer's tensor option: a Tensor of a float dtype (no layer takes int32; the ops check the rest). */
 export function checkTensorOption(v: unknown, name: string): Tensor {
   if (!(v instanceof Tensor)) throw invalidType('a Tensor', name, v);
+  if (v.dtype === 'int32') throw invalidType('a float32, bfloat16 or float16 Tensor', name, v, 'dtype is int32');
   return v;
 }

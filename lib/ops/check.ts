@@ -2,21 +2,22 @@
 // Each throws through lib/errors.ts, naming the argument. The same checks (and messages) serve
 // both devices: operand() accepts the dtypes an op takes on the tensor's device and hands back
 // the tensor as the native boundary reads it, { data, dtype }.
-import { dtypeCode } from '../dtype.js';
+import { dtypeCode, FLOAT_DTYPES, type DType, type FloatDType } from '../dtype.js';
 import { invalidRange, invalidRangeText, invalidType } from '../errors.js';
 import type { NativeTensor } from '../native.js';
-import { type Device, type DType, formatShape, Tensor } from '../tensor.js';
+import { type Device, formatShape, Tensor } from '../tensor.js';
 
 /**
  * What an op accepts for a tensor argument, by device:
  * - 'float32': adapter parameters, their gradients, the saved xa and u, λ: float32 everywhere;
- * - 'weight': the base weight W: float32 or bfloat16 on the CPU, any dtype on CUDA;
- * - 'activation': x, the base bias and dy: float32 on the CPU, any dtype on CUDA.
+ * - 'weight': the base weight W: float32 or bfloat16 on the CPU, any float dtype on CUDA;
+ * - 'activation': x, the base bias and dy: float32 on the CPU, any float dtype on CUDA.
+ * No op takes int32: an int32 tensor fails these checks like any other dtype an op refuses.
  */
 export type OperandKind = 'float32' | 'weight' | 'activation';
 
-const ALL: readonly DType[] = ['float32', 'bfloat16', 'float16'];
-const ACCEPTS: Record<OperandKind, Record<Device, readonly DType[]>> = {
+const ALL = FLOAT_DTYPES;
+const ACCEPTS: Record<OperandKind, Record<Device, readonly FloatDType[]>> = {
   float32: { cpu: ['float32'], cuda: ['float32'] },
   weight: { cpu: ['float32', 'bfloat16'], cuda: ALL },
   activation: { cpu: ['float32'], cuda: ALL },
@@ -31,7 +32,7 @@ export function checked(t: unknown, name: string, kind: OperandKind): Tensor {
   if (!(t instanceof Tensor)) throw invalidType('a Tensor', name, t);
   if (t.disposed) throw invalidType('a live Tensor', name, t, 'it was disposed');
   const accepts = ACCEPTS[kind][t.device];
-  if (!accepts.includes(t.dtype)) throw invalidType(`a ${dtypeList(accepts)} Tensor`, name, t, `dtype is ${t.dtype}`);
+  if (!(accepts as readonly DType[]).includes(t.dtype)) throw invalidType(`a ${dtypeList(accepts)} Tensor`, name, t, `dtype is ${t.dtype}`);
   return t;
 }
 

@@ -3,13 +3,10 @@
 // modules_to_save, the method interface index.ts's table holds, and the tensor helpers.
 import { invalidRange, invalidRangeText, invalidType } from '../../errors.js';
 import type { LoraVariant } from '../../layers/lora-linear.js';
-import { formatShape, Tensor, type DType } from '../../tensor.js';
-import { SafetensorsFile, type SafetensorsDtype, type TensorEntry } from '../safetensors.js';
+import { floatDTypeOfSafetensors, type FloatDType } from '../../dtype.js';
+import { formatShape, Tensor } from '../../tensor.js';
+import { SafetensorsFile, type TensorEntry } from '../safetensors.js';
 import { ConfigReader, MODULE_PREFIX, type PeftConfig } from './config.js';
-
-// TODO(dtype.ts): the safetensors names of lowrank's dtypes.
-export const SAFETENSORS_TO_DTYPE: Partial<Record<SafetensorsDtype, DType>> = { F32: 'float32', BF16: 'bfloat16', F16: 'float16' };
-export const DTYPE_TO_SAFETENSORS: Record<DType, SafetensorsDtype> = { float32: 'F32', bfloat16: 'BF16', float16: 'F16' };
 
 // ---- the adapter objects -----------------------------------------------------------------
 
@@ -19,7 +16,7 @@ export interface AdapterCommon {
   /** Where it was loaded from (absent for adapters built in memory). */
   dir?: string;
   /** The dtype its tensors were stored in; saveAdapter writes this dtype back by default. */
-  dtype: DType;
+  dtype: FloatDType;
   /** fan_in_fan_out: the base stores W as [in, out] (GPT-2 Conv1D). */
   fanInFanOut: boolean;
   /** Trained biases [out] by module path (bias "all" / "lora_only" / "vera_only"): they replace the base's. */
@@ -38,7 +35,7 @@ export interface AdapterInputCommon {
   modulesToSave?: Map<string, Tensor>;
   /** A loaded adapter's config: its keys are kept (read-modify-write). */
   config?: PeftConfig;
-  dtype?: DType;
+  dtype?: FloatDType;
 }
 
 export interface LoadOptions {
@@ -58,7 +55,7 @@ export interface SaveOptions {
   /** Keys merged into adapter_config.json last (checked: the result must still describe the tensors). */
   extraConfig?: Record<string, unknown>;
   /** The dtype to store the tensors in (default: the adapter's `dtype`, else float32). */
-  dtype?: DType;
+  dtype?: FloatDType;
   /** VeRA: store vera_A / vera_B (default: the adapter's saveProjection, else true). */
   saveProjection?: boolean;
 }
@@ -98,7 +95,7 @@ export interface Scan {
   biases: Map<string, TensorEntry>;
   modulesToSave: Map<string, TensorEntry>;
   /** The dtype most of its tensors are stored in. */
-  dtype: DType;
+  dtype: FloatDType;
 }
 
 /** A tensor to save under its PEFT key. */
@@ -173,9 +170,9 @@ export function scan(files: Scan['files'], reader: ConfigReader, m: PeftMethod):
     const shared = new Map<string, TensorEntry>();
     const biases = new Map<string, TensorEntry>();
     const modulesToSave = new Map<string, TensorEntry>();
-    const dtypes = new Map<DType, number>();
+    const dtypes = new Map<FloatDType, number>();
     for (const e of file.entries) {
-      const dtype = SAFETENSORS_TO_DTYPE[e.dtype];
+      const dtype = floatDTypeOfSafetensors(e.dtype);
       if (!dtype) throw invalidRange('a floating-point tensor (F32, BF16 or F16)', `${e.name} in ${files.weights}`, e.dtype);
       dtypes.set(dtype, (dtypes.get(dtype) ?? 0) + 1);
       const k = e.name;
@@ -296,6 +293,7 @@ export function tensorArg(t: unknown, name: string, dims?: number): Tensor {
   if (!(t instanceof Tensor)) throw invalidType('a Tensor', name, t);
   t.storage(name);
   if (t.device !== 'cpu') throw invalidRange('a tensor on cpu', name, t);
+  if (t.dtype === 'int32') throw invalidType('a float32, bfloat16 or float16 Tensor', name, t, 'dtype is int32');
   if (dims !== undefined && t.shape.length !== dims) throw invalidRange(`a ${dims}-D tensor`, name, t);
   return t;
 }

@@ -24,6 +24,7 @@
 // adapter.ts holds what the methods share.
 import { mkdirSync, statSync } from 'node:fs';
 import path from 'node:path';
+import { FLOAT_DTYPES } from '../../dtype.js';
 import { invalidRange, invalidType } from '../../errors.js';
 import type { LoraLinear } from '../../layers/lora-linear.js';
 import type { VeraLinear } from '../../layers/vera-linear.js';
@@ -31,7 +32,6 @@ import type { Tensor } from '../../tensor.js';
 import { writeSafetensors, type TensorEntry, type WriteEntry } from '../safetensors.js';
 import {
   biasOf,
-  DTYPE_TO_SAFETENSORS,
   readF32,
   scan,
   sumSizes,
@@ -248,7 +248,7 @@ export function saveAdapter(dir: string, adapter: LoraAdapterInput | VeraAdapter
   if (baseConfig !== undefined && (typeof baseConfig !== 'object' || baseConfig === null || Array.isArray(baseConfig)))
     throw invalidType('a config object', 'adapter.config', baseConfig);
   const dtype = o.dtype ?? adapter.dtype ?? 'float32';
-  if (!(dtype in DTYPE_TO_SAFETENSORS)) throw invalidRange("'float32', 'bfloat16' or 'float16'", 'options.dtype', dtype);
+  if (!(FLOAT_DTYPES as readonly unknown[]).includes(dtype)) throw invalidRange("'float32', 'bfloat16' or 'float16'", 'options.dtype', dtype);
   if (o.extraConfig !== undefined && (typeof o.extraConfig !== 'object' || o.extraConfig === null || Array.isArray(o.extraConfig)))
     throw invalidType('an object of config keys', 'options.extraConfig', o.extraConfig);
   if (o.targetModules !== undefined && typeof o.targetModules !== 'string' && !(Array.isArray(o.targetModules) && o.targetModules.every((t) => typeof t === 'string')))

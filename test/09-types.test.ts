@@ -1,5 +1,5 @@
-// The typings are part of the contract: these assertions are checked by
-// `npx tsc -p test/tsconfig.json` (and run, trivially, under vitest).
+// The typings are part of the contract: `npm test` type-checks these assertions (vitest's
+// typecheck mode, see vitest.config.ts), and a wrong one fails it; they also run, trivially.
 import { describe, expectTypeOf, it } from 'vitest';
 import {
   backends,

@@ -186,7 +186,7 @@ async function benchCpu() {
       for (const k of ['dx', 'dA', 'dB']) g[k]?.dispose();
     };
     const base = () =>
-      n.gemm({ m: t, n: out, terms: [{ a: xs, lda: inDim, ta: false, b: Ws, ldb: inDim, tb: true, k: inDim, alpha: 1 }], c: y, ldc: out, beta: 0, bias: null, reference: false });
+      n._gemm({ m: t, n: out, terms: [{ a: xs, lda: inDim, ta: false, b: Ws, ldb: inDim, tb: true, k: inDim, alpha: 1 }], c: y, ldc: out, beta: 0, bias: null, reference: false });
     // The base product, forward and training steps interleaved: their ratios come from rounds
     // that ran under the same conditions.
     const W16 = W.astype('bfloat16');

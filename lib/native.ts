@@ -146,10 +146,10 @@ type Call<A> = {
 export interface Native extends Ops {
   backends(): NativeBackends;
   setThreads(n: number): number;
-  setIsa(name: '' | 'avx512' | 'avx2' | 'scalar'): string;
-  philox(args: { counter: Uint32Array; key: Uint32Array; out: Uint32Array }): void;
-  dropoutMask(args: { out: Uint8Array; offset: number; p: number; seed: Seed }): void;
-  gemm(args: {
+  _setIsa(name: '' | 'avx512' | 'avx2' | 'scalar'): string;
+  _philox(args: { counter: Uint32Array; key: Uint32Array; out: Uint32Array }): void;
+  _dropoutMask(args: { out: Uint8Array; offset: number; p: number; seed: Seed }): void;
+  _gemm(args: {
     m: number;
     n: number;
     terms: NativeGemmTerm[];
@@ -161,8 +161,8 @@ export interface Native extends Ops {
   }): void;
   probePeak(seconds: number): { gflops: number; isa: 'avx512' | 'avx2' | 'scalar' };
   probeBandwidth(bytes: number, rounds: number): number;
-  cudaDropoutMask(args: { out: Uint8Array; offset: number; p: number; seed: Seed }): void;
-  cudaLoraMergeHost(args: { W: F32; A: F32; B: F32; out: number; in: number; r: number; scale: number }): void;
+  _cudaDropoutMask(args: { out: Uint8Array; offset: number; p: number; seed: Seed }): void;
+  _cudaLoraMergeHost(args: { W: F32; A: F32; B: F32; out: number; in: number; r: number; scale: number }): void;
   /** Device memory of `bytes` bytes from the caching allocator. */
   cudaAlloc(args: { bytes: number }): DeviceMemory;
   /** Returns the block to the cache (stream-ordered); idempotent. */

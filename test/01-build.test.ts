@@ -106,14 +106,14 @@ describe('the build', () => {
       'setThreads',
       'convert',
       'fillRandom',
-      'philox',
-      'dropoutMask',
-      'gemm',
+      '_philox',
+      '_dropoutMask',
+      '_gemm',
       'loraForward',
       'loraBackward',
       'loraMerge',
-      'cudaDropoutMask',
-      'cudaLoraMergeHost',
+      '_cudaDropoutMask',
+      '_cudaLoraMergeHost',
     ] as const) {
       expect(typeof n[name], name).toBe('function');
     }

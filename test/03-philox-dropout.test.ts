@@ -33,13 +33,13 @@ const KAT: Array<[number[], number[], number[]]> = [
 
 function nativePhilox(counter: number[], key: number[]): number[] {
   const out = new Uint32Array(4).fill(0xdeadbeef);
-  native().philox({ counter: Uint32Array.from(counter), key: Uint32Array.from(key), out });
+  native()._philox({ counter: Uint32Array.from(counter), key: Uint32Array.from(key), out });
   return Array.from(out);
 }
 
 function nativeMask(seed: bigint, p: number, offset: number, n: number): Uint8Array {
   const out = new Uint8Array(n).fill(7); // poison: every entry must be written 0 or 1
-  native().dropoutMask({ out, offset, p, seed });
+  native()._dropoutMask({ out, offset, p, seed });
   return out;
 }
 
@@ -204,7 +204,7 @@ describe('CUDA agrees with the CPU', () => {
       [3n, 0.5, 12345, 100_003],
     ] as const) {
       const got = new Uint8Array(n).fill(7);
-      native().cudaDropoutMask({ out: got, offset, p, seed });
+      native()._cudaDropoutMask({ out: got, offset, p, seed });
       expect(Array.from(got)).toEqual(Array.from(nativeMask(seed, p, offset, n)));
     }
   });
@@ -215,7 +215,7 @@ describe('CUDA agrees with the CPU', () => {
     const cpu = W0.slice();
     native().loraMerge({ W: { data: cpu, dtype: 0 }, A: { data: A, dtype: 0 }, B: { data: B, dtype: 0 }, out: O, in: I, r: R, scale: 0.5, safe: false });
     const gpu = W0.slice();
-    native().cudaLoraMergeHost({ W: gpu, A, B, out: O, in: I, r: R, scale: 0.5 });
+    native()._cudaLoraMergeHost({ W: gpu, A, B, out: O, in: I, r: R, scale: 0.5 });
     expect(relErr(gpu, cpu)).toBeLessThan(1e-5);
   });
 });

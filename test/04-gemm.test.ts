@@ -89,7 +89,7 @@ function run(c: Case, referencePath = false) {
   // padding columns (j >= n) are poisoned and must stay as they were
   for (let i = 0; i < m; i++) for (let j = n; j < ldc; j++) cInit[i * ldc + j] = -12345.5;
   const cOut = cInit.slice();
-  native().gemm({ m, n, terms: built.map((b) => b.term), c: cOut, ldc, beta, bias, reference: referencePath });
+  native()._gemm({ m, n, terms: built.map((b) => b.term), c: cOut, ldc, beta, bias, reference: referencePath });
   const want = reference(m, n, built, cInit, ldc, beta, bias);
   for (let i = 0; i < m; i++)
     for (let j = n; j < ldc; j++) if (cOut[i * ldc + j] !== -12345.5) expect.fail(`padding C[${i}, ${j}] was written: ${cOut[i * ldc + j]}`);
@@ -237,7 +237,7 @@ describe('native gemm against a float64 triple loop', () => {
     const b = randomF32(5 * 3, 2);
     const c = new Float32Array(7 * 3);
     const call = (over: Partial<NativeGemmTerm>, m = 7, ldc = 3) =>
-      native().gemm({ m, n: 3, terms: [{ a, lda: 5, ta: false, b, ldb: 3, tb: false, k: 5, alpha: 1, ...over }], c, ldc, beta: 0, bias: null, reference: false });
+      native()._gemm({ m, n: 3, terms: [{ a, lda: 5, ta: false, b, ldb: 3, tb: false, k: 5, alpha: 1, ...over }], c, ldc, beta: 0, bias: null, reference: false });
     expect(errorOf(() => call({ k: 6 }))).toEqual({ cls: 'RangeError', message: 'gemm: a too small' });
     expect(errorOf(() => call({ ldb: 2 }))).toEqual({ cls: 'RangeError', message: 'gemm: b too small' });
     expect(errorOf(() => call({}, 8))).toEqual({ cls: 'RangeError', message: 'gemm: c too small' });
@@ -251,7 +251,7 @@ describe('native gemm against a float64 triple loop', () => {
   it('rank-r updates (a short inner dimension, beta 1, no bias) at awkward sizes on every kernel set', () => {
     try {
       for (const isa of supportedIsas()) {
-        expect(native().setIsa(isa)).toBe(isa);
+        expect(native()._setIsa(isa)).toBe(isa);
         for (const [m, n, k, padC] of [
           [1, 1, 1, 0],
           [7, 65, 7, 3],
@@ -277,7 +277,7 @@ describe('native gemm against a float64 triple loop', () => {
         }
       }
     } finally {
-      native().setIsa('');
+      native()._setIsa('');
     }
   });
 
@@ -299,7 +299,7 @@ describe('native gemm against a float64 triple loop', () => {
     try {
       for (const isa of ['avx512', 'avx2', 'scalar'] as const) {
         try {
-          expect(native().setIsa(isa)).toBe(isa);
+          expect(native()._setIsa(isa)).toBe(isa);
         } catch (e) {
           expect(e).toBeInstanceOf(RangeError); // not supported on this CPU
           console.log(`isa ${isa}: not supported here (${(e as Error).message})`);
@@ -317,7 +317,7 @@ describe('native gemm against a float64 triple loop', () => {
         }
       }
     } finally {
-      native().setIsa('');
+      native()._setIsa('');
     }
     if (tried.length === 0) ctx.skip();
     expect(tried).toContain('scalar');

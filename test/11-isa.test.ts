@@ -12,7 +12,7 @@ const supported = supportedIsas();
 const unsupported = ALL.filter((isa) => !supported.includes(isa));
 
 afterAll(() => {
-  native().setIsa('');
+  native()._setIsa('');
 });
 
 // (T, in, out, r, dropout): tails of every tile and vector width, K blocks with a remainder.
@@ -24,7 +24,7 @@ const cases: Array<[number, number, number, number, number]> = [
 ];
 
 function run(isa: string, [T, I, O, R, p]: [number, number, number, number, number], seed: number) {
-  expect(native().setIsa(isa as 'avx512')).toBe(isa);
+  expect(native()._setIsa(isa as 'avx512')).toBe(isa);
   const xv = randomF32(T * I, seed), Wv = randomF32(O * I, seed + 1, 0.1), Av = randomF32(R * I, seed + 2, 0.1);
   const Bv = randomF32(O * R, seed + 3), bv = randomF32(O, seed + 4), dyv = randomF32(T * O, seed + 5);
   const x = tensor(xv, [T, I]), W = tensor(Wv, [O, I]), A = tensor(Av, [R, I]), B = tensor(Bv, [O, R]);

@@ -10,7 +10,7 @@ import { supportedIsas } from './helpers/isa.js';
 const supported = supportedIsas();
 
 afterAll(() => {
-  native().setIsa('');
+  native()._setIsa('');
 });
 
 describe.each(supported)('bfloat16 W on the %s path', (isa) => {
@@ -19,7 +19,7 @@ describe.each(supported)('bfloat16 W on the %s path', (isa) => {
     [7, 130, 97, 8, 0.25],
     [33, 257, 45, 64, 0],
   ] as const)('T=%i in=%i out=%i r=%i p=%f: forward, backward and merge', (T, I, O, R, p) => {
-    expect(native().setIsa(isa)).toBe(isa);
+    expect(native()._setIsa(isa)).toBe(isa);
     const xv = randomF32(T * I, 1), Av = randomF32(R * I, 3, 0.1), Bv = randomF32(O * R, 4), dyv = randomF32(T * O, 5);
     const Wexact = randomF32(O * I, 2, 0.1).map(bf16Value); // values bfloat16 holds exactly
     const W = tensor(Wexact, [O, I]).astype('bfloat16');
@@ -55,7 +55,7 @@ describe.each(supported)('bfloat16 W on the %s path', (isa) => {
   });
 
   it('safe merge of a bfloat16 W refuses a non-finite result and leaves W unchanged', () => {
-    expect(native().setIsa(isa)).toBe(isa);
+    expect(native()._setIsa(isa)).toBe(isa);
     const W = tensor(randomF32(6 * 5, 9), [6, 5]).astype('bfloat16');
     const before = (W.storage() as Uint16Array).slice();
     const A = tensor(new Float32Array(5).fill(3e38), [1, 5]), B = tensor(new Float32Array(6).fill(10), [6, 1]);

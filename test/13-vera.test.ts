@@ -256,12 +256,12 @@ describe('vera.forward / vera.backward against the float64 reference', () => {
 describe('kernel paths and threads', () => {
   const supported = supportedIsas();
   afterAll(() => {
-    native().setIsa('');
+    native()._setIsa('');
     setThreads(0);
   });
 
   it.each(supported)('the %s path matches the reference, with and without dropout', (isa) => {
-    expect(native().setIsa(isa)).toBe(isa);
+    expect(native()._setIsa(isa)).toBe(isa);
     for (const withDropout of [false, true]) {
       const p = problem(33, 97, 130, 8, 808, true);
       const drop = withDropout ? { p: 0.2, seed: 5n } : undefined;
@@ -275,7 +275,7 @@ describe('kernel paths and threads', () => {
       expect(relErr(g.dLambdaD.toFloat32Array(), gref.dLd)).toBeLessThan(1e-5);
       expect(relErr(g.dLambdaB.toFloat32Array(), gref.dLb)).toBeLessThan(1e-5);
     }
-    native().setIsa('');
+    native()._setIsa('');
   });
 
   it('results do not depend on the thread count (projections, forward, backward, merge)', () => {

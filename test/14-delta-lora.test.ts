@@ -10,7 +10,7 @@ import { supportedIsas } from './helpers/isa.js';
 const supported = supportedIsas();
 
 afterAll(() => {
-  native().setIsa('');
+  native()._setIsa('');
   setThreads(0);
 });
 
@@ -93,7 +93,7 @@ const shapes: Array<[number, number, number, boolean]> = [
 
 describe.each(supported)('deltaLora.update on the %s path', (isa) => {
   it.each(shapes)('out=%i in=%i r=%i independent=%s: float32 W equals the float64 update', (O, I, R, independent) => {
-    expect(native().setIsa(isa)).toBe(isa);
+    expect(native()._setIsa(isa)).toBe(isa);
     const p = problem(O, I, R, O * 31 + I + R, independent);
     const lambda = 2, scale = 2 / R;
     const { view, big } = guarded(p.Wv);
@@ -116,7 +116,7 @@ describe.each(supported)('deltaLora.update on the %s path', (isa) => {
     [97, 130, 8],
     [33, 257, 64],
   ] as const)('out=%i in=%i r=%i: bfloat16 W is the nearest bfloat16 of the exact update', (O, I, R) => {
-    expect(native().setIsa(isa)).toBe(isa);
+    expect(native()._setIsa(isa)).toBe(isa);
     const p = problem(O, I, R, 900 + O + R, true);
     const Wexact = p.Wv.map(bf16Value); // values bfloat16 holds exactly
     const W = tensor(Wexact, [O, I]).astype('bfloat16');

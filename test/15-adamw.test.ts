@@ -7,7 +7,7 @@ import { native } from '../lib/native.js';
 import { errorOf, randomF32, relErr, sameBits } from './helpers/reference.js';
 
 afterAll(() => {
-  native().setIsa('');
+  native()._setIsa('');
   setThreads(0);
 });
 
@@ -208,7 +208,7 @@ describe('optim.AdamW: the same bits everywhere', () => {
         if (async) await opt.stepAsync();
         else opt.step();
       }
-      native().setIsa('');
+      native()._setIsa('');
       setThreads(0);
       return es.map((e) => e.param.toFloat32Array());
     })();
@@ -217,7 +217,7 @@ describe('optim.AdamW: the same bits everywhere', () => {
   it('1 thread, the default pool, the portable path and async all agree bit for bit', async () => {
     const base = await run(() => undefined);
     const one = await run(() => setThreads(1));
-    const scalar = await run(() => expect(native().setIsa('scalar')).toBe('scalar'));
+    const scalar = await run(() => expect(native()._setIsa('scalar')).toBe('scalar'));
     const async = await run(() => undefined, true);
     for (const other of [one, scalar, async]) base.forEach((b, i) => expect(sameBits(other[i], b)).toBe(true));
   });

@@ -10,7 +10,7 @@ import { createHash } from 'node:crypto';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { Tensor, torchRandom } from '../lib/index.js';
-import { roundSumToFloat32 } from '../lib/io/torch-random.js';
+import { _roundSumToFloat32 } from '../lib/io/torch-random.js';
 import { errorOf } from './helpers/reference.js';
 
 const { TorchCpuGenerator, uniform_, peftVeraProjections } = torchRandom;
@@ -165,16 +165,16 @@ function exactSumToFloat32(p: number, f: number): number {
   return m < 0n ? -v : v;
 }
 
-describe('roundSumToFloat32 (a float32 FMA of an exact product)', () => {
+describe('_roundSumToFloat32 (a float32 FMA of an exact product)', () => {
   it('resolves float32 midpoints with the exact error term', () => {
     // 1 + 2^-24 + 2^-75 rounds (in float64) to the midpoint 1 + 2^-24; the exact sum is above it.
     const p = 2 ** -24 + 2 ** -75;
     expect(Math.fround(p + 1)).toBe(1); // the naive float64 route: wrong
-    expect(roundSumToFloat32(p, 1)).toBe(1 + 2 ** -23);
+    expect(_roundSumToFloat32(p, 1)).toBe(1 + 2 ** -23);
     expect(exactSumToFloat32(p, 1)).toBe(1 + 2 ** -23);
-    expect(roundSumToFloat32(-p, -1)).toBe(-(1 + 2 ** -23));
-    expect(roundSumToFloat32(2 ** -24 - 2 ** -76, 1)).toBe(1);
-    expect(roundSumToFloat32(2 ** -24, 1)).toBe(1); // an exact tie: to even
+    expect(_roundSumToFloat32(-p, -1)).toBe(-(1 + 2 ** -23));
+    expect(_roundSumToFloat32(2 ** -24 - 2 ** -76, 1)).toBe(1);
+    expect(_roundSumToFloat32(2 ** -24, 1)).toBe(1); // an exact tie: to even
   });
 
   it('equals exact rounding for products x·d, any doubles, and sums near float32 midpoints (fast-check)', () => {
@@ -182,12 +182,12 @@ describe('roundSumToFloat32 (a float32 FMA of an exact product)', () => {
     fc.assert(
       fc.property(fc.integer({ min: 0, max: 2 ** 24 - 1 }), f32, f32, (k, d, f) => {
         const p = k * 2 ** -24 * d; // exact in float64
-        expect(Object.is(roundSumToFloat32(p, f), exactSumToFloat32(p, f))).toBe(true);
+        expect(Object.is(_roundSumToFloat32(p, f), exactSumToFloat32(p, f))).toBe(true);
       }),
       { numRuns: 2000 },
     );
     const same = (p: number, f: number): void => {
-      expect(Object.is(roundSumToFloat32(p, f), exactSumToFloat32(p, f))).toBe(true);
+      expect(Object.is(_roundSumToFloat32(p, f), exactSumToFloat32(p, f))).toBe(true);
     };
     fc.assert(
       fc.property(fc.double({ noNaN: true, noDefaultInfinity: true, min: -1e300, max: 1e300 }), f32, same),
@@ -271,8 +271,8 @@ describe('peftVeraProjections (PEFT VeRA, save_projection: false)', () => {
   });
 
   it('computes the bound in PEFT order: √3 · (√2 / √fan_in)', () => {
-    expect(torchRandom.kaimingBound(10)).toBe(Math.sqrt(3) * (Math.sqrt(2) / Math.sqrt(10)));
-    expect(Math.abs(torchRandom.kaimingBound(10) - Math.sqrt(6 / 10))).toBeLessThan(1e-15);
+    expect(torchRandom._kaimingBound(10)).toBe(Math.sqrt(3) * (Math.sqrt(2) / Math.sqrt(10)));
+    expect(Math.abs(torchRandom._kaimingBound(10) - Math.sqrt(6 / 10))).toBeLessThan(1e-15);
   });
 
   it('rejects bad arguments', () => {

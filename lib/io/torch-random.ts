@@ -100,7 +100,7 @@ function nextFloat32(v: number, up: boolean): number {
  * @internal float32(p + f) rounded once from the exact sum of two doubles (what a float32 FMA
  * returns when p = x·d exactly): Math.fround(p + f) except where p + f lands on a float32 midpoint.
  */
-export function roundSumToFloat32(p: number, f: number): number {
+export function _roundSumToFloat32(p: number, f: number): number {
   const s = p + f;
   const r = Math.fround(s);
   if (r === s) return r; // the exact sum is within half a float64 ulp of a float32: r
@@ -147,13 +147,13 @@ export function uniform_(gen: TorchCpuGenerator, out: Float32Array, from: number
   const scale = 2 ** -24;
   for (let i = 0; i < out.length; i++) {
     const x = (gen.nextUint32() & 0xffffff) * scale;
-    const v = fused ? roundSumToFloat32(x * d, f) : Math.fround(Math.fround(x * d) + f);
+    const v = fused ? _roundSumToFloat32(x * d, f) : Math.fround(Math.fround(x * d) + f);
     out[i] = v === t ? f : v;
   }
 }
 
 /** The bound PEFT's _kaiming_init computes: math.sqrt(3.0) * (math.sqrt(2) / math.sqrt(fan_in)) = √(6 / fan_in). */
-export function kaimingBound(fanIn: number): number {
+export function _kaimingBound(fanIn: number): number {
   return Math.sqrt(3) * (Math.SQRT2 / Math.sqrt(fanIn));
 }
 
@@ -186,9 +186,9 @@ export function peftVeraProjections(
   const A = Tensor.empty(shapeA, 'float32', 'cpu');
   const B = Tensor.empty(shapeB, 'float32', 'cpu');
   try {
-    const a = kaimingBound(inDim);
+    const a = _kaimingBound(inDim);
     uniform_(gen, A.storage() as Float32Array, -a, a, options);
-    const b = kaimingBound(r);
+    const b = _kaimingBound(r);
     uniform_(gen, B.storage() as Float32Array, -b, b, options);
   } catch (e) {
     A.dispose();

@@ -31,14 +31,14 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
 #include "../core/ops.def"
   set("backends", Backends);
   set("setThreads", SetThreads);
-  set("setIsa", SetIsa);
-  set("philox", Philox);
-  set("dropoutMask", DropoutMask);
-  set("gemm", Gemm);
+  set("_setIsa", SetIsa);
+  set("_philox", Philox);
+  set("_dropoutMask", DropoutMask);
+  set("_gemm", Gemm);
   set("probePeak", ProbePeak);
   set("probeBandwidth", ProbeBandwidth);
-  set("cudaDropoutMask", CudaDropoutMask);
-  set("cudaLoraMergeHost", CudaLoraMergeHost);
+  set("_cudaDropoutMask", CudaDropoutMask);
+  set("_cudaLoraMergeHost", CudaLoraMergeHost);
   set("cudaAlloc", CudaAlloc);
   set("cudaFree", CudaFree);
   set("cudaUpload", CudaUpload);

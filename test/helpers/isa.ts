@@ -8,11 +8,11 @@ export type Isa = (typeof ALL_ISAS)[number];
 export function supportedIsas(): Isa[] {
   return ALL_ISAS.filter((isa) => {
     try {
-      return native().setIsa(isa) === isa;
+      return native()._setIsa(isa) === isa;
     } catch {
       return false;
     } finally {
-      native().setIsa('');
+      native()._setIsa('');
     }
   });
 }

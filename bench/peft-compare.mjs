@@ -14,7 +14,7 @@
 // (shapes, dtypes, scale, device, lowrank's median times). The Python script reruns the same
 // math through PEFT on the same inputs, compares and times it.
 //
-// Shapes: large = SPEC section 6's GPU shape (T = 8192, 4096 × 4096, r = 16); small = an awkward
+// Shapes: large = the GPU shape of README.md's Performance section (T = 8192, 4096 × 4096, r = 16) (T = 8192, 4096 × 4096, r = 16); small = an awkward
 // one (T = 33, in = 70, out = 45, r = 7). Defaults: on cuda both, bfloat16 x and W; on cpu the
 // small one, float32 (the CPU kernels take float32 activations).
 import { spawnSync } from 'node:child_process';

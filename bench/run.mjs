@@ -3,10 +3,10 @@
 // npm run bench -- --device cuda [--quick] [--shapes G,G64]
 //
 // CPU (the default): measures this machine's FMA peak and copy bandwidth, then times lowrank's
-// CPU kernels at the shapes of SPEC section 6 beside onnxruntime-node running the same forward
+// CPU kernels at the shapes of README.md's Performance section beside onnxruntime-node running the same forward
 // graph with the same thread count. Prints medians and ratios; writes bench/results/<date>.json.
 //
-// CUDA (--device cuda): times the same ops on the first GPU at SPEC section 6's GPU shape
+// CUDA (--device cuda): times the same ops on the first GPU at the GPU shape of README.md's Performance section (T = 8192, 4096 × 4096, r = 16)
 // (T = 8192, 4096 × 4096, r = 16) with bfloat16 and float32 activations and weights, beside the
 // base product alone; prints medians, TFLOP/s and ratios to the base product and to the floors
 // (the vendor's peak figures and the measured device copy bandwidth); writes
@@ -120,7 +120,7 @@ function trainingStep(kept) {
   };
 }
 
-/** The CPU benchmark: SPEC section 6's shapes, fp32, with onnxruntime-node beside it. */
+/** The CPU benchmark: README.md's Performance shapes, fp32, with onnxruntime-node beside it. */
 async function benchCpu() {
   const shapeNames = (args.shapes ?? (args.quick ? 'Q,S' : 'S,M,M64')).split(',');
   for (const s of shapeNames) if (!SHAPES[s]) throw new RangeError(`Expected one of ${Object.keys(SHAPES)} for --shapes but received ${s}`);
@@ -314,7 +314,7 @@ async function benchCpu() {
 // ---- CUDA ------------------------------------------------------------------------------------
 
 const CUDA_SHAPES = {
-  // SPEC section 6's GPU shape, and the same at r = 64.
+  // the GPU shape of README.md's Performance section (T = 8192, 4096 × 4096, r = 16), and the same at r = 64.
   G: { t: 8192, inDim: 4096, out: 4096, r: 16 },
   G64: { t: 8192, inDim: 4096, out: 4096, r: 64 },
 };
@@ -392,7 +392,7 @@ async function timeGroupCuda(group, sync, { warmup, rounds, batchMs }, after = (
   return { ...failed, ...Object.fromEntries(timed) };
 }
 
-/** The CUDA benchmark: SPEC section 6's GPU shape with bfloat16 (and float32) x, W, dy. */
+/** The CUDA benchmark: the GPU shape of README.md's Performance section (T = 8192, 4096 × 4096, r = 16) with bfloat16 (and float32) x, W, dy. */
 async function benchCuda() {
   const cuda = backends().cuda;
   if (!cuda.available) {

@@ -1,4 +1,4 @@
-// Optimizers (SPEC section 2, LoRA+): AdamW with parameter groups, stepping every tensor of
+// Optimizers (README.md, Optimizers): AdamW with parameter groups, stepping every tensor of
 // every group in one fused native call, and the LoRA+ grouping (B learns ratio × faster than A).
 //
 // A parameter is a float32 tensor and a same-shape float32 gradient tensor that the caller (or

@@ -1,4 +1,4 @@
-// LoRA (SPEC section 2): forward, backward, LoRA-FA's frozenA, merge/unmerge and init,
+// LoRA (README.md, LoRA): forward, backward, LoRA-FA's frozenA, merge/unmerge and init,
 // against the float64 reference and against finite differences.
 import { describe, expect, it } from 'vitest';
 import { lora, tensor, zeros, type Tensor } from '../lib/index.js';

@@ -157,7 +157,7 @@ describe('async failures', () => {
     expect(sameBits(W.toFloat32Array(), before)).toBe(true);
   });
 
-  // STYLE.md: "Errors travel as strings and are rethrown in JS with the JS stack."
+  // "Errors travel as strings and are rethrown in JS with the JS stack."
   it("a native rejection carries a JavaScript stack naming the caller's function", async () => {
     const { W, A, B } = overflowing();
     const err = (await lora.mergeAsync(W, A, B, 1, { safe: true }).catch((e: unknown) => e)) as Error;

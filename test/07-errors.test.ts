@@ -139,7 +139,7 @@ describe('dtypes and devices', () => {
     });
   });
 
-  // SPEC 5: "Mixing devices ... is an error, not a silent copy." backward must check dy's
+  // The API contract (README.md, API): "Mixing devices ... is an error, not a silent copy." backward must check dy's
   // device against the tensors forward saved.
   it('backward with a CUDA dy and CPU saved state is a RangeError naming dy', () => {
     const { saved } = lora.forward(x, W, A, B, { scale: 1 });

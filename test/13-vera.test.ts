@@ -1,5 +1,5 @@
-// VeRA (SPEC section 2): shared seeded projections, forward/backward against a float64
-// reference written here from the SPEC formulas, finite differences, slicing of the shared
+// VeRA (README.md, VeRA): shared seeded projections, forward/backward against a float64
+// reference written here from the formulas in README.md, finite differences, slicing of the shared
 // projections, merge/unmerge (float32 and bfloat16 W), async forms and every error message.
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -24,7 +24,7 @@ import {
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
-// ---- float64 reference (SPEC section 2, VeRA) ---------------------------------------------
+// ---- float64 reference (README.md, VeRA) ---------------------------------------------
 
 type Num = ArrayLike<number>;
 

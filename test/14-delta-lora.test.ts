@@ -1,4 +1,4 @@
-// Delta-LoRA (SPEC section 2): W ← W + λ·s·(B₁A₁ − B₀A₀) in one fused pass, against float64
+// Delta-LoRA (README.md, Delta-LoRA): W ← W + λ·s·(B₁A₁ − B₀A₀) in one fused pass, against float64
 // arithmetic, on every CPU kernel path, for float32 and bfloat16 W; the async form; the
 // paper's defaults and the dropout rule; every error message.
 import { afterAll, describe, expect, expectTypeOf, it } from 'vitest';

@@ -1,4 +1,4 @@
-// The fused AdamW (SPEC section 2, LoRA+): parameter groups against an independent float64
+// The fused AdamW (README.md, Optimizers): parameter groups against an independent float64
 // version of torch.optim.AdamW, over several steps with fresh gradients; the LoRA+ groups; the
 // same bits on every thread count and instruction set, sync and async; every error message.
 import { afterAll, describe, expect, expectTypeOf, it } from 'vitest';

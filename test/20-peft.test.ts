@@ -1,4 +1,4 @@
-// PEFT adapter directories (SPEC section 4): fixtures laid out exactly as PEFT writes them, built
+// PEFT adapter directories (README.md, Files): fixtures laid out exactly as PEFT writes them, built
 // here from the format itself (adapter_config.json text + a safetensors file assembled byte by
 // byte, independent of lowrank's writer and reader), loaded, checked against float64
 // references, merged, saved and reloaded bit for bit; every error names its file and key.

@@ -29,7 +29,7 @@ const COMMANDS = {
   },
   bench: {
     usage: 'lowrank bench [--quick] [--shapes S,M,M64] [--threads N] [--no-ort] [--out FILE]',
-    summary: "time lowrank's kernels at SPEC section 6's shapes (runs bench/run.mjs)",
+    summary: "time lowrank's kernels at README.md's Performance shapes (runs bench/run.mjs)",
     options: {},
   },
 } satisfies Record<string, CommandSpec>;

@@ -1,7 +1,7 @@
 // Atomic file writes: the bytes go to a temporary file beside the destination, which is flushed
 // to disk (fsync), renamed over the destination (atomic on POSIX file systems) and made durable by
 // an fsync of the directory. A crash at any point leaves either the previous file or the new one
-// under the final name, never a half-written one (SPEC §4). Temporary files of writers that never
+// under the final name, never a half-written one (README.md, Files). Temporary files of writers that never
 // finished are removed when the process exits normally or through process.exit(); after a hard
 // kill (SIGKILL, power loss) a `.<name>.<pid>.<random>.tmp` file may remain beside the target.
 import { randomBytes } from 'node:crypto';

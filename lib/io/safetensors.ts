@@ -1,4 +1,4 @@
-// safetensors: read tensor by tensor from an open file, write atomically (SPEC §4).
+// safetensors: read tensor by tensor from an open file, write atomically (README.md, Files).
 //
 // Layout: an 8-byte little-endian u64 N, N bytes of UTF-8 JSON (an object that starts with "{",
 // padded with spaces), then the data buffer. Each tensor is `"name": {"dtype", "shape",
@@ -303,7 +303,7 @@ function checkIndexArg(v: unknown, name: string): number {
 }
 
 /**
- * Validates a header per SPEC §4. `bytes` holds at least the file's first 8 + N bytes (fewer:
+ * Validates a header as README.md's Files section describes. `bytes` holds at least the file's first 8 + N bytes (fewer:
  * a RangeError naming bytes); `fileSize` is the whole file's size; `source` names the file in
  * messages (the path, say). Every failure is a TypeError (malformed document) or RangeError (a
  * length, offset or size out of range) whose message starts with "Expected ".

@@ -1,5 +1,5 @@
 // torch's CPU random generator, bit for bit, for what PEFT draws with it: VeRA's shared projections
-// when an adapter is saved without them (`save_projection: false`, SPEC §4).
+// when an adapter is saved without them (`save_projection: false`; README.md, Files).
 //
 // torch.Generator('cpu').manual_seed(seed) (CPUGeneratorImpl, at::mt19937 in
 // ATen/core/MT19937RNGEngine.h) keeps the seed as a uint64 (a negative Python int is taken
@@ -13,13 +13,13 @@
 //   x = (w & 0xFFFFFF) · 2^-24                       (exact)
 //   v = float32(x · float32(to − from) + from)       (one rounding: the compiler fuses it into an FMA)
 //   v = (v == float32(to)) ? float32(from) : v      (recent torch, 2.13 included, keeps [from, to))
-// This is SPEC §4's recipe with two details it leaves open: d = to − from is itself rounded to
+// These are the formulas above with two details to pin down: d = to − from is itself rounded to
 // float32 (float arithmetic in torch; a float64 difference disagrees with torch on a third to
 // two thirds of the elements of an asymmetric range), and the clamp. x · d is exact in float64
 // (24 × 24 bits), so float32(x · d + from) evaluated in float64 equals the fused result except
 // where the float64 sum lands exactly on a float32 midpoint, which uniform_ below resolves with
 // the sum's exact error term. For from = −to (VeRA) d = 2·to exactly, the sum is exact in float64
-// and the clamp can never fire: SPEC's recipe as written is exact there.
+// and the clamp can never fire: the recipe as written is exact there.
 //
 // Checked against torch 2.13.0+cpu (test/19 holds its values): identical on CPUs where torch
 // dispatches its AVX2 or AVX-512 kernels. On CPUs without AVX2 (or with
@@ -167,7 +167,7 @@ function checkDim(v: unknown, name: string): number {
  * PEFT's VeRA projections when save_projection is false (peft/tuners/vera/model.py,
  * _init_vera_A_vera_B): one generator seeded with projection_prng_key draws vera_A [r, maxIn],
  * then vera_B [maxOut, r], each `_kaiming_init`: uniform_(−bound, bound) with
- * bound = √3 · (√2 / √fan_in), fan_in = size(1): maxIn for A, r for B (SPEC §4's √(6 / fan_in),
+ * bound = √3 · (√2 / √fan_in), fan_in = size(1): maxIn for A, r for B (PEFT's √(6 / fan_in),
  * computed in PEFT's order so the float64 bound is the same to the last bit).
  */
 export function peftVeraProjections(

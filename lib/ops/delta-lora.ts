@@ -1,4 +1,4 @@
-// Delta-LoRA (SPEC section 2): LoRA whose optimizer step also moves the frozen weight. After a
+// Delta-LoRA (README.md, Delta-LoRA): LoRA whose optimizer step also moves the frozen weight. After a
 // step takes the adapter from (A₀, B₀) to (A₁, B₁):
 //   W ← W + λ · s · (B₁A₁ − B₀A₀)
 // for steps t > K (the paper: λ = 2, K = 500), with dropout 0. The update is one fused pass over

@@ -1,4 +1,4 @@
-// LoRA (SPEC section 2): y = x Wᵀ + b0 + s · (D(x) Aᵀ) Bᵀ, its backward, merge and unmerge.
+// LoRA (README.md, LoRA): y = x Wᵀ + b0 + s · (D(x) Aᵀ) Bᵀ, its backward, merge and unmerge.
 // The `frozenA` option is LoRA-FA's path: A stays fixed, backward keeps only xa, never x.
 // Every op runs where its tensors are: on CUDA, x, W, the bias and dy may be float32, bfloat16
 // or float16 (y and dx take x's dtype); A, B and the gradients are float32 on both devices.

@@ -1,4 +1,4 @@
-// VeRA (SPEC section 2): one pair of frozen random projections, A [r, maxIn] and B [maxOut, r],
+// VeRA (README.md, VeRA): one pair of frozen random projections, A [r, maxIn] and B [maxOut, r],
 // shared by every adapted layer; a layer (out, in) uses their top-left slices A[:, :in] and
 // B[:out, :] and trains only λd [r] and λb [out]:
 //   y = x Wᵀ + b0 + λb ⊙ ((D(x) Aᵀ ⊙ λd) Bᵀ).

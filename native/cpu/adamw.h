@@ -1,4 +1,4 @@
-// AdamW on the CPU (SPEC section 2, LoRA+): one fused step over a list of float32 tensors,
+// AdamW on the CPU (README.md, Optimizers): one fused step over a list of float32 tensors,
 // each with its own hyperparameters (parameter groups), as torch.optim.AdamW computes it.
 #pragma once
 

@@ -1,4 +1,4 @@
-// Delta-LoRA on the CPU (SPEC section 2). After an optimizer step moves the adapter from
+// Delta-LoRA on the CPU (README.md, Delta-LoRA). After an optimizer step moves the adapter from
 // (A0, B0) to (A1, B1), the frozen weight moves too:
 //   W ← W + λ·s·(B1 A1 − B0 A0)
 // as one product over the joined inner dimension 2r, [λs·B1 | −λs·B0] · [A1 ; A0], added into W

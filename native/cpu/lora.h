@@ -1,4 +1,4 @@
-// LoRA on the CPU (SPEC section 2). Shapes, row-major:
+// LoRA on the CPU (README.md, LoRA). Shapes, row-major:
 //   x [T, in], W [out, in], bias [out], A [r, in], B [out, r], y [T, out], xa [T, r].
 // W may be stored as float32 or bfloat16 (Weight); everything else is float32.
 #pragma once

@@ -1,4 +1,4 @@
-// VeRA on the CPU (SPEC section 2). One pair of frozen random projections is shared by every
+// VeRA on the CPU (README.md, VeRA). One pair of frozen random projections is shared by every
 // adapted layer: Av [r, max_in] and Bv [max_out, r]. A layer of shape (out, in) uses the
 // top-left slices A = Av[:, :in] (row stride max_in) and B = Bv[:out, :] (the first `out` rows,
 // row stride r); the slices are read in place, never copied. Per layer, trainable λd [r] and

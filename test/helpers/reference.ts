@@ -1,5 +1,5 @@
 // The test oracle: plain float64 arithmetic and an independent Philox4x32-10, written from
-// SPEC.md and the documented definitions (native/core/philox.h's comments), never from the
+// README.md and the documented definitions (native/core/philox.h's comments), never from the
 // native kernels. Everything here is deliberately the slowest obvious version.
 
 // ---- inputs --------------------------------------------------------------------------------
@@ -115,7 +115,7 @@ function applyMask(v: Num, mask: Num | null): Float64Array {
   return out;
 }
 
-// ---- LoRA (SPEC section 2) -------------------------------------------------------------------
+// ---- LoRA (README.md, LoRA) -------------------------------------------------------------------
 
 /**
  * y = x Wᵀ + bias + s · (D(x) Aᵀ) Bᵀ and xa = D(x) Aᵀ. `mask` holds D's factor per element of x

@@ -1,4 +1,4 @@
-// adapter_config.json (SPEC section 4), read and written as Hugging Face PEFT does: every key is
+// adapter_config.json (README.md, Files), read and written as Hugging Face PEFT does: every key is
 // kept, known or not (a loaded config saves back with its unknown keys), typed reads check the
 // keys a method uses and name the key and the file, and the file is written as
 // json.dumps(config, indent=2, sort_keys=True) with no trailing newline.

@@ -1,4 +1,4 @@
-// PEFT adapter directories (SPEC section 4), read and written exactly as Hugging Face PEFT does:
+// PEFT adapter directories (README.md, Files), read and written exactly as Hugging Face PEFT does:
 //
 //   adapter_config.json        json.dumps(config, indent=2, sort_keys=True), no trailing newline;
 //                              PeftModel.save_pretrained stores inference_mode: true.

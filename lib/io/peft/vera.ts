@@ -15,6 +15,7 @@ import type { VeraProjectionPair } from '../../ops/vera.js';
 import { Tensor } from '../../tensor.js';
 import type { TensorEntry } from '../safetensors.js';
 import { peftVeraProjections } from '../torch-random.js';
+import { positiveInt } from '../../validate.js';
 import {
   biasOf,
   layerEntries,
@@ -404,10 +405,6 @@ export function layer(a: VeraAdapter, module: string, weight: Tensor, bias?: Ten
  */
 export function veraProjections(opts: { seed: number | bigint; rank: number; maxIn: number; maxOut: number }): VeraProjectionPair {
   if (typeof opts !== 'object' || opts === null) throw invalidType('an options object { seed, rank, maxIn, maxOut }', 'options', opts);
-  for (const k of ['rank', 'maxIn', 'maxOut'] as const) {
-    const v = opts[k];
-    if (typeof v !== 'number' || !Number.isSafeInteger(v)) throw invalidType('a positive integer', `options.${k}`, v);
-    if (v < 1) throw invalidRange('a positive integer', `options.${k}`, v);
-  }
+  for (const k of ['rank', 'maxIn', 'maxOut'] as const) positiveInt(opts[k], `options.${k}`);
   return peftVeraProjections(checkSeedValue(opts.seed, 'options.seed'), opts.rank, opts.maxIn, opts.maxOut);
 }

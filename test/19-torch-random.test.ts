@@ -66,7 +66,7 @@ describe("uniform_ (torch's CPU float32 uniform_)", () => {
     expect(out[0]).toBeCloseTo(0.4962565898895264, 15);
   });
 
-  it('matches the float64 recipe of lib/io/torch-random.ts's header, computed here independently, for ±bound', () => {
+  it('matches the float64 recipe of the header of lib/io/torch-random.ts, computed here independently, for ±bound', () => {
     for (const [seed, fan] of [[0, 1024], [7, 3], [123456789, 4096], [42, 1]] as const) {
       const bound = Math.sqrt(6 / fan);
       const out = new Float32Array(5000);

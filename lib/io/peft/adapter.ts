@@ -139,7 +139,7 @@ export interface PeftMethod<A extends AdapterCommon & { kind: string } = Adapter
   mergeWeight(adapter: A, module: string, W: Tensor, safe: boolean): void;
 }
 
-/** The method's fields of an AdapterSummary, in the order they are listed there. */
+/** The method's fields of an AdapterSummary (index.ts), in the order describeAdapter lists them. */
 export interface MethodSummary {
   rank: number;
   alpha?: number;
@@ -147,6 +147,7 @@ export interface MethodSummary {
   rslora?: boolean;
   seed?: bigint;
   saveProjection?: boolean;
+  /** VeRA: the stored projections' shapes, or null when regenerated from the seed. */
   projections?: { A: number[]; B: number[] } | null;
   fanInFanOut: boolean;
   layers: AdapterLayerSummary[];

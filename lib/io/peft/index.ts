@@ -37,9 +37,9 @@ import {
   sumSizes,
   tensorArg,
   type AdapterCommon,
-  type AdapterLayerSummary,
   type LayerOptions,
   type LoadOptions,
+  type MethodSummary,
   type PeftMethod,
   type SaveOptions,
   type SavedTensor,
@@ -91,22 +91,13 @@ function open(dir: string): { scan: Scan; method: Method } {
 
 // ---- describe (headers only) --------------------------------------------------------------
 
-export interface AdapterSummary {
+/** Besides the method's fields (rank, alpha, scale, rslora; VeRA: seed, saveProjection, projections). */
+export interface AdapterSummary extends MethodSummary {
   kind: 'lora' | 'vera';
   dir: string;
   config: PeftConfig;
-  rank: number;
-  alpha?: number;
-  scale?: number;
-  rslora?: boolean;
-  seed?: bigint;
-  saveProjection?: boolean;
-  /** VeRA: the stored projections' shapes, or null when regenerated from the seed. */
-  projections?: { A: number[]; B: number[] } | null;
   targetModules: string[] | string | null;
   baseModel: string | null;
-  fanInFanOut: boolean;
-  layers: AdapterLayerSummary[];
   biases: string[];
   modulesToSave: string[];
   /** Elements of the trainable tensors (adapters, trained biases, modules_to_save; not VeRA's frozen projections). */

@@ -53,7 +53,6 @@ function deltaError() {
 }
 
 const started = performance.now();
-let first = 0;
 for (let step = 1; step <= STEPS; step++) {
   const x = randn([T, IN], { seed: 1000 + step });
   const target = lora.forward(x, W0, At, Bt, { scale: 1 });
@@ -69,7 +68,6 @@ for (let step = 1; step <= STEPS; step++) {
     dv[i] = (2 * d) / yv.length;
   }
   loss /= yv.length;
-  if (step === 1) first = loss;
   const { dx, dA, dB } = lora.backward(dy, saved);
   adamStep([dA.storage(), dB.storage()], step);
   for (const t of [x, y, dy, dx, dA, dB, target.y]) t.dispose();

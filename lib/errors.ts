@@ -20,7 +20,7 @@ export function describe(value: unknown): string {
   }
   const described = (value as { describe?: () => string }).describe;
   if (typeof described === 'function') return described.call(value);
-  const ctor = (value as object).constructor;
+  const ctor = value.constructor;
   return ctor && ctor !== Object ? `a ${ctor.name}` : 'an object';
 }
 

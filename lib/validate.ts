@@ -52,7 +52,7 @@ export function nonNegative(v: unknown, name: string): number {
 export function options<T extends object>(v: unknown, name: string): Partial<T> {
   if (v === undefined) return {};
   if (typeof v !== 'object' || v === null) throw invalidType('an options object', name, v);
-  return v as Partial<T>;
+  return v;
 }
 
 export function bool(v: unknown, name: string, fallback: boolean): boolean {
@@ -100,5 +100,5 @@ export function checkShape(shape: unknown, name: string): number[] {
   const n = sizeOf(shape as number[]);
   if (n > MAX_ELEMENTS)
     throw invalidRangeText(`a shape of at most ${MAX_ELEMENTS} elements`, name, `${formatShape(shape as number[])} (${n} elements)`);
-  return [...shape] as number[];
+  return [...(shape as number[])];
 }

@@ -104,5 +104,5 @@ export function formatInspect(r: InspectResult): string {
 
 /** JSON for --json (bigints as strings). */
 export function inspectJson(r: InspectResult): string {
-  return JSON.stringify(r, (_k, v) => (typeof v === 'bigint' ? v.toString() : v), 2);
+  return JSON.stringify(r, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v), 2);
 }

@@ -132,7 +132,7 @@ function readIndex(file: string): BaseCheckpoint {
     if (!shards.includes(full)) shards.push(full);
   }
   for (const s of shards) if (!existsSync(s)) throw invalidRangeText('shard files that exist', `weight_map in ${file}`, `${JSON.stringify(path.basename(s))} (no such file)`);
-  return { shards, index: index as BaseCheckpoint['index'] };
+  return { shards, index };
 }
 
 // ---- module matching ---------------------------------------------------------------------
@@ -505,7 +505,7 @@ export function mergeCheckpoint(options: MergeCheckpointOptions): MergeReport {
               const m = Math.min(CHUNK_ELEMENTS, n - i);
               const src = readInto(file, entry, i * dtypeBytes(S), m * dtypeBytes(S));
               const dst = view(piece, D, m);
-              convert(view(src.buffer as ArrayBuffer, S, m), S, dst, D);
+              convert(view(src.buffer, S, m), S, dst, D);
               writer.write(name, new Uint8Array(dst.buffer, 0, dst.byteLength));
               written += dst.byteLength;
             }

@@ -97,7 +97,7 @@ export async function updateAsync(W: Tensor, before: DeltaLoraAdapter, after: De
  */
 export function checkDropout(p: unknown): void {
   const name = 'Delta-LoRA (the paper removes dropout)';
-  const value = typeof p === 'object' && p !== null && 'p' in p ? (p as { p: unknown }).p : p;
+  const value = typeof p === 'object' && p !== null && 'p' in p ? p.p : p;
   if (value === undefined) return;
   if (typeof value !== 'number') throw invalidType('dropout p = 0', name, value);
   if (value !== 0) throw invalidRange('dropout p = 0', name, value);

@@ -353,7 +353,7 @@ function prepareBackward(dy: Tensor, saved: VeraSaved) {
     p: saved.p,
     seed: saved.seed,
   };
-  return { device, args, grads: { dx, dLambdaD, dLambdaB } as VeraGrads };
+  return { device, args, grads: { dx, dLambdaD, dLambdaB } };
 }
 
 /** y = x Wᵀ + bias + λb ⊙ ((D(x) Aᵀ ⊙ λd) Bᵀ) for x [..., in], W [out, in], with A, B the top-left slices of proj. */

@@ -273,7 +273,7 @@ export function biasOf(a: AdapterCommon & { layers: Map<string, unknown> }, modu
   }
   if (loraBias) {
     if (out.size !== loraBias.size) throw invalidRangeText(`shape [out] = [${loraBias.size}]`, 'baseBias', shapeText(out.shape));
-    const scale = layer!.scale;
+    const scale = layer.scale;
     const o = out.storage() as Float32Array, lb = loraBias.storage() as Float32Array;
     for (let i = 0; i < o.length; i++) o[i] = o[i] + scale * lb[i];
   }

@@ -128,7 +128,7 @@ export class ConfigReader {
     const v = this.config.target_modules;
     if (v === undefined || v === null) return null;
     if (typeof v === 'string') return v;
-    if (Array.isArray(v) && v.every((s) => typeof s === 'string')) return v as string[];
+    if (Array.isArray(v) && v.every((s) => typeof s === 'string')) return v;
     throw invalidType('a list of module names, a regex string or null', this.name('target_modules'), v);
   }
 }
@@ -215,7 +215,7 @@ export function pythonJson(value: unknown, indent = '', key?: string): string {
     if (value.length === 0) return '[]';
     return `[\n${value.map((v) => inner + pythonJson(v, inner)).join(',\n')}\n${indent}]`;
   }
-  const keys = Object.keys(value as object).filter((k) => (value as Record<string, unknown>)[k] !== undefined).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  const keys = Object.keys(value).filter((k) => (value as Record<string, unknown>)[k] !== undefined).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
   if (keys.length === 0) return '{}';
   const items = keys.map((k) => `${inner}${pythonJson(k)}: ${pythonJson((value as Record<string, unknown>)[k], inner, k)}`);
   return `{\n${items.join(',\n')}\n${indent}}`;

@@ -8,7 +8,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { transformWithOxc } from 'vite';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { backends } from '../lib/index.js';
+import { backends, type Backends } from '../lib/index.js';
 import { native, packageRoot } from '../lib/native.js';
 
 /** The micro-kernel sets lib/native.ts declares for backends().cpu.isa. */
@@ -31,7 +31,7 @@ interface BuildRecord {
 }
 
 const recordPath = path.join(root, 'build', 'lowrank-build.json');
-const record: BuildRecord | null = existsSync(recordPath) ? JSON.parse(readFileSync(recordPath, 'utf8')) : null;
+const record: BuildRecord | null = existsSync(recordPath) ? (JSON.parse(readFileSync(recordPath, 'utf8')) as BuildRecord) : null;
 
 describe('backends()', () => {
   it('describes the CPU backend', () => {
@@ -136,7 +136,7 @@ describe('prebuilds', () => {
         encoding: 'utf8',
       });
       expect(r.status, r.stderr).toBe(0);
-      const b = JSON.parse(r.stdout.trim());
+      const b = JSON.parse(r.stdout.trim()) as Backends;
       expect(ISAS).toContain(b.cpu.isa);
       expect(b.cuda.compiled).toBe(false);
       expect(b.cuda.available).toBe(false);
@@ -170,7 +170,7 @@ catch (e) { console.log(JSON.stringify(e.message)); process.exit(3); }`;
       env: { ...process.env, ...env },
       encoding: 'utf8',
     });
-    return { status: r.status, message: r.stdout.trim() ? JSON.parse(r.stdout.trim()) : r.stderr };
+    return { status: r.status, message: r.stdout.trim() ? (JSON.parse(r.stdout.trim()) as string) : r.stderr };
   }
 
   it('fails with one message listing each thing tried and how to fix it', () => {

@@ -264,8 +264,8 @@ describe('property: arbitrary arguments', () => {
     try {
       result = call();
     } catch (e) {
-      if (!(e instanceof TypeError || e instanceof RangeError)) throw new Error(`threw ${String(e)} (${(e as Error)?.constructor?.name})`);
-      if (!e.message.startsWith('Expected ')) throw new Error(`${e.constructor.name} message does not start with "Expected ": ${e.message}`);
+      if (!(e instanceof TypeError || e instanceof RangeError)) throw new Error(`threw ${String(e)} (${(e as Error)?.constructor?.name})`, { cause: e });
+      if (!e.message.startsWith('Expected ')) throw new Error(`${e.constructor.name} message does not start with "Expected ": ${e.message}`, { cause: e });
       return;
     }
     if (result instanceof Tensor) result.dispose();

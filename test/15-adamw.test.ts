@@ -145,7 +145,7 @@ describe('optim.AdamW against float64 torch.optim.AdamW', () => {
     const refs = es.map((e) => refInit(e.param.storage() as Float32Array));
     for (let step = 1; step <= 3; step++) {
       fillGrads(es, 40 + step);
-      es.forEach((e, i) => refStep(refs[i], e.grad.storage() as Float32Array, h));
+      es.forEach((e, i) => refStep(refs[i], e.grad.storage(), h));
       opt.step();
     }
     es.forEach((e, i) => expect(relErr(e.param.toFloat32Array(), refs[i].p)).toBeLessThan(1e-6));
@@ -168,8 +168,8 @@ describe('optim.AdamW against float64 torch.optim.AdamW', () => {
         expect(added.stepCount).toBe(0);
       }
       fillGrads([a, b], 60 + step);
-      refStep(ra, a.grad.storage() as Float32Array, ha);
-      if (step >= 3) refStep(rb, b.grad.storage() as Float32Array, { lr: 2e-2, betas: [0.9, 0.999], eps: 1e-8, weightDecay: 0 });
+      refStep(ra, a.grad.storage(), ha);
+      if (step >= 3) refStep(rb, b.grad.storage(), { lr: 2e-2, betas: [0.9, 0.999], eps: 1e-8, weightDecay: 0 });
       opt.step();
     }
     expect(relErr(a.param.toFloat32Array(), ra.p)).toBeLessThan(1e-6);

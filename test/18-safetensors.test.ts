@@ -663,10 +663,9 @@ const compiled = join(import.meta.dirname, '..', 'dist', 'io', 'safetensors.js')
 describe.skipIf(!existsSync(compiled))(`a child process that dies mid-write${existsSync(compiled) ? '' : ' (skipped: dist/ is not built; run npx tsc -p tsconfig.json)'}`, () => {
   const dir = freshDir();
   const script = join(dir, 'child.mjs');
-  const prepared = (async () => {
-    writeFileSync(
-      script,
-      `import { SafetensorsWriter } from ${JSON.stringify(pathToFileURL(compiled).href)};
+  writeFileSync(
+    script,
+    `import { SafetensorsWriter } from ${JSON.stringify(pathToFileURL(compiled).href)};
        const [path, how] = process.argv.slice(2);
        const w = new SafetensorsWriter(path, [{ name: 'a', dtype: 'F32', shape: [4096] }, { name: 'b', dtype: 'U8', shape: [10] }], { v: '2' });
        w.write('a', new Uint8Array(16384).fill(7));
@@ -674,12 +673,10 @@ describe.skipIf(!existsSync(compiled))(`a child process that dies mid-write${exi
        if (how === 'kill') process.kill(process.pid, 'SIGKILL');
        w.write('b', new Uint8Array(10));
        w.commit();`,
-    );
-  })();
+  );
   const run = (path: string, how: string) => spawnSync(process.execPath, [script, path, how], { encoding: 'utf8' });
 
-  it('process.exit(1) before commit: no file under the final name, no temporary file', async () => {
-    await prepared;
+  it('process.exit(1) before commit: no file under the final name, no temporary file', () => {
     const sub = join(dir, 'exit');
     mkdirSync(sub);
     const r = run(join(sub, 'a.safetensors'), 'exit');
@@ -687,8 +684,7 @@ describe.skipIf(!existsSync(compiled))(`a child process that dies mid-write${exi
     expect(readdirSync(sub)).toEqual([]);
   });
 
-  it('process.exit(1) over an existing file: the previous version is intact', async () => {
-    await prepared;
+  it('process.exit(1) over an existing file: the previous version is intact', () => {
     const sub = join(dir, 'exit-existing');
     mkdirSync(sub);
     const path = join(sub, 'a.safetensors');
@@ -699,8 +695,7 @@ describe.skipIf(!existsSync(compiled))(`a child process that dies mid-write${exi
     expect(readdirSync(sub)).toEqual(['a.safetensors']);
   });
 
-  it.skipIf(process.platform === 'win32')('SIGKILL mid-write: the previous version is intact (only an orphaned temporary file may remain)', async () => {
-    await prepared;
+  it.skipIf(process.platform === 'win32')('SIGKILL mid-write: the previous version is intact (only an orphaned temporary file may remain)', () => {
     const sub = join(dir, 'kill');
     mkdirSync(sub);
     const path = join(sub, 'a.safetensors');
@@ -713,8 +708,7 @@ describe.skipIf(!existsSync(compiled))(`a child process that dies mid-write${exi
     for (const f of left) expect(f).toMatch(/^\.a\.safetensors\.\d+\.[0-9a-f]{12}\.tmp$/);
   });
 
-  it('a child that commits leaves exactly the file', async () => {
-    await prepared;
+  it('a child that commits leaves exactly the file', () => {
     const sub = join(dir, 'ok');
     mkdirSync(sub);
     const path = join(sub, 'a.safetensors');
@@ -854,7 +848,7 @@ function withAllocationLimit<T>(limit: () => number, f: () => T): T {
     g[name] = new Proxy(ctor, {
       construct(target, args, newTarget) {
         if (typeof args[0] === 'number' && args[0] * per > limit()) throw new Error(`giant allocation: ${name}(${args[0]})`);
-        return Reflect.construct(target, args, newTarget === g[name] ? target : newTarget);
+        return Reflect.construct(target, args, newTarget === g[name] ? target : newTarget) as object;
       },
     });
   }

@@ -225,7 +225,7 @@ describe('LoRA adapter directory (q_proj and v_proj)', () => {
       expect(Buffer.compare(saved.bytes(n), fixture.bytes(n)), n).toBe(0);
     }
     const text = readFileSync(path.join(out, 'adapter_config.json'), 'utf8');
-    const cfg = JSON.parse(text);
+    const cfg = JSON.parse(text) as Record<string, unknown>;
     expect(Object.keys(cfg)).toEqual([...LORA_CONFIG_KEYS, 'my_extension', 'peft_version'].sort());
     expect(cfg).toEqual(config);
     // json.dumps(indent=2, sort_keys=True): sorted, two-space indent, no trailing newline, floats as Python writes them.
@@ -246,7 +246,7 @@ describe('LoRA adapter directory (q_proj and v_proj)', () => {
     const out = newDir('lora-rmw');
     peft.saveAdapter(out, a, { extraConfig: { lora_dropout: 0, task_type: 'SEQ_CLS' }, baseModel: 'other/base' });
     const text = readFileSync(path.join(out, 'adapter_config.json'), 'utf8');
-    const cfg = JSON.parse(text);
+    const cfg = JSON.parse(text) as Record<string, unknown>;
     expect(cfg.my_extension).toEqual({ note: 'kept', values: [1, 2.5] });
     expect(cfg.peft_version).toBe('0.99.0');
     expect([cfg.task_type, cfg.base_model_name_or_path, cfg.lora_dropout]).toEqual(['SEQ_CLS', 'other/base', 0]);
@@ -550,7 +550,7 @@ describe('VeRA adapter directory', () => {
         'base_model.vera_B',
       ]);
       for (const n of saved.names) expect(Buffer.compare(saved.bytes(n), fixture.bytes(n)), n).toBe(0);
-      const cfg = JSON.parse(readFileSync(path.join(out, 'adapter_config.json'), 'utf8'));
+      const cfg = JSON.parse(readFileSync(path.join(out, 'adapter_config.json'), 'utf8')) as Record<string, unknown>;
       expect(Object.keys(cfg)).toEqual([...VERA_CONFIG_KEYS, 'unknown_future_field'].sort());
       expect(cfg).toEqual(veraConfig({ unknown_future_field: [1, 2] }));
     });
@@ -599,7 +599,7 @@ describe('VeRA adapter directory', () => {
       const out = newDir('vera-seed-saved');
       peft.saveAdapter(out, a);
       expect(parseSafetensors(path.join(out, 'adapter_model.safetensors')).names.filter((n) => !n.includes('lambda'))).toEqual([]);
-      const cfg = JSON.parse(readFileSync(path.join(out, 'adapter_config.json'), 'utf8'));
+      const cfg = JSON.parse(readFileSync(path.join(out, 'adapter_config.json'), 'utf8')) as Record<string, unknown>;
       expect([cfg.save_projection, cfg.projection_prng_key]).toEqual([false, SEED]);
       // lowrank's own vera.projections draw from Philox: PEFT could not regenerate them
       const philox = vera.projections({ rank: R, maxIn: MAXIN, maxOut: MAXOUT, seed: SEED });

@@ -9,7 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { checkpoint, peft } from '../lib/index.js';
+import { checkpoint, type MergeReport, peft } from '../lib/index.js';
 import { bf16Value, errorOf, matmulNN, randomF32, relErr } from './helpers/reference.js';
 import { type FixtureTensor, fromBf16Bits, parseSafetensors, safetensorsBytes, toBf16Bits } from './helpers/safetensors-fixture.js';
 
@@ -128,7 +128,7 @@ describe('lowrank --help', () => {
     const help = cli(['--help']);
     expect(help.status).toBe(0);
     for (const c of ['merge', 'inspect', 'demo', 'bench']) expect(help.stdout).toMatch(new RegExp(`^  ${c} `, 'm'));
-    expect(cli(['--version']).stdout.trim()).toBe(JSON.parse(readFileSync(path.join(root, 'package.json'), 'utf8')).version);
+    expect(cli(['--version']).stdout.trim()).toBe((JSON.parse(readFileSync(path.join(root, 'package.json'), 'utf8')) as { version: string }).version);
   });
 
   it.each([
@@ -154,7 +154,7 @@ describe('lowrank inspect', () => {
     expect(r.stdout).toMatch(/^ {2}target modules {8}q_proj, v_proj$/m);
     expect(r.stdout).toMatch(/^ {2}trainable parameters {2}448$/m); // 2·4·32 + 32·4 + 16·4
     expect(r.stdout).toMatch(new RegExp(`^  ${Q.replace(/\./g, '\\.')} +\\[4, 32\\] +\\[32, 4\\] +4 +4$`, 'm'));
-    const json = JSON.parse(cli(['inspect', adapterDir, '--json']).stdout);
+    const json = JSON.parse(cli(['inspect', adapterDir, '--json']).stdout) as Pick<peft.AdapterSummary, 'kind' | 'rank' | 'alpha' | 'scale' | 'layers'>;
     expect([json.kind, json.rank, json.alpha, json.scale, json.layers.length]).toEqual(['lora', 4, 16, 4, 2]);
   });
 
@@ -186,7 +186,7 @@ describe('lowrank merge', () => {
     const out = path.join(tmp, 'merged.safetensors');
     const r = cli(['merge', '--base', baseDir, '--adapter', adapterDir, '--out', out, '--json']);
     expect(r.status, r.stderr).toBe(0);
-    const report = JSON.parse(r.stdout);
+    const report = JSON.parse(r.stdout) as MergeReport;
     expect([report.merged, report.copied, report.converted, report.tensors]).toEqual([2, 4, 0, 6]);
     const merged = parseSafetensors(out);
     expect(merged.metadata).toEqual({ format: 'pt' });
@@ -206,8 +206,8 @@ describe('lowrank merge', () => {
     expect(r.stdout).toMatch(/^merged 2 adapted weights; copied 4 tensors unchanged \(6 in all\)$/m);
     expect(r.stdout).toMatch(/^peak RSS .+ \(largest tensor 8\.00 KiB\)$/m);
     expect(readdirSync(out).sort()).toEqual(['model-00001-of-00002.safetensors', 'model-00002-of-00002.safetensors', 'model.safetensors.index.json']);
-    const index = JSON.parse(readFileSync(path.join(out, 'model.safetensors.index.json'), 'utf8'));
-    const inIndex = JSON.parse(readFileSync(path.join(baseDir, 'model.safetensors.index.json'), 'utf8'));
+    const index: unknown = JSON.parse(readFileSync(path.join(out, 'model.safetensors.index.json'), 'utf8'));
+    const inIndex: unknown = JSON.parse(readFileSync(path.join(baseDir, 'model.safetensors.index.json'), 'utf8'));
     expect(index).toEqual(inIndex);
     for (const [i, shard] of ['model-00001-of-00002.safetensors', 'model-00002-of-00002.safetensors'].entries()) {
       const s = parseSafetensors(path.join(out, shard));
@@ -344,7 +344,7 @@ describe('lowrank merge memory', () => {
     const out = path.join(tmp, 'big-merged.safetensors');
     const r = cli(['merge', '--base', dir, '--adapter', adapter, '--out', out, '--json']);
     expect(r.status, r.stderr).toBe(0);
-    const report = JSON.parse(r.stdout);
+    const report = JSON.parse(r.stdout) as MergeReport;
     const limit = 2 * report.largestTensorBytes + 150 * MiB;
     const growth = report.peakRssBytes - report.startRssBytes;
     console.log(

@@ -110,7 +110,7 @@ export function matmulTN(a: Num, b: Num, m: number, n: number, k: number): Float
 
 /** Elementwise v ⊙ mask (mask null: a copy). */
 function applyMask(v: Num, mask: Num | null): Float64Array {
-  const out = Float64Array.from(v as ArrayLike<number>);
+  const out = Float64Array.from(v);
   if (mask) for (let i = 0; i < out.length; i++) out[i] *= mask[i];
   return out;
 }

@@ -4,7 +4,7 @@
 // argument checks. With a CUDA device: the same on device tensors against the reference.
 import { afterAll, describe, expect, it } from 'vitest';
 import { backends, nn, tensor, Tensor, zeros } from '../lib/index.js';
-import { errorOf, randomF32 } from './helpers/reference.js';
+import { errorOf, randomF32, relErr } from './helpers/reference.js';
 
 const cuda = backends().cuda;
 const SIZES = [1, 7, 33, 1031];
@@ -61,6 +61,103 @@ describe.each(DEVICES)('nn.fill and nn.addInto on %s', (device) => {
   });
 });
 
+// ---- float64 references ---------------------------------------------------------------------
+
+/** erf in float64: its Maclaurin series below 3, the asymptotic series of erfc above. */
+function erf(x: number): number {
+  const a = Math.abs(x);
+  if (a < 3) {
+    let term = x, sum = x;
+    for (let n = 1; n < 80; n++) {
+      term *= (-x * x) / n;
+      sum += term / (2 * n + 1);
+    }
+    return (2 / Math.sqrt(Math.PI)) * sum;
+  }
+  const z = 1 / (2 * a * a);
+  const erfc = (Math.exp(-a * a) / (a * Math.sqrt(Math.PI))) * (1 - z + 3 * z * z - 15 * z ** 3 + 105 * z ** 4);
+  return Math.sign(x) * (1 - erfc);
+}
+const REF: Record<'relu' | 'gelu' | 'tanh', { f: (x: number) => number; df: (x: number) => number }> = {
+  relu: { f: (x) => Math.max(x, 0), df: (x) => (x > 0 ? 1 : 0) },
+  gelu: {
+    f: (x) => 0.5 * x * (1 + erf(x / Math.SQRT2)),
+    df: (x) => 0.5 * (1 + erf(x / Math.SQRT2)) + (x * Math.exp(-0.5 * x * x)) / Math.sqrt(2 * Math.PI),
+  },
+  tanh: { f: Math.tanh, df: (x) => 1 - Math.tanh(x) ** 2 },
+};
+const ACTIVATIONS = [
+  ['relu', nn.relu, nn.reluBackward],
+  ['gelu', nn.gelu, nn.geluBackward],
+  ['tanh', nn.tanh, nn.tanhBackward],
+] as const;
+
+describe.each(DEVICES)('nn activations, add and scale on %s', (device) => {
+  describe.each(ACTIVATIONS)('%s', (name, forward, backward) => {
+    const { f, df } = REF[name];
+    it.each(SIZES)('forward and backward against float64, and backward against central differences, n = %i', (n) => {
+      const shape = n === 1031 ? [1031] : [n, 3];
+      const x = rnd(shape, device, 2), dy = rnd(shape, device);
+      const xs = x.toFloat32Array(), dys = dy.toFloat32Array();
+      const y = keep(forward(x)), dx = keep(backward(dy, x));
+      expect([y.shape, y.dtype, y.device, dx.shape, dx.device]).toEqual([shape, 'float32', device, shape, device]);
+      expect(relErr(y.toFloat32Array(), Array.from(xs, f)), 'forward').toBeLessThan(1e-5);
+      expect(relErr(dx.toFloat32Array(), Array.from(xs, (v, i) => dys[i] * df(v))), 'backward').toBeLessThan(1e-5);
+      // central differences of the float64 forward, away from relu's kink
+      const h = 1e-4, got = dx.toFloat32Array(), ref: number[] = [], at: number[] = [];
+      xs.forEach((v, i) => {
+        if (Math.abs(v) < 1e-2) return;
+        at.push(got[i]);
+        ref.push((dys[i] * (f(v + h) - f(v - h))) / (2 * h));
+      });
+      expect(relErr(at, ref), 'central differences').toBeLessThan(1e-4);
+      // the inputs are left alone
+      expect(x.toFloat32Array()).toEqual(xs);
+    });
+  });
+
+  it.each(SIZES)('add: a + alpha·b into a new tensor, into a poisoned out, and into a or b; n = %i', (n) => {
+    const a = rnd([n], device), b = rnd([n], device);
+    const as = a.toFloat32Array(), bs = b.toFloat32Array();
+    const ref = (alpha: number) => Array.from(as, (v, i) => v + alpha * bs[i]);
+    expect(relErr(keep(nn.add(a, b)).toFloat32Array(), ref(1))).toBeLessThan(1e-6);
+    const out = nn.fill(keep(zeros([n], { device })), NaN);
+    expect(nn.add(a, b, { alpha: -0.75, out })).toBe(out);
+    expect(relErr(out.toFloat32Array(), ref(-0.75))).toBeLessThan(1e-6);
+    const a2 = keep(a.clone()), b2 = keep(b.clone());
+    expect(nn.add(a2, b, { alpha: 2.5, out: a2 })).toBe(a2);
+    expect(relErr(a2.toFloat32Array(), ref(2.5))).toBeLessThan(1e-6);
+    expect(nn.add(a, b2, { alpha: 3, out: b2 })).toBe(b2);
+    expect(relErr(b2.toFloat32Array(), ref(3))).toBeLessThan(1e-6);
+  });
+
+  it.each(SIZES)('scale: alpha·x into a new tensor, a poisoned out and x itself; n = %i', (n) => {
+    const x = rnd([n, 2], device), xs = x.toFloat32Array();
+    expect(relErr(keep(nn.scale(x, -1.25)).toFloat32Array(), Array.from(xs, (v) => -1.25 * v))).toBeLessThan(1e-7);
+    const out = nn.fill(keep(zeros([n, 2], { device })), NaN);
+    expect(nn.scale(x, 0.5, { out })).toBe(out);
+    expect(relErr(out.toFloat32Array(), Array.from(xs, (v) => 0.5 * v))).toBeLessThan(1e-7);
+    const x2 = keep(x.clone());
+    nn.scale(x2, 3, { out: x2 });
+    expect(relErr(x2.toFloat32Array(), Array.from(xs, (v) => 3 * v))).toBeLessThan(1e-7);
+  });
+
+  it('errors: wrong dtype, int32 where float32 is expected, shape mismatch, bad alpha and out', () => {
+    const x = rnd([4, 3], device), h = keep(x.astype('bfloat16')), i = keep(zeros([4, 3], { dtype: 'int32', device }));
+    expect(errorOf(() => nn.relu(h))).toEqual({ cls: 'TypeError', message: `Expected a float32 Tensor for x but received ${h.describe()} (dtype is bfloat16)` });
+    expect(errorOf(() => nn.gelu(i))).toEqual({ cls: 'TypeError', message: `Expected a float32 Tensor for x but received ${i.describe()} (dtype is int32)` });
+    expect(errorOf(() => nn.tanhBackward(i, x))).toEqual({ cls: 'TypeError', message: `Expected a float32 Tensor for dy but received ${i.describe()} (dtype is int32)` });
+    expect(errorOf(() => nn.reluBackward(rnd([3, 4], device), x))).toEqual({ cls: 'RangeError', message: 'Expected a shape of [4, 3] (like x) for dy but received [3, 4]' });
+    expect(errorOf(() => nn.add(x, rnd([12], device)))).toEqual({ cls: 'RangeError', message: 'Expected a shape of [4, 3] (like a) for b but received [12]' });
+    expect(errorOf(() => nn.add(x, x, { out: rnd([4, 4], device) }))).toEqual({ cls: 'RangeError', message: 'Expected a shape of [4, 3] (like a) for options.out but received [4, 4]' });
+    expect(errorOf(() => nn.add(x, x, { out: i }))).toEqual({ cls: 'TypeError', message: `Expected a float32 Tensor for options.out but received ${i.describe()} (dtype is int32)` });
+    expect(errorOf(() => nn.add(x, x, { alpha: NaN }))).toEqual({ cls: 'RangeError', message: 'Expected a finite number within float32 range for options.alpha but received NaN' });
+    expect(errorOf(() => nn.scale(x, '2' as unknown as number))).toEqual({ cls: 'TypeError', message: 'Expected a finite number for alpha but received "2"' });
+    expect(errorOf(() => nn.scale(x, undefined as unknown as number))).toEqual({ cls: 'TypeError', message: 'Expected a finite number for alpha but received undefined' });
+    expect(errorOf(() => nn.scale(x, 2, 3 as unknown as { out?: Tensor }))).toEqual({ cls: 'TypeError', message: 'Expected an options object for options but received 3' });
+  });
+});
+
 describe('nn on two devices', () => {
   // Stand-ins: tensors that claim CUDA over host arrays (the internal constructor), never run on.
   const fake = (n: number, dtype: 'float32' | 'int32' = 'float32') =>
@@ -71,5 +168,9 @@ describe('nn on two devices', () => {
     expect(errorOf(() => nn.addInto(a, b))).toEqual({ cls: 'RangeError', message: `Expected a tensor on cpu (like dst) for src but received ${b.describe()}` });
     expect(errorOf(() => nn.addInto(b, a))).toEqual({ cls: 'RangeError', message: `Expected a tensor on cuda (like dst) for src but received ${a.describe()}` });
     expect(errorOf(() => nn.fill(b, 0))).toEqual({ cls: 'RangeError', message: `Expected a tensor in CUDA memory for t but received ${b.describe()}` });
+    expect(errorOf(() => nn.reluBackward(b, a))).toEqual({ cls: 'RangeError', message: `Expected a tensor on cuda (like dy) for x but received ${a.describe()}` });
+    expect(errorOf(() => nn.add(a, a, { out: b }))).toEqual({ cls: 'RangeError', message: `Expected a tensor on cpu (like a) for options.out but received ${b.describe()}` });
+    expect(errorOf(() => nn.scale(b, 2, { out: a }))).toEqual({ cls: 'RangeError', message: `Expected a tensor on cuda (like x) for options.out but received ${a.describe()}` });
+    expect(errorOf(() => nn.gelu(b))).toEqual({ cls: 'RangeError', message: `Expected a tensor in CUDA memory for x but received ${b.describe()}` });
   });
 });

@@ -3,8 +3,9 @@
 // the host. Every function validates its arguments here (lib/ops/check.ts, lib/validate.ts) and
 // returns new tensors on its inputs' device unless told to write into `out`.
 import { invalidRange, invalidType } from '../errors.js';
-import { type Tensor } from '../tensor.js';
-import { checked, live, nativeOf, sameDevice, sameShape } from './check.js';
+import { Tensor } from '../tensor.js';
+import { finiteF32, options } from '../validate.js';
+import { checked, live, nativeOf, output, sameDevice, sameShape } from './check.js';
 import { run } from './run.js';
 
 const INT32_MIN = -(2 ** 31), INT32_MAX = 2 ** 31 - 1;
@@ -32,4 +33,109 @@ export function addInto(dst: Tensor, src: Tensor): Tensor {
   sameShape(s, 'src', d, 'dst');
   run('addInto', { dst: nativeOf(d, 'dst'), src: nativeOf(s, 'src') });
   return d;
+}
+
+// ---- activations and their gradients ------------------------------------------------------
+
+type Activation = 'relu' | 'gelu' | 'tanh';
+
+/** A fresh float32 tensor like `like`, or `out` checked to be one (float32, same shape and device). */
+function outputLike(out: unknown, like: Tensor, likeName: string): Tensor {
+  if (out === undefined) return Tensor.empty(like.shape, 'float32', like.device);
+  const o = checked(out, 'options.out', 'float32');
+  sameDevice([
+    [like, likeName],
+    [o, 'options.out'],
+  ]);
+  sameShape(o, 'options.out', like, likeName);
+  return o;
+}
+
+function activation(op: `${Activation}Forward`, x: Tensor): Tensor {
+  const c = checked(x, 'x', 'float32');
+  const xs = nativeOf(c, 'x');
+  const y = Tensor.empty(c.shape, 'float32', c.device);
+  run(op, { x: xs, y: output(y) });
+  return y;
+}
+
+function activationBackward(op: `${Activation}Backward`, dy: Tensor, x: Tensor): Tensor {
+  sameDevice([
+    [dy, 'dy'],
+    [x, 'x'],
+  ]);
+  const d = checked(dy, 'dy', 'float32'), c = checked(x, 'x', 'float32');
+  sameShape(d, 'dy', c, 'x');
+  const xs = nativeOf(c, 'x'), dys = nativeOf(d, 'dy');
+  const dx = Tensor.empty(c.shape, 'float32', c.device);
+  run(op, { x: xs, dy: dys, dx: output(dx) });
+  return dx;
+}
+
+/** max(x, 0) element by element (NaN stays NaN), a new float32 tensor on x's device. */
+export function relu(x: Tensor): Tensor {
+  return activation('reluForward', x);
+}
+
+/** relu's input gradient: dy where x > 0, else 0 (x is the forward's input). */
+export function reluBackward(dy: Tensor, x: Tensor): Tensor {
+  return activationBackward('reluBackward', dy, x);
+}
+
+/** GELU, the exact form x·Φ(x) = x/2·(1 + erf(x/√2)) (torch's nn.GELU default). */
+export function gelu(x: Tensor): Tensor {
+  return activation('geluForward', x);
+}
+
+/** gelu's input gradient: dy ⊙ (Φ(x) + x·φ(x)). */
+export function geluBackward(dy: Tensor, x: Tensor): Tensor {
+  return activationBackward('geluBackward', dy, x);
+}
+
+/** tanh element by element. */
+export function tanh(x: Tensor): Tensor {
+  return activation('tanhForward', x);
+}
+
+/** tanh's input gradient from the forward's input: dy ⊙ (1 − tanh²(x)). */
+export function tanhBackward(dy: Tensor, x: Tensor): Tensor {
+  return activationBackward('tanhBackward', dy, x);
+}
+
+// ---- add and scale ------------------------------------------------------------------------
+
+/**
+ * a + alpha·b (float32 tensors of one shape on one device; alpha defaults to 1), a new tensor,
+ * or written into options.out (which may be a or b). Returns the result.
+ */
+export function add(a: Tensor, b: Tensor, opts?: { alpha?: number; out?: Tensor }): Tensor {
+  const o = options<{ alpha: number; out: Tensor }>(opts, 'options');
+  sameDevice([
+    [a, 'a'],
+    [b, 'b'],
+    [o.out, 'options.out'],
+  ]);
+  const p = checked(a, 'a', 'float32'), q = checked(b, 'b', 'float32');
+  sameShape(q, 'b', p, 'a');
+  const alpha = finiteF32(o.alpha, 'options.alpha', 1);
+  const as = nativeOf(p, 'a'), bs = nativeOf(q, 'b');
+  const out = outputLike(o.out, p, 'a');
+  run('add', { a: as, b: bs, out: nativeOf(out, 'options.out'), alpha });
+  return out;
+}
+
+/** alpha·x (float32), a new tensor, or written into options.out (which may be x). Returns the result. */
+export function scale(x: Tensor, alpha: number, opts?: { out?: Tensor }): Tensor {
+  const o = options<{ out: Tensor }>(opts, 'options');
+  sameDevice([
+    [x, 'x'],
+    [o.out, 'options.out'],
+  ]);
+  const c = checked(x, 'x', 'float32');
+  if (alpha === undefined) throw invalidType('a finite number', 'alpha', alpha);
+  const a = finiteF32(alpha, 'alpha', 1);
+  const xs = nativeOf(c, 'x');
+  const out = outputLike(o.out, c, 'x');
+  run('scale', { x: xs, y: nativeOf(out, 'options.out'), alpha: a });
+  return out;
 }

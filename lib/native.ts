@@ -127,6 +127,8 @@ export interface OpArgs<M extends Memory> {
   add: { a: T<M>; b: T<M>; out: T<M>; alpha: number };
   /** float32 y = alpha·x; y may alias x. */
   scale: { x: T<M>; y: T<M>; alpha: number };
+  /** logits [t, c] float32, labels [t] int32 in [0, c), loss [1]; dlogits [t, c] when wanted. */
+  softmaxCrossEntropy: { t: number; c: number; logits: T<M>; labels: T<M>; loss: T<M>; dlogits: T<M> | null };
   /** CPU only. */
   fillRandom: { out: T<M>; seed: Seed; normal: boolean; a: number; b: number };
 }

@@ -1,9 +1,11 @@
 // nn: a training loop's building blocks, each one native op on the tensors' device. Every op
 // against a plain float64 reference on fresh random inputs at awkward sizes (1, 7, 33, 1000+),
 // outputs poisoned with NaN first where the API takes `out`, and the error texts of the
-// argument checks. With a CUDA device: the same on device tensors against the reference.
+// argument checks; every backward also against central differences of the float64 forward,
+// and the cross-entropy's mean the same bits for any thread count. With a CUDA device: the same
+// on device tensors against the reference.
 import { afterAll, describe, expect, it } from 'vitest';
-import { backends, nn, tensor, Tensor, zeros } from '../lib/index.js';
+import { backends, nn, setThreads, tensor, Tensor, zeros } from '../lib/index.js';
 import { errorOf, randomF32, relErr } from './helpers/reference.js';
 
 const cuda = backends().cuda;
@@ -158,6 +160,128 @@ describe.each(DEVICES)('nn activations, add and scale on %s', (device) => {
   });
 });
 
+// ---- softmax cross-entropy -------------------------------------------------------------------
+
+/** The float64 mean loss and its gradient over the logits (rows max-shifted). */
+function crossEntropyRef(z: ArrayLike<number>, labels: ArrayLike<number>, t: number, c: number): { loss: number; grad: Float64Array } {
+  let total = 0;
+  const grad = new Float64Array(t * c);
+  for (let i = 0; i < t; i++) {
+    let m = -Infinity;
+    for (let j = 0; j < c; j++) m = Math.max(m, z[i * c + j]);
+    let s = 0;
+    for (let j = 0; j < c; j++) s += Math.exp(z[i * c + j] - m);
+    const lse = m + Math.log(s);
+    total += lse - z[i * c + labels[i]];
+    for (let j = 0; j < c; j++) grad[i * c + j] = (Math.exp(z[i * c + j] - lse) - (j === labels[i] ? 1 : 0)) / t;
+  }
+  return { loss: total / t, grad };
+}
+
+describe.each(DEVICES)('nn.softmaxCrossEntropy on %s', (device) => {
+  const SHAPES: Array<[number, number]> = [[1, 1], [1, 7], [7, 33], [33, 1031], [1031, 7]];
+  const labelsFor = (t: number, c: number, salt: number) =>
+    keep(tensor(Int32Array.from({ length: t }, (_, i) => (i * 7919 + salt * 31 + 3) % c), [t], { device }));
+
+  it.each(SHAPES)('T = %i, C = %i: loss and dlogits against float64, dlogits against central differences', (t, c) => {
+    const z = rnd([t, c], device, 3), labels = labelsFor(t, c, t + c);
+    const zs = z.toFloat32Array(), ls = labels.toInt32Array();
+    const ref = crossEntropyRef(zs, ls, t, c);
+    const { loss, dlogits } = nn.softmaxCrossEntropy(z, labels, { grad: true });
+    keep(loss);
+    keep(dlogits!);
+    expect([loss.shape, loss.dtype, loss.device, dlogits!.shape, dlogits!.device]).toEqual([[1], 'float32', device, [t, c], device]);
+    const got = loss.toFloat32Array()[0];
+    expect(Math.abs(got - ref.loss), `${got} vs ${ref.loss}`).toBeLessThanOrEqual(1e-6 * Math.max(1, Math.abs(ref.loss)));
+    const dz = dlogits!.toFloat32Array();
+    expect(relErr(dz, ref.grad)).toBeLessThan(1e-5);
+    // central differences of the float64 loss at a few coordinates
+    const x = Float64Array.from(zs), h = 1e-4;
+    for (let k = 0, at = 5 % (t * c); k < Math.min(8, t * c); k++, at = (at * 7919 + 13) % (t * c)) {
+      const v = x[at];
+      x[at] = v + h;
+      const up = crossEntropyRef(x, ls, t, c).loss;
+      x[at] = v - h;
+      const down = crossEntropyRef(x, ls, t, c).loss;
+      x[at] = v;
+      expect(Math.abs((up - down) / (2 * h) - dz[at]), `dlogits[${at}]`).toBeLessThan(1e-6 + 1e-4 * Math.abs(dz[at]));
+    }
+    // without grad: the loss alone, the same value
+    const only = nn.softmaxCrossEntropy(z, labels);
+    keep(only.loss);
+    expect(only.dlogits).toBeUndefined();
+    expect(only.loss.toFloat32Array()[0]).toBe(got);
+  });
+
+  it('the mean is the same bits run to run and for any thread count', () => {
+    const t = 1031, c = 33, z = rnd([t, c], device), labels = labelsFor(t, c, 1);
+    const once = () => {
+      const r = nn.softmaxCrossEntropy(z, labels, { grad: true });
+      const v = [r.loss.toFloat32Array()[0], ...r.dlogits!.toFloat32Array()];
+      r.loss.dispose();
+      r.dlogits!.dispose();
+      return v;
+    };
+    const first = once();
+    const threads = backends().cpu.threads;
+    try {
+      setThreads(1);
+      expect(once()).toEqual(first);
+      setThreads(Math.max(2, threads));
+      expect(once()).toEqual(first);
+    } finally {
+      setThreads(threads);
+    }
+  });
+
+  it('large logits do not overflow (the rows are max-shifted)', () => {
+    const z = keep(tensor([1000, 990, -1000, 88, 89, 90], [2, 3], { device })), labels = keep(tensor([1, 2], [2], { dtype: 'int32', device }));
+    const r = nn.softmaxCrossEntropy(z, labels, { grad: true });
+    keep(r.loss);
+    keep(r.dlogits!);
+    const ref = crossEntropyRef([1000, 990, -1000, 88, 89, 90], [1, 2], 2, 3);
+    expect(r.loss.toFloat32Array()[0]).toBeCloseTo(ref.loss, 4);
+    expect(relErr(r.dlogits!.toFloat32Array(), ref.grad)).toBeLessThan(1e-5);
+  });
+
+  it('errors: labels not int32, logits int32 or not 2-D, a shape mismatch, bad options', () => {
+    const z = rnd([4, 5], device), labels = keep(tensor([0, 1, 2, 3], [4], { dtype: 'int32', device }));
+    const f = rnd([4], device), zi = keep(zeros([4, 5], { dtype: 'int32', device }));
+    expect(errorOf(() => nn.softmaxCrossEntropy(z, f))).toEqual({ cls: 'TypeError', message: `Expected an int32 Tensor for labels but received ${f.describe()} (dtype is float32)` });
+    expect(errorOf(() => nn.softmaxCrossEntropy(zi, labels))).toEqual({ cls: 'TypeError', message: `Expected a float32 Tensor for logits but received ${zi.describe()} (dtype is int32)` });
+    const flat = rnd([20], device);
+    expect(errorOf(() => nn.softmaxCrossEntropy(flat, labels))).toEqual({ cls: 'RangeError', message: `Expected a 2-D tensor [T, C] with T, C >= 1 for logits but received ${flat.describe()}` });
+    const short = keep(tensor([0, 1, 2], [3], { dtype: 'int32', device }));
+    expect(errorOf(() => nn.softmaxCrossEntropy(z, short))).toEqual({ cls: 'RangeError', message: 'Expected shape [T] = [4] for labels but received [3]' });
+    expect(errorOf(() => nn.softmaxCrossEntropy(z, labels, { grad: 1 as unknown as boolean }))).toEqual({ cls: 'TypeError', message: 'Expected a boolean for options.grad but received 1' });
+    expect(errorOf(() => nn.softmaxCrossEntropy(z, [0, 1, 2, 3] as unknown as Tensor))).toEqual({ cls: 'TypeError', message: 'Expected a Tensor for labels but received [0, 1, 2, 3]' });
+  });
+
+  if (device === 'cpu') {
+    it('a label out of [0, C) is a RangeError naming it, its value and C; nothing is returned', () => {
+      const z = rnd([4, 5]);
+      for (const [values, message] of [
+        [[0, 1, 5, 3], 'Expected an integer in [0, 5) for labels[2] but received 5'],
+        [[0, -1, 2, 3], 'Expected an integer in [0, 5) for labels[1] but received -1'],
+      ] as const) {
+        const labels = keep(tensor([...values], [4], { dtype: 'int32' }));
+        expect(errorOf(() => nn.softmaxCrossEntropy(z, labels, { grad: true }))).toEqual({ cls: 'RangeError', message });
+      }
+    });
+  } else {
+    it('a label out of [0, C) makes the loss and that row of dlogits NaN (CUDA cannot cheaply throw)', () => {
+      const z = rnd([4, 5], 'cuda'), labels = keep(tensor([0, 1, 5, 3], [4], { dtype: 'int32', device: 'cuda' }));
+      const r = nn.softmaxCrossEntropy(z, labels, { grad: true });
+      keep(r.loss);
+    keep(r.dlogits!);
+      expect(Number.isNaN(r.loss.toFloat32Array()[0])).toBe(true);
+      const dz = r.dlogits!.toFloat32Array();
+      expect(Array.from(dz.subarray(10, 15)).every(Number.isNaN)).toBe(true);
+      expect(Array.from(dz.subarray(0, 10)).every(Number.isFinite)).toBe(true);
+    });
+  }
+});
+
 describe('nn on two devices', () => {
   // Stand-ins: tensors that claim CUDA over host arrays (the internal constructor), never run on.
   const fake = (n: number, dtype: 'float32' | 'int32' = 'float32') =>
@@ -171,6 +295,10 @@ describe('nn on two devices', () => {
     expect(errorOf(() => nn.reluBackward(b, a))).toEqual({ cls: 'RangeError', message: `Expected a tensor on cuda (like dy) for x but received ${a.describe()}` });
     expect(errorOf(() => nn.add(a, a, { out: b }))).toEqual({ cls: 'RangeError', message: `Expected a tensor on cpu (like a) for options.out but received ${b.describe()}` });
     expect(errorOf(() => nn.scale(b, 2, { out: a }))).toEqual({ cls: 'RangeError', message: `Expected a tensor on cuda (like x) for options.out but received ${a.describe()}` });
+    const z = keep(tensor(randomF32(10, seed++), [5, 2])), cudaLabels = fake(5, 'int32'), cpuLabels = keep(tensor([0, 1, 0, 1, 0], [5], { dtype: 'int32' }));
+    expect(errorOf(() => nn.softmaxCrossEntropy(z, cudaLabels))).toEqual({ cls: 'RangeError', message: `Expected a tensor on cpu (like logits) for labels but received ${cudaLabels.describe()}` });
+    const zc = keep(new Tensor(randomF32(10, seed++), [5, 2], 'float32', 'cuda'));
+    expect(errorOf(() => nn.softmaxCrossEntropy(zc, cpuLabels))).toEqual({ cls: 'RangeError', message: `Expected a tensor on cuda (like logits) for labels but received ${cpuLabels.describe()}` });
     expect(errorOf(() => nn.gelu(b))).toEqual({ cls: 'RangeError', message: `Expected a tensor in CUDA memory for x but received ${b.describe()}` });
   });
 });

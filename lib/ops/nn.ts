@@ -4,8 +4,8 @@
 // returns new tensors on its inputs' device unless told to write into `out`.
 import { invalidRange, invalidType } from '../errors.js';
 import { Tensor } from '../tensor.js';
-import { finiteF32, options } from '../validate.js';
-import { checked, live, nativeOf, output, sameDevice, sameShape } from './check.js';
+import { bool, finiteF32, options } from '../validate.js';
+import { checked, indices, live, nativeOf, output, sameDevice, sameShape } from './check.js';
 import { run } from './run.js';
 
 const INT32_MIN = -(2 ** 31), INT32_MAX = 2 ** 31 - 1;
@@ -138,4 +138,45 @@ export function scale(x: Tensor, alpha: number, opts?: { out?: Tensor }): Tensor
   const out = outputLike(o.out, c, 'x');
   run('scale', { x: xs, y: nativeOf(out, 'options.out'), alpha: a });
   return out;
+}
+
+// ---- losses -------------------------------------------------------------------------------
+
+export interface SoftmaxCrossEntropyResult {
+  /** [1] float32: the mean over rows of logsumexp(z_t) − z_t[label_t]. */
+  loss: Tensor;
+  /** [T, C] float32: (softmax(z_t) − onehot(label_t)) / T, with { grad: true }. */
+  dlogits?: Tensor;
+}
+
+/**
+ * Softmax cross-entropy of logits [T, C] (float32) against labels [T] (an int32 tensor on the
+ * logits' device, each in [0, C)): the mean loss, and with { grad: true } its gradient, fused in
+ * one op that reads the logits once. Results on the logits' device. A label out of range is a
+ * RangeError naming it on the CPU; on CUDA it makes the loss (and that row of dlogits) NaN, as
+ * the labels are never read on the host.
+ */
+export function softmaxCrossEntropy(logits: Tensor, labels: Tensor, opts?: { grad?: boolean }): SoftmaxCrossEntropyResult {
+  const o = options<{ grad: boolean }>(opts, 'options');
+  const grad = bool(o.grad, 'options.grad', false);
+  sameDevice([
+    [logits, 'logits'],
+    [labels, 'labels'],
+  ]);
+  const z = checked(logits, 'logits', 'float32');
+  if (z.shape.length !== 2 || z.shape[0] < 1 || z.shape[1] < 1)
+    throw invalidRange('a 2-D tensor [T, C] with T, C >= 1', 'logits', z);
+  const [t, c] = z.shape as [number, number];
+  const l = indices(labels, 'labels', [t], ['T']);
+  const zs = nativeOf(z, 'logits'), ls = nativeOf(l, 'labels');
+  const loss = Tensor.empty([1], 'float32', z.device);
+  const dlogits = grad ? Tensor.empty([t, c], 'float32', z.device) : undefined;
+  try {
+    run('softmaxCrossEntropy', { t, c, logits: zs, labels: ls, loss: output(loss), dlogits: dlogits ? output(dlogits) : null });
+  } catch (e) {
+    loss.dispose();
+    dlogits?.dispose();
+    throw e;
+  }
+  return dlogits ? { loss, dlogits } : { loss };
 }

@@ -234,6 +234,25 @@ describe.each(DEVICES)('nn.softmaxCrossEntropy on %s', (device) => {
     }
   });
 
+  it('softmaxCrossEntropyAsync gives the same bits off the event loop, and rejects what the sync form refuses', async () => {
+    const t = 1031, c = 33, z = rnd([t, c], device), labels = labelsFor(t, c, 2);
+    const sync = nn.softmaxCrossEntropy(z, labels, { grad: true });
+    const pending = nn.softmaxCrossEntropyAsync(z, labels, { grad: true });
+    expect(pending).toBeInstanceOf(Promise);
+    const r = await pending;
+    for (const x of [sync.loss, sync.dlogits!, r.loss, r.dlogits!]) keep(x);
+    expect(r.loss.toFloat32Array()).toEqual(sync.loss.toFloat32Array());
+    expect(r.dlogits!.toFloat32Array()).toEqual(sync.dlogits!.toFloat32Array());
+    const f = rnd([t], device);
+    await expect(nn.softmaxCrossEntropyAsync(z, f)).rejects.toThrow(`Expected an int32 Tensor for labels but received ${f.describe()} (dtype is float32)`);
+    if (device === 'cpu') {
+      const bad = keep(tensor([0, 9], [2], { dtype: 'int32' }));
+      const e: unknown = await nn.softmaxCrossEntropyAsync(rnd([2, 9]), bad).catch((x: unknown) => x);
+      expect(e).toBeInstanceOf(RangeError);
+      expect((e as Error).message).toBe('Expected an integer in [0, 9) for labels[1] but received 9');
+    }
+  });
+
   it('large logits do not overflow (the rows are max-shifted)', () => {
     const z = keep(tensor([1000, 990, -1000, 88, 89, 90], [2, 3], { device })), labels = keep(tensor([1, 2], [2], { dtype: 'int32', device }));
     const r = nn.softmaxCrossEntropy(z, labels, { grad: true });

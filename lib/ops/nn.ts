@@ -6,7 +6,7 @@ import { invalidRange, invalidType } from '../errors.js';
 import { Tensor } from '../tensor.js';
 import { bool, finiteF32, options } from '../validate.js';
 import { checked, indices, live, nativeOf, output, sameDevice, sameShape } from './check.js';
-import { run } from './run.js';
+import { run, runAsync } from './run.js';
 
 const INT32_MIN = -(2 ** 31), INT32_MAX = 2 ** 31 - 1;
 
@@ -149,14 +149,8 @@ export interface SoftmaxCrossEntropyResult {
   dlogits?: Tensor;
 }
 
-/**
- * Softmax cross-entropy of logits [T, C] (float32) against labels [T] (an int32 tensor on the
- * logits' device, each in [0, C)): the mean loss, and with { grad: true } its gradient, fused in
- * one op that reads the logits once. Results on the logits' device. A label out of range is a
- * RangeError naming it on the CPU; on CUDA it makes the loss (and that row of dlogits) NaN, as
- * the labels are never read on the host.
- */
-export function softmaxCrossEntropy(logits: Tensor, labels: Tensor, opts?: { grad?: boolean }): SoftmaxCrossEntropyResult {
+/** The checked arguments of one cross-entropy call, its fresh results and what it holds. */
+function prepareCrossEntropy(logits: Tensor, labels: Tensor, opts: { grad?: boolean } | undefined) {
   const o = options<{ grad: boolean }>(opts, 'options');
   const grad = bool(o.grad, 'options.grad', false);
   sameDevice([
@@ -171,12 +165,41 @@ export function softmaxCrossEntropy(logits: Tensor, labels: Tensor, opts?: { gra
   const zs = nativeOf(z, 'logits'), ls = nativeOf(l, 'labels');
   const loss = Tensor.empty([1], 'float32', z.device);
   const dlogits = grad ? Tensor.empty([t, c], 'float32', z.device) : undefined;
-  try {
-    run('softmaxCrossEntropy', { t, c, logits: zs, labels: ls, loss: output(loss), dlogits: dlogits ? output(dlogits) : null });
-  } catch (e) {
+  const args = { t, c, logits: zs, labels: ls, loss: output(loss), dlogits: dlogits ? output(dlogits) : null };
+  const result: SoftmaxCrossEntropyResult = dlogits ? { loss, dlogits } : { loss };
+  const discard = () => {
     loss.dispose();
     dlogits?.dispose();
+  };
+  return { args, result, held: [z, l, loss, dlogits], discard };
+}
+
+/**
+ * Softmax cross-entropy of logits [T, C] (float32) against labels [T] (an int32 tensor on the
+ * logits' device, each in [0, C)): the mean loss, and with { grad: true } its gradient, fused in
+ * one op that reads the logits once. Results on the logits' device. A label out of range is a
+ * RangeError naming it on the CPU; on CUDA it makes the loss (and that row of dlogits) NaN, as
+ * the labels are never read on the host. softmaxCrossEntropyAsync: the same off the event loop.
+ */
+export function softmaxCrossEntropy(logits: Tensor, labels: Tensor, opts?: { grad?: boolean }): SoftmaxCrossEntropyResult {
+  const { args, result, discard } = prepareCrossEntropy(logits, labels, opts);
+  try {
+    run('softmaxCrossEntropy', args);
+  } catch (e) {
+    discard();
     throw e;
   }
-  return dlogits ? { loss, dlogits } : { loss };
+  return result;
+}
+
+/** softmaxCrossEntropy off the event loop (on CUDA: queued on the device in order). */
+export async function softmaxCrossEntropyAsync(logits: Tensor, labels: Tensor, opts?: { grad?: boolean }): Promise<SoftmaxCrossEntropyResult> {
+  const { args, result, held, discard } = prepareCrossEntropy(logits, labels, opts);
+  try {
+    await runAsync('softmaxCrossEntropy', args, held);
+  } catch (e) {
+    discard();
+    throw e;
+  }
+  return result;
 }

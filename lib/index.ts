@@ -22,6 +22,7 @@ export * as deltaLora from './ops/delta-lora.js';
 export * as optim from './optim.js';
 export * as linear from './ops/linear.js';
 export * as vera from './ops/vera.js';
+export * as nn from './ops/nn.js';
 export * as safetensors from './io/safetensors.js';
 export * as torchRandom from './io/torch-random.js';
 export * as peft from './io/peft/index.js';

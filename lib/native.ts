@@ -115,6 +115,20 @@ export interface OpArgs<M extends Memory> {
   fill: { dst: T<M>; value: number };
   /** float32 dst += src. */
   addInto: { dst: T<M>; src: T<M> };
+  /** float32 y = f(x); y may alias x. */
+  reluForward: { x: T<M>; y: T<M> };
+  /** float32 dx = dy ⊙ f'(x); dx may alias dy. */
+  reluBackward: { x: T<M>; dy: T<M>; dx: T<M> };
+  geluForward: { x: T<M>; y: T<M> };
+  geluBackward: { x: T<M>; dy: T<M>; dx: T<M> };
+  tanhForward: { x: T<M>; y: T<M> };
+  tanhBackward: { x: T<M>; dy: T<M>; dx: T<M> };
+  /** float32 out = a + alpha·b; out may alias a or b. */
+  add: { a: T<M>; b: T<M>; out: T<M>; alpha: number };
+  /** float32 y = alpha·x; y may alias x. */
+  scale: { x: T<M>; y: T<M>; alpha: number };
+  /** logits [t, c] float32, labels [t] int32 in [0, c), loss [1]; dlogits [t, c] when wanted. */
+  softmaxCrossEntropy: { t: number; c: number; logits: T<M>; labels: T<M>; loss: T<M>; dlogits: T<M> | null };
   /** CPU only. */
   fillRandom: { out: T<M>; seed: Seed; normal: boolean; a: number; b: number };
 }

@@ -45,6 +45,14 @@ describe('the op boundary refuses tensors that are not one device\'s memory', ()
     ['convert', { src: f(6), dst: h(6, 2) }, 'src', 'dst'],
     ['fill', { dst: f(6), value: 1.5 }, 'dst', ''],
     ['addInto', { dst: f(6), src: f(6) }, 'dst', 'src'],
+    ['reluForward', { x: f(6), y: f(6) }, 'x', 'y'],
+    ['reluBackward', { x: f(6), dy: f(6), dx: f(6) }, 'x', 'dy'],
+    ['geluForward', { x: f(6), y: f(6) }, 'x', 'y'],
+    ['geluBackward', { x: f(6), dy: f(6), dx: f(6) }, 'x', 'dy'],
+    ['tanhForward', { x: f(6), y: f(6) }, 'x', 'y'],
+    ['tanhBackward', { x: f(6), dy: f(6), dx: f(6) }, 'x', 'dy'],
+    ['add', { a: f(6), b: f(6), out: f(6), alpha: 0.5 }, 'a', 'b'],
+    ['scale', { x: f(6), y: f(6), alpha: 2 }, 'x', 'y'],
   ];
   const isTensor = (v: unknown) => typeof v === 'object' && v !== null && 'data' in v;
   const tensorFields = (args: Record<string, unknown>) =>
@@ -160,6 +168,17 @@ describe('the op boundary refuses tensors that are not one device\'s memory', ()
     expect(errorOf(() => native().convert({ src: f(4), dst: { data: dst, dtype: 3 } }))).toEqual({ cls: 'RangeError', message: 'convert: float32 does not convert to int32' });
     expect(errorOf(() => native().convert({ src: { data: new Float32Array(4), dtype: 3 }, dst: { data: dst, dtype: 3 } }))).toEqual({ cls: 'TypeError', message: "native argument 'src' has the wrong typed-array class" });
     expect(errorOf(() => native().addInto({ dst: { data: dst, dtype: 3 }, src: { data: src, dtype: 3 } }))).toEqual({ cls: 'TypeError', message: 'addInto: dst must be float32 on cpu but is int32' });
+  });
+
+  it('softmaxCrossEntropy: labels are an int32 tensor of t elements; their values are the kernel\'s to check', async () => {
+    const labels = (v: number[]) => ({ data: Int32Array.from(v), dtype: 3 });
+    const args = { t: 2, c: 3, logits: f(6), labels: labels([0, 2]), loss: f(1), dlogits: null };
+    expect(native().softmaxCrossEntropy(args)).toBeUndefined();
+    await expect(native().softmaxCrossEntropy({ ...args, dlogits: f(6) }, true)).resolves.toBeUndefined();
+    expect(errorOf(() => native().softmaxCrossEntropy({ ...args, labels: f(2) }))).toEqual({ cls: 'TypeError', message: 'softmaxCrossEntropy: labels must be int32 on cpu but is float32' });
+    expect(errorOf(() => native().softmaxCrossEntropy({ ...args, labels: labels([0, 1, 2]) }))).toEqual({ cls: 'RangeError', message: 'softmaxCrossEntropy: labels has 3 elements but its shape needs 2' });
+    expect(errorOf(() => native().softmaxCrossEntropy({ ...args, labels: labels([0, 3]) }))).toEqual({ cls: 'RangeError', message: 'Expected an integer in [0, 3) for labels[1] but received 3' });
+    expect(errorOf(call('softmaxCrossEntropy', { ...args, loss: block(64) }))).toEqual({ cls: 'RangeError', message: 'softmaxCrossEntropy: every tensor must be on one device, but logits is on cpu and loss on cuda' });
   });
 
   it('CPU-only ops refuse device blocks', () => {

@@ -6,19 +6,21 @@
 //   - "full-rank shift": the teacher's first layer moved by a dense random change, which no
 //     low-rank adapter can represent: here full fine-tuning should win.
 // Prints a table per task, draws the loss curves to an SVG file. With --device cuda the models
-// (weights, adapters, optimizer state, activations) live on the GPU; the teachers that label the
-// data, ReLU and the loss run on the host (small tensors, copied each step).
+// (weights, adapters, optimizer state, activations), the labels and every step's ReLU and loss
+// live on the GPU: a training step copies nothing to the host; the per-step losses stay device
+// tensors until the run of a method ends. The teachers that label the data run on the host.
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { SingleBar } from 'cli-progress';
-import { backends } from '../backends.js';
+import { backends, synchronize } from '../backends.js';
 import { invalidRange } from '../errors.js';
 import { Linear } from '../layers/linear.js';
 import { LoraLinear, type LoraVariant } from '../layers/lora-linear.js';
 import { type Parameter } from '../layers/parameter.js';
 import { VeraLinear } from '../layers/vera-linear.js';
 import * as linear from '../ops/linear.js';
+import * as nn from '../ops/nn.js';
 import * as vera from '../ops/vera.js';
 import { AdamW, loraPlusGroups, type ParamGroup } from '../optim.js';
 import { type Device, randn, Tensor, tensor } from '../tensor.js';
@@ -56,44 +58,24 @@ function disposeWeights(w: Weights): void {
 
 // ---- the MLP: layer1 → ReLU → layer2 → softmax cross-entropy ----------------------------
 
-// ReLU and the loss work on host copies of the values: on the CPU a copy like clone()'s, on
-// CUDA a download, with the result uploaded again.
+// ReLU and the loss are the nn ops on the model's device (lib/ops/nn.ts).
 
-function relu(h: Tensor): Tensor {
-  const v = h.toFloat32Array();
-  for (let i = 0; i < v.length; i++) if (v[i] < 0) v[i] = 0;
-  return tensor(v, h.shape, { device: h.device });
-}
-
-/** dh = da where h > 0. */
-function reluBackward(da: Tensor, h: Tensor): Tensor {
-  const v = da.toFloat32Array(), hv = h.toFloat32Array();
-  for (let i = 0; i < v.length; i++) if (hv[i] <= 0) v[i] = 0;
-  return tensor(v, da.shape, { device: da.device });
-}
-
-/** Mean cross-entropy, its gradient wrt the logits (on the logits' device), and the number of correct argmaxes. */
-function crossEntropy(logits: Tensor, labels: Int32Array): { loss: number; dlogits: Tensor; correct: number } {
+/** The number of rows whose largest logit is their label's (read at evaluation only). */
+function correctCount(logits: Tensor, labels: Int32Array): number {
   const z = logits.toFloat32Array();
-  const rows = labels.length;
-  const g = new Float32Array(rows * C);
-  let loss = 0, correct = 0;
-  for (let t = 0; t < rows; t++) {
-    let max = -Infinity, arg = 0;
-    for (let c = 0; c < C; c++) if (z[t * C + c] > max) [max, arg] = [z[t * C + c], c];
-    let sum = 0;
-    for (let c = 0; c < C; c++) sum += Math.exp(z[t * C + c] - max);
-    loss += Math.log(sum) + max - z[t * C + labels[t]];
-    for (let c = 0; c < C; c++) g[t * C + c] = (Math.exp(z[t * C + c] - max) / sum - (c === labels[t] ? 1 : 0)) / rows;
+  let correct = 0;
+  for (let t = 0; t < labels.length; t++) {
+    let arg = 0;
+    for (let c = 1; c < C; c++) if (z[t * C + c] > z[t * C + arg]) arg = c;
     if (arg === labels[t]) correct++;
   }
-  return { loss: loss / rows, dlogits: tensor(g, [rows, C], { device: logits.device }), correct };
+  return correct;
 }
 
 /** Class labels a teacher MLP (on the host) assigns to x (on the host). */
 function teacherLabels(teacher: Weights, x: Tensor): Int32Array {
   const h = linear.forward(x, teacher.W1, { bias: teacher.b1 }).y;
-  const a = relu(h);
+  const a = nn.relu(h);
   const z = linear.forward(a, teacher.W2, { bias: teacher.b2 }).y.storage() as Float32Array;
   const rows = x.shape[0];
   const labels = new Int32Array(rows);
@@ -109,19 +91,27 @@ function teacherLabels(teacher: Weights, x: Tensor): Int32Array {
 
 interface Batch {
   x: Tensor;
-  labels: Int32Array;
+  /** The class labels as an int32 tensor on x's device (for the loss) and on the host (for accuracy). */
+  labels: Tensor;
+  hostLabels: Int32Array;
 }
 
 /** Inputs drawn and labelled on the host, then moved to `device`. */
 function batches(teacher: Weights, count: number, seed: number, device: Device, size = BATCH): Batch[] {
   return Array.from({ length: count }, (_, i) => {
     const x = randn([size, D], { seed: seed + i });
-    const labels = teacherLabels(teacher, x);
-    if (device === 'cpu') return { x, labels };
+    const hostLabels = teacherLabels(teacher, x);
+    const labels = tensor(hostLabels, [size], { dtype: 'int32', device });
+    if (device === 'cpu') return { x, labels, hostLabels };
     const moved = x.to(device);
     x.dispose();
-    return { x: moved, labels };
+    return { x: moved, labels, hostLabels };
   });
+}
+
+function disposeBatch(b: Batch): void {
+  b.x.dispose();
+  b.labels.dispose();
 }
 
 // ---- methods -------------------------------------------------------------------------------
@@ -208,35 +198,36 @@ function build(method: Method, base: Weights, seed: number): Model {
 }
 
 interface StepResult {
-  loss: number;
-  correct: number;
+  /** The batch's mean loss, [1] on the model's device (read when the caller wants it). */
+  loss: Tensor;
   savedBytes: number;
 }
 
 function trainStep(m: Model, batch: Batch): StepResult {
   const h = m.layer1.forward(batch.x);
-  const a = relu(h);
+  const a = nn.relu(h);
   const logits = m.layer2.forward(a);
   const savedBytes = m.layer1.savedBytes + m.layer2.savedBytes;
-  const { loss, dlogits, correct } = crossEntropy(logits, batch.labels);
-  const da = m.layer2.backward(dlogits);
-  const dh = reluBackward(da, h);
+  const { loss, dlogits } = nn.softmaxCrossEntropy(logits, batch.labels, { grad: true });
+  const da = m.layer2.backward(dlogits!);
+  const dh = nn.reluBackward(da, h);
   m.layer1.backward(dh).dispose();
   m.optimizer.step();
   m.layer1.afterOptimizerStep();
   m.layer2.afterOptimizerStep();
   m.optimizer.zeroGrad();
-  for (const t of [h, a, logits, dlogits, da, dh]) t.dispose();
-  return { loss, correct, savedBytes };
+  for (const t of [h, a, logits, dlogits!, da, dh]) t.dispose();
+  return { loss, savedBytes };
 }
 
 function evaluate(m: Model, test: Batch): { loss: number; accuracy: number } {
   const h = m.layer1.forward(test.x, { training: false });
-  const a = relu(h);
+  const a = nn.relu(h);
   const logits = m.layer2.forward(a, { training: false });
-  const { loss, dlogits, correct } = crossEntropy(logits, test.labels);
-  for (const t of [h, a, logits, dlogits]) t.dispose();
-  return { loss, accuracy: correct / test.labels.length };
+  const { loss } = nn.softmaxCrossEntropy(logits, test.labels);
+  const result = { loss: loss.toFloat32Array()[0], accuracy: correctCount(logits, test.hostLabels) / test.hostLabels.length };
+  for (const t of [h, a, logits, loss]) t.dispose();
+  return result;
 }
 
 // ---- the run -------------------------------------------------------------------------------
@@ -265,20 +256,28 @@ function median(xs: number[]): number {
 
 function runMethod(method: Method, base: Weights, train: Batch[], test: Batch, steps: number, bar: SingleBar | null): Row {
   const m = build(method, base, 7);
-  const curve: number[] = [];
+  const losses: Tensor[] = [];
   const times: number[] = [];
   let savedBytes = 0;
+  const started = performance.now();
   for (let s = 0; s < steps; s++) {
     const t0 = performance.now();
     const r = trainStep(m, train[s % train.length]);
     times.push(performance.now() - t0);
     savedBytes = r.savedBytes;
-    curve.push(r.loss);
+    losses.push(r.loss);
     bar?.increment();
   }
+  // On the CPU each step's ops ran before it returned: the median step. On CUDA a step only
+  // queues its kernels: the steps' whole time, the queue drained, over their number.
+  const onDevice = test.x.device === 'cuda';
+  if (onDevice) synchronize();
+  const msPerStep = onDevice ? (performance.now() - started) / steps : median(times);
+  const curve = losses.map((l) => l.toFloat32Array()[0]); // read once, after the steps
+  for (const l of losses) l.dispose();
   const { loss, accuracy } = evaluate(m, test);
   const trainable = [...m.layer1.parameters(), ...m.layer2.parameters()].reduce((s, p) => s + p.param.size, 0);
-  const row = { method, trainable, checkpointBytes: m.checkpointBytes, savedBytes, msPerStep: median(times), loss, accuracy, curve };
+  const row = { method, trainable, checkpointBytes: m.checkpointBytes, savedBytes, msPerStep, loss, accuracy, curve };
   m.dispose();
   return row;
 }
@@ -294,11 +293,11 @@ function pretrain(teacher: Weights, steps: number, device: Device): Weights {
   const optimizer = new AdamW([...layer1.parameters(), ...layer2.parameters()], { lr: 3e-3, weightDecay: 0 });
   const m: Model = { layer1, layer2, optimizer, checkpointBytes: 0, dispose() {} };
   const data = batches(teacher, 64, 5000, device);
-  for (let s = 0; s < steps; s++) trainStep(m, data[s % data.length]);
+  for (let s = 0; s < steps; s++) trainStep(m, data[s % data.length]).loss.dispose();
   optimizer.dispose();
   layer1.dispose();
   layer2.dispose();
-  for (const b of data) b.x.dispose();
+  data.forEach(disposeBatch);
   return w;
 }
 
@@ -382,7 +381,7 @@ export async function demo(opts: DemoOptions): Promise<{ tasks: Array<{ name: st
     }
     if (!opts.quiet) printTable(`Task ${k + 1}: ${task.name}, ${opts.steps} steps`, rows);
     results.push({ name: task.name, rows });
-    for (const b of [...train, test]) b.x.dispose();
+    [...train, test].forEach(disposeBatch);
     disposeWeights(task.teacher);
   }
   const svg = lossChart(

@@ -12,7 +12,8 @@ import { type Device, formatShape, Tensor } from '../tensor.js';
  * - 'float32': adapter parameters, their gradients, the saved xa and u, λ: float32 everywhere;
  * - 'weight': the base weight W: float32 or bfloat16 on the CPU, any float dtype on CUDA;
  * - 'activation': x, the base bias and dy: float32 on the CPU, any float dtype on CUDA.
- * No op takes int32: an int32 tensor fails these checks like any other dtype an op refuses.
+ * No float operand takes int32: an int32 tensor fails these checks like any other dtype an op
+ * refuses; index tensors (labels) are checked by indices().
  */
 export type OperandKind = 'float32' | 'weight' | 'activation';
 
@@ -34,6 +35,31 @@ export function checked(t: unknown, name: string, kind: OperandKind): Tensor {
   const accepts = ACCEPTS[kind][t.device];
   if (!(accepts as readonly DType[]).includes(t.dtype)) throw invalidType(`a ${dtypeList(accepts)} Tensor`, name, t, `dtype is ${t.dtype}`);
   return t;
+}
+
+/** A live tensor of any dtype; returns it. */
+export function live(t: unknown, name: string): Tensor {
+  if (!(t instanceof Tensor)) throw invalidType('a Tensor', name, t);
+  if (t.disposed) throw invalidType('a live Tensor', name, t, 'it was disposed');
+  return t;
+}
+
+/**
+ * A live int32 tensor of `n` elements (class labels, row indices); returns it. Its values are
+ * checked by the op on the tensor's device, never read here.
+ */
+export function indices(t: unknown, name: string, dims: readonly number[], labels: readonly string[]): Tensor {
+  const c = live(t, name);
+  if (c.dtype !== 'int32') throw invalidType('an int32 Tensor', name, c, `dtype is ${c.dtype}`);
+  shapeIs(c, name, dims, labels);
+  return c;
+}
+
+/** A tensor of the same shape as `like` (named `likeName` in the message). */
+export function sameShape(t: Tensor, name: string, like: Tensor, likeName: string): void {
+  const s = t.shape, l = like.shape;
+  if (s.length === l.length && s.every((d, i) => d === l[i])) return;
+  throw invalidRangeText(`a shape of ${formatShape(l)} (like ${likeName})`, name, formatShape(s));
 }
 
 /** checked(), then the tensor as the native boundary reads it on its device: { data, dtype }. */

@@ -58,6 +58,7 @@ const char* kind_text(ops::Kind k, Device d) {
     case ops::kWeight: return d == Device::kCuda ? "float32, bfloat16 or float16" : "float32 or bfloat16";
     case ops::kActivation: return d == Device::kCuda ? "float32, bfloat16 or float16" : "float32";
     case ops::kAnyDtype: return "any dtype";
+    case ops::kInt32: return "int32";
   }
   return "?";
 }

@@ -3,12 +3,9 @@
 // on both devices (native/cuda/cuda.h includes this; stub.cc defines them in a CPU-only build).
 #pragma once
 
-#include "ops/adamw.h"
-#include "ops/delta_lora.h"
-#include "ops/elementwise.h"
-#include "ops/linear.h"
-#include "ops/lora.h"
-#include "ops/vera.h"
+// The op families' headers (the argument structs), listed at the top of the op list.
+#define LOWRANK_OP_HEADERS
+#include "ops.def"
 
 namespace lowrank::cpu {
 #define LOWRANK_OP(js, name, Args) void name(const ops::Args& args);

@@ -1,6 +1,8 @@
 // Element-wise ops on whole tensors (native/core/ops/elementwise.h), the mirror of
-// native/cuda/elementwise.cu: fill and gradient accumulation.
+// native/cuda/elementwise.cu: fill, gradient accumulation, the activations and their
+// gradients, add and scale.
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 
@@ -17,6 +19,25 @@ void fill_with(T* dst, T value, int64_t n) {
   parallel_for((n + kChunk - 1) / kChunk, [&](int64_t c) {
     std::fill(dst + c * kChunk, dst + std::min(n, (c + 1) * kChunk), value);
   });
+}
+
+// f(i) for every i in [0, n), chunk by chunk on the pool.
+template <class F>
+void for_each_index(int64_t n, F f) {
+  parallel_for((n + kChunk - 1) / kChunk, [&](int64_t c) {
+    for (int64_t i = c * kChunk, end = std::min(n, (c + 1) * kChunk); i < end; ++i) f(i);
+  });
+}
+
+constexpr float kInvSqrt2 = 0.70710678118654752f;
+constexpr float kInvSqrt2Pi = 0.39894228040143268f;
+
+float relu(float x) { return x < 0.0f ? 0.0f : x; }  // NaN stays NaN
+float gelu(float x) { return 0.5f * x * (1.0f + std::erf(x * kInvSqrt2)); }
+float gelu_grad(float x) { return 0.5f * (1.0f + std::erf(x * kInvSqrt2)) + x * kInvSqrt2Pi * std::exp(-0.5f * x * x); }
+float tanh_grad(float x) {
+  const float t = std::tanh(x);
+  return 1.0f - t * t;
 }
 
 }  // namespace
@@ -38,6 +59,56 @@ void add_into(const ops::AddInto& a) {
   parallel_for((n + kChunk - 1) / kChunk, [&](int64_t c) {
     for (int64_t i = c * kChunk, end = std::min(n, (c + 1) * kChunk); i < end; ++i) dst[i] += src[i];
   });
+}
+
+void relu_forward(const ops::Unary& a) {
+  const float* x = a.x.as<const float>();
+  float* y = a.y.as<float>();
+  for_each_index(a.x.elements, [&](int64_t i) { y[i] = relu(x[i]); });
+}
+
+void relu_backward(const ops::UnaryBackward& a) {
+  const float *x = a.x.as<const float>(), *dy = a.dy.as<const float>();
+  float* dx = a.dx.as<float>();
+  for_each_index(a.x.elements, [&](int64_t i) { dx[i] = x[i] > 0.0f ? dy[i] : 0.0f; });
+}
+
+void gelu_forward(const ops::Unary& a) {
+  const float* x = a.x.as<const float>();
+  float* y = a.y.as<float>();
+  for_each_index(a.x.elements, [&](int64_t i) { y[i] = gelu(x[i]); });
+}
+
+void gelu_backward(const ops::UnaryBackward& a) {
+  const float *x = a.x.as<const float>(), *dy = a.dy.as<const float>();
+  float* dx = a.dx.as<float>();
+  for_each_index(a.x.elements, [&](int64_t i) { dx[i] = dy[i] * gelu_grad(x[i]); });
+}
+
+void tanh_forward(const ops::Unary& a) {
+  const float* x = a.x.as<const float>();
+  float* y = a.y.as<float>();
+  for_each_index(a.x.elements, [&](int64_t i) { y[i] = std::tanh(x[i]); });
+}
+
+void tanh_backward(const ops::UnaryBackward& a) {
+  const float *x = a.x.as<const float>(), *dy = a.dy.as<const float>();
+  float* dx = a.dx.as<float>();
+  for_each_index(a.x.elements, [&](int64_t i) { dx[i] = dy[i] * tanh_grad(x[i]); });
+}
+
+void add(const ops::Add& a) {
+  const float *p = a.a.as<const float>(), *q = a.b.as<const float>();
+  float* out = a.out.as<float>();
+  const float alpha = a.alpha;
+  for_each_index(a.a.elements, [&](int64_t i) { out[i] = p[i] + alpha * q[i]; });
+}
+
+void scale_by(const ops::Scale& a) {
+  const float* x = a.x.as<const float>();
+  float* y = a.y.as<float>();
+  const float alpha = a.alpha;
+  for_each_index(a.x.elements, [&](int64_t i) { y[i] = alpha * x[i]; });
 }
 
 }  // namespace lowrank::cpu

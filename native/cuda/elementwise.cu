@@ -1,6 +1,9 @@
 // Element-wise device ops the layers and the optimizer need: filling a tensor and adding one
-// float32 tensor into another (gradient accumulation), so neither goes through the host.
-// FLOPs: n (add). Fewest bytes: n·size (fill), 12·n (add: two reads, one write).
+// float32 tensor into another (gradient accumulation), so neither goes through the host; and
+// the building blocks of a training loop (activations and their gradients, add, scale), the
+// mirror of native/cpu/elementwise.cc. Grid-stride kernels, one element per thread per turn.
+// FLOPs: n (add into). Fewest bytes: n·size (fill), 12·n (add into: two reads, one write);
+// the others' counts are at their structs (native/core/ops/elementwise.h).
 #include <cuda_runtime.h>
 
 #include <cstdint>
@@ -20,6 +23,77 @@ __global__ void fill_kernel(T* dst, T value, int64_t n) {
 __global__ void add_into_kernel(float* __restrict__ dst, const float* __restrict__ src, int64_t n) {
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride) dst[i] += src[i];
+}
+
+// f(i) for every i in [0, n): f is a small functor of device pointers (below).
+template <class F>
+__global__ void map_kernel(int64_t n, F f) {
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride) f(i);
+}
+
+template <class F>
+void map(const char* what, int64_t n, F f) {
+  if (n == 0) return;
+  map_kernel<<<blocks_for(n), kElementwiseThreads, 0, stream()>>>(n, f);
+  check(cudaGetLastError(), what);
+}
+
+constexpr float kInvSqrt2 = 0.70710678118654752f;
+constexpr float kInvSqrt2Pi = 0.39894228040143268f;
+
+__device__ float relu(float x) { return x < 0.0f ? 0.0f : x; }  // NaN stays NaN
+__device__ float gelu(float x) { return 0.5f * x * (1.0f + erff(x * kInvSqrt2)); }
+__device__ float gelu_grad(float x) { return 0.5f * (1.0f + erff(x * kInvSqrt2)) + x * kInvSqrt2Pi * expf(-0.5f * x * x); }
+__device__ float tanh_grad(float x) {
+  const float t = tanhf(x);
+  return 1.0f - t * t;
+}
+
+enum class Act { kRelu, kGelu, kTanh };
+
+template <Act A>
+struct Forward {
+  const float* x;
+  float* y;
+  __device__ void operator()(int64_t i) const {
+    const float v = x[i];
+    y[i] = A == Act::kRelu ? relu(v) : A == Act::kGelu ? gelu(v) : tanhf(v);
+  }
+};
+
+template <Act A>
+struct Backward {
+  const float *x, *dy;
+  float* dx;
+  __device__ void operator()(int64_t i) const {
+    const float v = x[i];
+    dx[i] = A == Act::kRelu ? (v > 0.0f ? dy[i] : 0.0f) : dy[i] * (A == Act::kGelu ? gelu_grad(v) : tanh_grad(v));
+  }
+};
+
+struct AddScaled {
+  const float *a, *b;
+  float* out;
+  float alpha;
+  __device__ void operator()(int64_t i) const { out[i] = a[i] + alpha * b[i]; }
+};
+
+struct ScaleBy {
+  const float* x;
+  float* y;
+  float alpha;
+  __device__ void operator()(int64_t i) const { y[i] = alpha * x[i]; }
+};
+
+template <Act A>
+void forward(const char* what, const ops::Unary& a) {
+  map(what, a.x.elements, Forward<A>{a.x.as<const float>(), a.y.as<float>()});
+}
+
+template <Act A>
+void backward(const char* what, const ops::UnaryBackward& a) {
+  map(what, a.x.elements, Backward<A>{a.x.as<const float>(), a.dy.as<const float>(), a.dx.as<float>()});
 }
 
 }  // namespace
@@ -50,5 +124,17 @@ void add_into(float* dst, const float* src, int64_t n) {
 
 void fill(const ops::Fill& a) { fill(dev_out(a.dst), a.value, a.dst.elements); }
 void add_into(const ops::AddInto& a) { add_into(a.dst.as<float>(), a.src.as<const float>(), a.dst.elements); }
+void relu_forward(const ops::Unary& a) { forward<Act::kRelu>("relu_forward launch", a); }
+void relu_backward(const ops::UnaryBackward& a) { backward<Act::kRelu>("relu_backward launch", a); }
+void gelu_forward(const ops::Unary& a) { forward<Act::kGelu>("gelu_forward launch", a); }
+void gelu_backward(const ops::UnaryBackward& a) { backward<Act::kGelu>("gelu_backward launch", a); }
+void tanh_forward(const ops::Unary& a) { forward<Act::kTanh>("tanh_forward launch", a); }
+void tanh_backward(const ops::UnaryBackward& a) { backward<Act::kTanh>("tanh_backward launch", a); }
+void add(const ops::Add& a) {
+  map("add launch", a.a.elements, AddScaled{a.a.as<const float>(), a.b.as<const float>(), a.out.as<float>(), a.alpha});
+}
+void scale_by(const ops::Scale& a) {
+  map("scale launch", a.x.elements, ScaleBy{a.x.as<const float>(), a.y.as<float>(), a.alpha});
+}
 
 }  // namespace lowrank::cuda

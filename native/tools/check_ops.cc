@@ -1,5 +1,6 @@
 // The checker's op loop: every op of the op list (native/core/ops.def), at random inputs drawn
 // from its own field visitor at awkward sizes (1, 7, 33, 70: non-multiples of every tile).
+// Index tensors (labels) hold random values within their bound.
 // On the CPU: outputs are poisoned with NaN first and must be fully written, and a second run
 // on the same inputs must give the same bits. Ops on both devices, where a CUDA device is
 // usable: the same inputs uploaded, cuda::name against cpu::name, within 1e-4 relative for
@@ -64,6 +65,14 @@ class Filler {
     if (coin()) tensor(n, t, k, count(s), Role::kOut);
     else t = TensorRef{};
   }
+  void labels(const char* n, TensorRef& t, ops::Shape s, int64_t bound) {
+    tensor(n, t, ops::kInt32, count(s), Role::kIn);
+    std::vector<uint8_t>& host = fields_.back().host;
+    for (int64_t i = 0; i < t.elements; ++i) {
+      const auto x = static_cast<int32_t>(rng_() % static_cast<uint64_t>(bound > 0 ? bound : 1));
+      std::memcpy(host.data() + 4 * i, &x, 4);
+    }
+  }
   void scalar(const char*, float& x) { x = std::uniform_real_distribution<float>(0.5f, 2.0f)(rng_); }
   void sign(const char*, float& x) { x = coin() ? 1.0f : -1.0f; }
   void flag(const char*, bool& x) { x = coin(); }
@@ -104,6 +113,7 @@ class Filler {
         const DType all[] = {DType::kFloat32, DType::kBFloat16, DType::kFloat16};
         return all[rng_() % 3];
       }
+      case ops::kInt32: return DType::kInt32;
     }
     return DType::kFloat32;
   }
@@ -117,7 +127,7 @@ class Filler {
     t.present = true;
     t.dtype = dtype_for(k);
     t.elements = n;
-    narrow_ = narrow_ || t.dtype != DType::kFloat32;
+    narrow_ = narrow_ || t.dtype == DType::kBFloat16 || t.dtype == DType::kFloat16;
     f.host.assign(static_cast<size_t>(n) * dtype_size(t.dtype), 0);
     std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
     for (int64_t i = 0; i < n; ++i) store(f.host, t.dtype, i, role == Role::kOut ? NAN : dist(rng_));
@@ -143,6 +153,7 @@ class Refs {
   void inout(const char*, TensorRef& t, ops::Kind, ops::Shape) { refs.push_back(&t); }
   void optional_input(const char*, TensorRef& t, ops::Kind, ops::Shape) { if (t) refs.push_back(&t); }
   void optional_output(const char*, TensorRef& t, ops::Kind, ops::Shape) { if (t) refs.push_back(&t); }
+  void labels(const char*, TensorRef& t, ops::Shape, int64_t) { refs.push_back(&t); }
   void scalar(const char*, float&) {}
   void sign(const char*, float&) {}
   void flag(const char*, bool&) {}

@@ -1,5 +1,7 @@
 // Storage ops on whole tensors, on both devices (native/cpu/elementwise.cc and convert.cc,
-// native/cuda/elementwise.cu and memory.cu), and the CPU's seeded fill (native/cpu/random.cc).
+// native/cuda/elementwise.cu and memory.cu), the CPU's seeded fill (native/cpu/random.cc), and
+// the element-wise building blocks of a training loop (activations and their gradients, add,
+// scale: native/cpu/elementwise.cc, native/cuda/elementwise.cu).
 #pragma once
 
 #include "fields.h"
@@ -36,6 +38,57 @@ struct AddInto {
   void visit(V& v) {
     v.inout("dst", dst, kF32);
     v.input("src", src, kF32, {dst.elements});
+  }
+};
+
+// y = f(x) element by element, float32: reluForward (max(x, 0), NaN kept), geluForward (the
+// exact form x·Φ(x) = x/2·(1 + erf(x/√2)), torch's nn.GELU default), tanhForward. y may alias x.
+// FLOPs: n (relu), ~25·n (gelu, erf), ~20·n (tanh). Fewest bytes: 8·n.
+struct Unary {
+  TensorRef x, y;
+  template <class V>
+  void visit(V& v) {
+    v.input("x", x, kF32);
+    v.output("y", y, kF32, {x.elements});
+  }
+};
+
+// dx = dy ⊙ f'(x), from the forward's input x, float32: reluBackward (dy where x > 0, else 0),
+// geluBackward (Φ(x) + x·φ(x)), tanhBackward (1 − tanh²(x)). dx may alias dy.
+// FLOPs: n (relu), ~35·n (gelu), ~22·n (tanh). Fewest bytes: 12·n.
+struct UnaryBackward {
+  TensorRef x, dy, dx;
+  template <class V>
+  void visit(V& v) {
+    v.input("x", x, kF32);
+    v.input("dy", dy, kF32, {x.elements});
+    v.output("dx", dx, kF32, {x.elements});
+  }
+};
+
+// out = a + alpha·b, float32; out may be a new tensor or alias a or b. FLOPs 2·n. Fewest
+// bytes: 12·n.
+struct Add {
+  TensorRef a, b, out;
+  float alpha = 1;
+  template <class V>
+  void visit(V& v) {
+    v.input("a", a, kF32);
+    v.input("b", b, kF32, {a.elements});
+    v.output("out", out, kF32, {a.elements});
+    v.scalar("alpha", alpha);
+  }
+};
+
+// y = alpha·x, float32; y may alias x. FLOPs n. Fewest bytes: 8·n.
+struct Scale {
+  TensorRef x, y;
+  float alpha = 1;
+  template <class V>
+  void visit(V& v) {
+    v.input("x", x, kF32);
+    v.output("y", y, kF32, {x.elements});
+    v.scalar("alpha", alpha);
   }
 };
 

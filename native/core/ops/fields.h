@@ -27,6 +27,10 @@
 //                                          typical value, what the checker fills in.
 //   indices(name, vector<double>&, count, range)  a list of `count` indices into a list of
 //                                          `range` entries (checked by validate()).
+//   labels(name, TensorRef&, shape, bound)  an int32 tensor the op reads (class labels, row
+//                                          indices) whose values must lie in [0, bound); the
+//                                          element count as for input(). The values are the
+//                                          kernel's to check (they live on the tensor's device).
 // After the visit, `validate(op)` (optional) checks what sizes cannot say (LR_CHECK).
 //
 // The visitors: the addon's unpacker (native/addon/marshal.cc: reads the JS argument object,
@@ -50,8 +54,9 @@ namespace lowrank::ops {
 //   kF32         adapter parameters, their gradients, saved xa / u, λ: float32 on both devices;
 //   kWeight      the base weight: float32 or bfloat16 on the CPU, any float dtype on CUDA;
 //   kActivation  x, y, dy, dx, the base bias: float32 on the CPU, any float dtype on CUDA;
-//   kAnyDtype    storage ops (convert, fill): every dtype, int32 included, on both devices.
-enum Kind { kF32, kWeight, kActivation, kAnyDtype };
+//   kAnyDtype    storage ops (convert, fill): every dtype, int32 included, on both devices;
+//   kInt32       index tensors (the labels() fields): int32 on both devices.
+enum Kind { kF32, kWeight, kActivation, kAnyDtype, kInt32 };
 
 inline bool accepts(Kind k, Device dev, DType t) {
   switch (k) {
@@ -59,6 +64,7 @@ inline bool accepts(Kind k, Device dev, DType t) {
     case kWeight: return t == DType::kFloat32 || t == DType::kBFloat16 || (dev == Device::kCuda && t == DType::kFloat16);
     case kActivation: return t == DType::kFloat32 || (dev == Device::kCuda && dtype_is_float(t));
     case kAnyDtype: return true;
+    case kInt32: return t == DType::kInt32;
   }
   return false;
 }

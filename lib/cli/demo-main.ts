@@ -3,7 +3,7 @@
 import { demo, parseDemoArgs } from './demo.js';
 
 try {
-  await demo(parseDemoArgs(process.argv.slice(2)));
+  demo(parseDemoArgs(process.argv.slice(2)));
 } catch (e) {
   console.error(e instanceof Error ? `lowrank demo: ${e.message}` : e);
   process.exit(1);

@@ -53,7 +53,7 @@ function cloneWeights(w: Weights): Weights {
 }
 
 function disposeWeights(w: Weights): void {
-  for (const t of Object.values(w)) t.dispose();
+  for (const t of [w.W1, w.b1, w.W2, w.b2]) t.dispose();
 }
 
 // ---- the MLP: layer1 → ReLU → layer2 → softmax cross-entropy ----------------------------
@@ -344,7 +344,7 @@ export interface DemoOptions {
   quiet: boolean;
 }
 
-export async function demo(opts: DemoOptions): Promise<{ tasks: Array<{ name: string; rows: Row[] }>; chart: string }> {
+export function demo(opts: DemoOptions): { tasks: Array<{ name: string; rows: Row[] }>; chart: string } {
   const { cpu, cuda } = backends();
   if (opts.device === 'cuda' && !cuda.available)
     throw invalidRange('an available device', '--device', opts.device, `CUDA is unavailable: ${cuda.reason ?? 'unknown reason'}`);
@@ -431,5 +431,5 @@ Options:
   const steps = Number(values.steps);
   if (!Number.isSafeInteger(steps) || steps < 1) throw new RangeError(`Expected a positive integer for --steps but received ${values.steps}`);
   if (values.device !== 'cpu' && values.device !== 'cuda') throw new RangeError(`Expected cpu or cuda for --device but received ${values.device}`);
-  return { steps, out: values.out as string, device: values.device, quiet: values.quiet as boolean };
+  return { steps, out: values.out, device: values.device, quiet: values.quiet };
 }

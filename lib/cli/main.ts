@@ -63,7 +63,7 @@ function runInspect(argv: string[]): number {
 
 // ---- demo and bench --------------------------------------------------------------------------
 
-async function runDemo(argv: string[]): Promise<number> {
+function runDemo(argv: string[]): number {
   let opts;
   try {
     opts = parseDemoArgs(argv); // prints its own --help and exits
@@ -80,7 +80,7 @@ async function runDemo(argv: string[]): Promise<number> {
     if (e instanceof RangeError) throw new UsageError(e.message);
     throw e;
   }
-  await demo(opts);
+  demo(opts);
   return 0;
 }
 

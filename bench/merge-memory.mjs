@@ -12,7 +12,9 @@ import { parseArgs } from 'node:util';
 import { peft, randn, safetensors } from '../dist/index.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const { values } = parseArgs({ options: { gib: { type: 'string', default: '1' }, dir: { type: 'string', default: '/tmp/lowrank-merge' } } });
+const { values } = parseArgs({
+  options: { gib: { type: 'string', default: '1' }, dir: { type: 'string', default: '/tmp/lowrank-merge' } },
+});
 const count = Math.round(Number(values.gib) * 16);
 const dir = values.dir;
 rmSync(dir, { recursive: true, force: true });
@@ -31,13 +33,27 @@ writer.commit();
 
 const layers = {};
 for (const i of [0, 1]) {
-  layers[`model.layers.${i}.proj`] = { A: randn([16, N], { seed: 100 + i, std: 0.01 }), B: randn([N, 16], { seed: 200 + i, std: 0.01 }), scale: 2 };
+  layers[`model.layers.${i}.proj`] = {
+    A: randn([16, N], { seed: 100 + i, std: 0.01 }),
+    B: randn([N, 16], { seed: 200 + i, std: 0.01 }),
+    scale: 2,
+  };
 }
 peft.saveAdapter(path.join(dir, 'adapter'), { kind: 'lora', layers, rank: 16, alpha: 32 });
 
 const report = execFileSync(
   process.execPath,
-  [path.join(root, 'dist', 'cli', 'main.js'), 'merge', '--base', path.join(dir, 'model.safetensors'), '--adapter', path.join(dir, 'adapter'), '--out', path.join(dir, 'merged.safetensors'), '--json'],
+  [
+    path.join(root, 'dist', 'cli', 'main.js'),
+    'merge',
+    '--base',
+    path.join(dir, 'model.safetensors'),
+    '--adapter',
+    path.join(dir, 'adapter'),
+    '--out',
+    path.join(dir, 'merged.safetensors'),
+    '--json',
+  ],
   { encoding: 'utf8' },
 );
 console.log(`base: ${count} tensors of 64 MiB (${values.gib} GiB); largest tensor 64 MiB`);

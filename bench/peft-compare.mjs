@@ -47,7 +47,8 @@ const device = args.device;
 if (device !== 'cpu' && device !== 'cuda') fail(`Expected 'cpu' or 'cuda' for --device but received ${device}`);
 const dtype = args.dtype ?? (device === 'cuda' ? 'bfloat16' : 'float32');
 if (dtype !== 'bfloat16' && dtype !== 'float32') fail(`Expected 'bfloat16' or 'float32' for --dtype but received ${dtype}`);
-if (device === 'cpu' && dtype !== 'float32') fail(`Expected --dtype float32 with --device cpu (the CPU kernels take float32 x) but received ${dtype}`);
+if (device === 'cpu' && dtype !== 'float32')
+  fail(`Expected --dtype float32 with --device cpu (the CPU kernels take float32 x) but received ${dtype}`);
 const SHAPES = {
   small: { t: 33, inDim: 70, out: 45, r: 7, alpha: 12 },
   large: { t: 8192, inDim: 4096, out: 4096, r: 16, alpha: 24 },
@@ -101,7 +102,7 @@ async function timeMs(fn) {
 const disposeAll = (...ts) => ts.forEach((t) => t?.dispose());
 
 mkdirSync(args.out, { recursive: true });
-const gpu = device === 'cuda' ? cuda.devices[0]?.name ?? 'unknown GPU' : null;
+const gpu = device === 'cuda' ? (cuda.devices[0]?.name ?? 'unknown GPU') : null;
 console.log(`lowrank on ${device}${gpu ? ` (${gpu})` : ''}, ${dtype} x and W, seed ${seed}`);
 const cases = [];
 for (const [i, name] of shapeNames.entries()) {

@@ -31,7 +31,8 @@ const { values: args } = parseArgs({
     device: { type: 'string', default: 'cpu' },
   },
 });
-if (args.device !== 'cpu' && args.device !== 'cuda') throw new RangeError(`Expected 'cpu' or 'cuda' for --device but received ${args.device}`);
+if (args.device !== 'cpu' && args.device !== 'cuda')
+  throw new RangeError(`Expected 'cpu' or 'cuda' for --device but received ${args.device}`);
 
 const SHAPES = {
   S: { t: 512, inDim: 1024, out: 1024, r: 16 },
@@ -128,7 +129,9 @@ async function benchCpu() {
   console.log(`lowrank bench: ${os.cpus()[0]?.model ?? 'unknown CPU'}, ${threads} threads, kernels ${backends().cpu.isa}`);
   const peak = n.probePeak(args.quick ? 0.3 : 1.0);
   const bandwidth = n.probeBandwidth(256 * 2 ** 20, args.quick ? 2 : 5);
-  console.log(`measured FMA peak ${peak.gflops.toFixed(1)} GFLOP/s (${peak.isa}), copy bandwidth ${bandwidth.toFixed(1)} GB/s (read + write)\n`);
+  console.log(
+    `measured FMA peak ${peak.gflops.toFixed(1)} GFLOP/s (${peak.isa}), copy bandwidth ${bandwidth.toFixed(1)} GB/s (read + write)\n`,
+  );
 
   let ort = null;
   let loraForwardModel = null; // onnx-graph.mjs needs onnx-proto, a devDependency like onnxruntime-node
@@ -171,12 +174,14 @@ async function benchCpu() {
     const bwdFlops = 2 * t * out * inDim + 2 * t * r * (2 * out + 2 * inDim);
     const bwdFaFlops = 2 * t * out * inDim + 2 * t * r * (2 * out + inDim);
 
-    const xs = x.storage(), Ws = W.storage();
+    const xs = x.storage(),
+      Ws = W.storage();
     const release = (res) => {
       res.y.dispose();
       res.saved.dispose();
     };
-    let savedBytes = 0, savedBytesFa = 0;
+    let savedBytes = 0,
+      savedBytesFa = 0;
     const trainStep = (frozenA) => () => {
       const res = lora.forward(x, W, A, B, { scale, frozenA });
       if (frozenA) savedBytesFa = res.saved.bytes;
@@ -186,7 +191,16 @@ async function benchCpu() {
       for (const k of ['dx', 'dA', 'dB']) g[k]?.dispose();
     };
     const base = () =>
-      n._gemm({ m: t, n: out, terms: [{ a: xs, lda: inDim, ta: false, b: Ws, ldb: inDim, tb: true, k: inDim, alpha: 1 }], c: y, ldc: out, beta: 0, bias: null, reference: false });
+      n._gemm({
+        m: t,
+        n: out,
+        terms: [{ a: xs, lda: inDim, ta: false, b: Ws, ldb: inDim, tb: true, k: inDim, alpha: 1 }],
+        c: y,
+        ldc: out,
+        beta: 0,
+        bias: null,
+        reference: false,
+      });
     // The base product, forward and training steps interleaved: their ratios come from rounds
     // that ran under the same conditions.
     const W16 = W.astype('bfloat16');
@@ -209,13 +223,17 @@ async function benchCpu() {
       ratioBase: g.trainFa.ratio,
       savedBytes: savedBytesFa,
     });
-    const mergeMs = await time(() => lora.merge(W, A, B, scale), () => lora.unmerge(W, A, B, scale));
+    const mergeMs = await time(
+      () => lora.merge(W, A, B, scale),
+      () => lora.unmerge(W, A, B, scale),
+    );
     const mergeFlops = 2 * out * inDim * r;
     const floorMs = 1000 * Math.max(mergeFlops / (peak.gflops * 1e9), (2 * out * inDim * 4) / (bandwidth * 1e9));
     record(name, 'merge W += s·B·A', mergeMs, mergeFlops, { floorMs, ratioFloor: mergeMs / floorMs });
 
     // Delta-LoRA: W += λs(B1A1 − B0A0), one pass over W with a 2r inner dimension.
-    const A1 = randn([r, inDim], { seed: 6, std: 1 / Math.sqrt(inDim) }), B1 = randn([out, r], { seed: 7, std: 0.1 });
+    const A1 = randn([r, inDim], { seed: 6, std: 1 / Math.sqrt(inDim) }),
+      B1 = randn([out, r], { seed: 7, std: 0.1 });
     const deltaMs = await time(
       () => deltaLora.update(W, { A, B }, { A: A1, B: B1 }, { lambda: 2, scale }),
       () => deltaLora.update(W, { A: A1, B: B1 }, { A, B }, { lambda: 2, scale }),
@@ -237,9 +255,21 @@ async function benchCpu() {
       const kept = {};
       const step = trainingStep(kept);
       const gr = await timeGroup({
-        lora: step('lora', () => lora.forward(x, W, Ar, Br, { scale }), (sv) => lora.backward(dy, sv)),
-        loraFa: step('loraFa', () => lora.forward(x, W, Ar, Br, { scale, frozenA: true }), (sv) => lora.backward(dy, sv)),
-        vera: step('vera', () => vera.forward(x, W, proj, lambdaD, lambdaB), (sv) => vera.backward(dy, sv)),
+        lora: step(
+          'lora',
+          () => lora.forward(x, W, Ar, Br, { scale }),
+          (sv) => lora.backward(dy, sv),
+        ),
+        loraFa: step(
+          'loraFa',
+          () => lora.forward(x, W, Ar, Br, { scale, frozenA: true }),
+          (sv) => lora.backward(dy, sv),
+        ),
+        vera: step(
+          'vera',
+          () => vera.forward(x, W, proj, lambdaD, lambdaB),
+          (sv) => vera.backward(dy, sv),
+        ),
       });
       const fwd = baseFlops + 2 * t * rank * (inDim + out);
       const flops = {
@@ -248,8 +278,16 @@ async function benchCpu() {
         vera: fwd + baseFlops + 2 * t * rank * (2 * out + inDim), // dyᵀu, h, and h·A
       };
       record(name, `LoRA forward + backward, r = ${rank}`, gr.lora.ms, flops.lora, { ratioBase: 1, savedBytes: kept.lora, vs: 'LoRA' });
-      record(name, `LoRA-FA forward + backward, r = ${rank}`, gr.loraFa.ms, flops.loraFa, { ratioBase: gr.loraFa.ratio, savedBytes: kept.loraFa, vs: 'LoRA' });
-      record(name, `VeRA forward + backward, r = ${rank}`, gr.vera.ms, flops.vera, { ratioBase: gr.vera.ratio, savedBytes: kept.vera, vs: 'LoRA' });
+      record(name, `LoRA-FA forward + backward, r = ${rank}`, gr.loraFa.ms, flops.loraFa, {
+        ratioBase: gr.loraFa.ratio,
+        savedBytes: kept.loraFa,
+        vs: 'LoRA',
+      });
+      record(name, `VeRA forward + backward, r = ${rank}`, gr.vera.ms, flops.vera, {
+        ratioBase: gr.vera.ratio,
+        savedBytes: kept.vera,
+        vs: 'LoRA',
+      });
       proj.dispose();
       lambdaD.dispose();
       lambdaB.dispose();
@@ -260,11 +298,15 @@ async function benchCpu() {
     // One fused AdamW step over a W-sized parameter (memory bound: p, g, m, v read; p, m, v
     // written). Only where that traffic is far larger than the caches, so the floor is DRAM's.
     if (out * inDim >= 8 * 2 ** 20) {
-      const p = W.clone(), grad = randn([out, inDim], { seed: 15 });
+      const p = W.clone(),
+        grad = randn([out, inDim], { seed: 15 });
       const opt = new optim.AdamW([{ param: p, grad }], { lr: 1e-4 });
       const adamMs = await time(() => opt.step());
       const adamFloor = (1000 * 7 * 4 * out * inDim) / (bandwidth * 1e9); // bandwidth counts reads + writes
-      record(name, `AdamW step, ${((out * inDim) / 1e6).toFixed(1)} M params`, adamMs, 0, { floorMs: adamFloor, ratioFloor: adamMs / adamFloor });
+      record(name, `AdamW step, ${((out * inDim) / 1e6).toFixed(1)} M params`, adamMs, 0, {
+        floorMs: adamFloor,
+        ratioFloor: adamMs / adamFloor,
+      });
       opt.dispose();
       p.dispose();
       grad.dispose();
@@ -304,7 +346,15 @@ async function benchCpu() {
 
   const result = {
     date: new Date().toISOString(),
-    machine: { cpu: os.cpus()[0]?.model, logicalCpus: os.cpus().length, threads, kernels: backends().cpu.isa, peakGflops: peak.gflops, peakIsa: peak.isa, copyGBs: bandwidth },
+    machine: {
+      cpu: os.cpus()[0]?.model,
+      logicalCpus: os.cpus().length,
+      threads,
+      kernels: backends().cpu.isa,
+      peakGflops: peak.gflops,
+      peakIsa: peak.isa,
+      copyGBs: bandwidth,
+    },
     onnxruntime: ort ? (await import('onnxruntime-node/package.json', { with: { type: 'json' } })).default.version : null,
     rows,
   };
@@ -396,13 +446,16 @@ async function timeGroupCuda(group, sync, { warmup, rounds, batchMs }, after = (
 async function benchCuda() {
   const cuda = backends().cuda;
   if (!cuda.available) {
-    console.error(`lowrank bench: CUDA is unavailable: ${cuda.reason ?? (cuda.compiled ? 'no usable device' : 'this build has no CUDA backend')}`);
+    console.error(
+      `lowrank bench: CUDA is unavailable: ${cuda.reason ?? (cuda.compiled ? 'no usable device' : 'this build has no CUDA backend')}`,
+    );
     process.exitCode = 1;
     return;
   }
   const shapeNames = (args.shapes ?? 'G').split(',');
   for (const s of shapeNames)
-    if (!CUDA_SHAPES[s]) throw new RangeError(`Expected one of ${Object.keys(CUDA_SHAPES)} for --shapes with --device cuda but received ${s}`);
+    if (!CUDA_SHAPES[s])
+      throw new RangeError(`Expected one of ${Object.keys(CUDA_SHAPES)} for --shapes with --device cuda but received ${s}`);
   const settings = args.quick ? { warmup: 2, rounds: 5, batchMs: 10 } : { warmup: 5, rounds: 20, batchMs: 40 };
   let timing;
   try {
@@ -512,9 +565,21 @@ async function benchCuda() {
         {
           base: () => linear.forward(x, W),
           forward: () => lora.forward(x, W, A, B, { scale }),
-          train: step('lora', () => lora.forward(x, W, A, B, { scale }), (sv) => lora.backward(dy, sv)),
-          trainFa: step('loraFa', () => lora.forward(x, W, A, B, { scale, frozenA: true }), (sv) => lora.backward(dy, sv)),
-          vera: step('vera', () => vera.forward(x, W, proj, lambdaD, lambdaB), (sv) => vera.backward(dy, sv)),
+          train: step(
+            'lora',
+            () => lora.forward(x, W, A, B, { scale }),
+            (sv) => lora.backward(dy, sv),
+          ),
+          trainFa: step(
+            'loraFa',
+            () => lora.forward(x, W, A, B, { scale, frozenA: true }),
+            (sv) => lora.backward(dy, sv),
+          ),
+          vera: step(
+            'vera',
+            () => vera.forward(x, W, proj, lambdaD, lambdaB),
+            (sv) => vera.backward(dy, sv),
+          ),
         },
         sync,
         settings,
@@ -527,7 +592,9 @@ async function benchCuda() {
       record(name, dtype, 'base product x·Wᵀ', g.base, baseFlops, baseBytes);
       record(name, dtype, 'LoRA forward', g.forward, fwdFlops, fwdBytes);
       record(name, dtype, 'LoRA forward + backward', g.train, fwdFlops + bwdFlops, fwdBytes + bwdBytes, { savedBytes: kept.lora });
-      record(name, dtype, 'LoRA-FA forward + backward', g.trainFa, fwdFlops + bwdFaFlops, fwdBytes + bwdFaBytes, { savedBytes: kept.loraFa });
+      record(name, dtype, 'LoRA-FA forward + backward', g.trainFa, fwdFlops + bwdFaFlops, fwdBytes + bwdFaBytes, {
+        savedBytes: kept.loraFa,
+      });
       record(name, dtype, 'VeRA forward + backward', g.vera, fwdFlops + bwdFaFlops, veraBytes, { savedBytes: kept.vera });
 
       // In-place updates of W. Each call is undone by the next (merge then unmerge; Delta-LoRA
@@ -555,17 +622,23 @@ async function benchCuda() {
     // AdamW (float32 parameters and state): one fused step over the adapter (LoRA+ groups: A at
     // lr, B at 16 lr), launch-bound at this size, and one over a W-sized parameter, bound by HBM.
     // Each reads p, g, m, v and writes p, m, v: 28 bytes per parameter.
-    const pA = A.to('cuda'), pB = B.to('cuda');
-    const gA = randn([r, inDim], { seed: 16, std: 1e-3, ...onDevice }), gB = randn([out, r], { seed: 17, std: 1e-3, ...onDevice });
+    const pA = A.to('cuda'),
+      pB = B.to('cuda');
+    const gA = randn([r, inDim], { seed: 16, std: 1e-3, ...onDevice }),
+      gB = randn([out, r], { seed: 17, std: 1e-3, ...onDevice });
     const big = randn([out, inDim], { seed: 15, std: 1 / Math.sqrt(inDim), ...onDevice });
     const bigGrad = randn([out, inDim], { seed: 18, std: 1e-3, ...onDevice });
     // Made on the first call, so an optimizer that refuses device tensors is reported like a missing kernel.
-    const adapterOpt = lazy(() => new optim.AdamW(optim.loraPlusGroups({ A: [{ param: pA, grad: gA }], B: [{ param: pB, grad: gB }] }, { lr: 1e-4 })));
+    const adapterOpt = lazy(
+      () => new optim.AdamW(optim.loraPlusGroups({ A: [{ param: pA, grad: gA }], B: [{ param: pB, grad: gB }] }, { lr: 1e-4 })),
+    );
     const bigOpt = lazy(() => new optim.AdamW([{ param: big, grad: bigGrad }], { lr: 1e-4 }));
     const ga = await timeGroupCuda({ adapter: () => adapterOpt().step(), full: () => bigOpt().step() }, sync, settings);
     const nAdapter = r * inDim + out * r;
     record(name, 'float32', `AdamW step over the adapter, ${nAdapter} params`, ga.adapter, 0, 28 * nAdapter, { memoryBound: true });
-    record(name, 'float32', `AdamW step, ${((out * inDim) / 1e6).toFixed(1)} M params`, ga.full, 0, 28 * out * inDim, { memoryBound: true });
+    record(name, 'float32', `AdamW step, ${((out * inDim) / 1e6).toFixed(1)} M params`, ga.full, 0, 28 * out * inDim, {
+      memoryBound: true,
+    });
     for (const opt of [adapterOpt, bigOpt]) opt.made?.dispose();
     for (const tns of [pA, pB, gA, gB, big, bigGrad, A, B, A1, B1, proj.A, proj.B, lambdaD, lambdaB]) tns.dispose();
   }

@@ -5,8 +5,14 @@
 //   student: y  = x W0ᵀ + s · (x Aᵀ) Bᵀ with a rank-8 adapter; W0 frozen
 import { backends, linear, lora, memory, randn, zeros } from 'lowrank';
 
-const IN = 384, OUT = 256, T = 512, RANK = 8, ALPHA = 16, TRUE_RANK = 4;
-const STEPS = 300, LR = 2e-3;
+const IN = 384,
+  OUT = 256,
+  T = 512,
+  RANK = 8,
+  ALPHA = 16,
+  TRUE_RANK = 4;
+const STEPS = 300,
+  LR = 2e-3;
 const scale = ALPHA / RANK;
 
 const { cpu } = backends();
@@ -24,8 +30,11 @@ const { A, B } = lora.init({ inFeatures: IN, outFeatures: OUT, rank: RANK, seed:
 // Adam on the adapter's two tensors (plain JavaScript; the optimizer kernels come later).
 const params = [A, B].map((p) => ({ value: p.storage(), m: new Float32Array(p.size), v: new Float32Array(p.size) }));
 function adamStep(grads, step) {
-  const b1 = 0.9, b2 = 0.999, eps = 1e-8;
-  const c1 = 1 - b1 ** step, c2 = 1 - b2 ** step;
+  const b1 = 0.9,
+    b2 = 0.999,
+    eps = 1e-8;
+  const c1 = 1 - b1 ** step,
+    c2 = 1 - b2 ** step;
   params.forEach((p, k) => {
     const g = grads[k];
     for (let i = 0; i < g.length; i++) {
@@ -38,11 +47,14 @@ function adamStep(grads, step) {
 
 // How far the learned change s·B·A is from ΔW (relative Frobenius norm), using merge.
 function deltaError() {
-  const learned = zeros([OUT, IN]), truth = zeros([OUT, IN]);
+  const learned = zeros([OUT, IN]),
+    truth = zeros([OUT, IN]);
   lora.merge(learned, A, B, scale);
   lora.merge(truth, At, Bt, 1);
-  const l = learned.storage(), t = truth.storage();
-  let num = 0, den = 0;
+  const l = learned.storage(),
+    t = truth.storage();
+  let num = 0,
+    den = 0;
   for (let i = 0; i < l.length; i++) {
     num += (l[i] - t[i]) ** 2;
     den += t[i] ** 2;
@@ -58,7 +70,8 @@ for (let step = 1; step <= STEPS; step++) {
   const target = lora.forward(x, W0, At, Bt, { scale: 1 });
   const { y, saved } = lora.forward(x, W0, A, B, { scale });
   // Mean squared error and its gradient dy = 2 (y − y*) / (T·OUT).
-  const yv = y.storage(), tv = target.y.storage();
+  const yv = y.storage(),
+    tv = target.y.storage();
   const dy = zeros([T, OUT]);
   const dv = dy.storage();
   let loss = 0;
@@ -84,8 +97,10 @@ const viaAdapter = lora.forward(x, W0, A, B, { scale });
 const merged = W0.clone();
 lora.merge(merged, A, B, scale, { safe: true });
 const viaMerged = linear.forward(x, merged); // the plain layer: no adapter product left
-const a = viaAdapter.y.storage(), b = viaMerged.y.storage();
-let maxDiff = 0, maxAbs = 0;
+const a = viaAdapter.y.storage(),
+  b = viaMerged.y.storage();
+let maxDiff = 0,
+  maxAbs = 0;
 for (let i = 0; i < a.length; i++) {
   maxDiff = Math.max(maxDiff, Math.abs(a[i] - b[i]));
   maxAbs = Math.max(maxAbs, Math.abs(a[i]));

@@ -22,10 +22,42 @@ export interface DTypeInfo {
 
 // `host` is looked up when read (a getter), so it is always the global constructor of the moment.
 export const DTYPE_INFO: Readonly<Record<DType, DTypeInfo>> = Object.freeze({
-  float32: Object.freeze({ name: 'float32', bytes: 4, code: 0, safetensors: 'F32', get host() { return Float32Array; } }),
-  bfloat16: Object.freeze({ name: 'bfloat16', bytes: 2, code: 1, safetensors: 'BF16', get host() { return Uint16Array; } }),
-  float16: Object.freeze({ name: 'float16', bytes: 2, code: 2, safetensors: 'F16', get host() { return Uint16Array; } }),
-  int32: Object.freeze({ name: 'int32', bytes: 4, code: 3, safetensors: 'I32', get host() { return Int32Array; } }),
+  float32: Object.freeze({
+    name: 'float32',
+    bytes: 4,
+    code: 0,
+    safetensors: 'F32',
+    get host() {
+      return Float32Array;
+    },
+  }),
+  bfloat16: Object.freeze({
+    name: 'bfloat16',
+    bytes: 2,
+    code: 1,
+    safetensors: 'BF16',
+    get host() {
+      return Uint16Array;
+    },
+  }),
+  float16: Object.freeze({
+    name: 'float16',
+    bytes: 2,
+    code: 2,
+    safetensors: 'F16',
+    get host() {
+      return Uint16Array;
+    },
+  }),
+  int32: Object.freeze({
+    name: 'int32',
+    bytes: 4,
+    code: 3,
+    safetensors: 'I32',
+    get host() {
+      return Int32Array;
+    },
+  }),
 } as const);
 
 /** The public tensor dtypes, in code order. */

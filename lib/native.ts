@@ -89,7 +89,18 @@ export interface OpArgs<M extends Memory> {
   veraForward: NativeVeraDims &
     Dropout & { x: T<M>; W: T<M>; bias: T<M> | null; A: T<M>; B: T<M>; lambdaD: T<M>; lambdaB: T<M>; y: T<M>; u: T<M> };
   veraBackward: NativeVeraDims &
-    Dropout & { dy: T<M>; W: T<M>; A: T<M>; B: T<M>; lambdaD: T<M>; lambdaB: T<M>; u: T<M>; dx: T<M> | null; dLambdaD: T<M>; dLambdaB: T<M> };
+    Dropout & {
+      dy: T<M>;
+      W: T<M>;
+      A: T<M>;
+      B: T<M>;
+      lambdaD: T<M>;
+      lambdaB: T<M>;
+      u: T<M>;
+      dx: T<M> | null;
+      dLambdaD: T<M>;
+      dLambdaB: T<M>;
+    };
   veraMerge: Omit<NativeVeraDims, 't'> & { W: T<M>; A: T<M>; B: T<M>; lambdaD: T<M>; lambdaB: T<M>; sign: 1 | -1; safe: boolean };
   /** CPU only. */
   veraProjections: { r: number; maxIn: number; maxOut: number; seed: Seed; A: T<M>; B: T<M> };
@@ -221,7 +232,9 @@ function load(): Native {
     const nodeGypBuild = require('node-gyp-build') as (dir: string) => unknown;
     return nodeGypBuild(packageRoot) as Native;
   } catch (e) {
-    tried.push(`node-gyp-build in ${packageRoot} (prebuilds/${process.platform}-${process.arch}/, build/Release/, build/Debug/): ${errorText(e)}`);
+    tried.push(
+      `node-gyp-build in ${packageRoot} (prebuilds/${process.platform}-${process.arch}/, build/Release/, build/Debug/): ${errorText(e)}`,
+    );
   }
   // node-gyp-build says only "not found" when a file exists but fails to load; load the local
   // builds directly so the dynamic loader's own reason shows.

@@ -55,8 +55,7 @@ const GROUP_KEYS = ['params', 'name', 'lr', 'betas', 'eps', 'weightDecay'];
 const OPTION_KEYS = ['lr', 'betas', 'eps', 'weightDecay'];
 
 function knownKeys(v: object, keys: readonly string[], name: string): void {
-  for (const key of Object.keys(v))
-    if (!keys.includes(key)) throw invalidType(`a key among ${keys.join(', ')}`, name, key);
+  for (const key of Object.keys(v)) if (!keys.includes(key)) throw invalidType(`a key among ${keys.join(', ')}`, name, key);
 }
 
 function betasOf(v: unknown, name: string): [number, number] {
@@ -202,7 +201,9 @@ export class AdamW {
     if (!Array.isArray(groups)) throw invalidType('an array of parameter groups or of { param, grad }', 'groups', groups);
     if (groups.length === 0) throw invalidRange('at least one parameter group or { param, grad }', 'groups', groups);
     const isGroup = (g: unknown) => typeof g === 'object' && g !== null && 'params' in g;
-    const list: readonly ParamGroup[] = groups.every(isGroup) ? (groups as readonly ParamGroup[]) : [{ params: paramList(groups, 'groups') }];
+    const list: readonly ParamGroup[] = groups.every(isGroup)
+      ? (groups as readonly ParamGroup[])
+      : [{ params: paramList(groups, 'groups') }];
     const plain = !groups.every(isGroup);
     try {
       list.forEach((g, i) => this.#add(g, plain ? 'groups' : `groups[${i}]`, plain));
@@ -253,14 +254,19 @@ export class AdamW {
           throw invalidRange(`a tensor on ${param.device} (like its param)`, `${name}.grad`, grad);
         const r = region(param, `${name}.param`);
         const same = this.#overlap(r);
-        if (same) throw invalidRange('each parameter once, in one group', `${name}.param`, param, `it is also ${same.name}, or shares its memory`);
+        if (same)
+          throw invalidRange('each parameter once, in one group', `${name}.param`, param, `it is also ${same.name}, or shares its memory`);
         const slot = { param, entry, name, region: r, checkedGrad: null } as Omit<Slot, 'm' | 'v'> as Slot;
         slots.push(slot);
         register(slot);
       });
       for (const slot of slots) this.#checkGrad(slot);
     } catch (e) {
-      for (const slot of slots) this.#byBuffer.set(slot.region.buffer, this.#byBuffer.get(slot.region.buffer)!.filter((o) => o !== slot));
+      for (const slot of slots)
+        this.#byBuffer.set(
+          slot.region.buffer,
+          this.#byBuffer.get(slot.region.buffer)!.filter((o) => o !== slot),
+        );
       throw e;
     }
     for (const slot of slots) {
@@ -296,15 +302,27 @@ export class AdamW {
 
   #usable(method: string): void {
     if (this.#disposed) throw invalidType('a live optimizer', `AdamW.${method}`, this, 'it was disposed');
-    if (this.#inFlight)
-      throw invalidType('no stepAsync() in flight', `AdamW.${method}`, this, 'await the previous stepAsync() first');
+    if (this.#inFlight) throw invalidType('no stepAsync() in flight', `AdamW.${method}`, this, 'await the previous stepAsync() first');
   }
 
   /** The native arguments of one step: one set per device that holds parameters (null when none does). */
   #prepare() {
     this.#usable('step');
-    const hyper = { lr: [] as number[], beta1: [] as number[], beta2: [] as number[], eps: [] as number[], weightDecay: [] as number[], step: [] as number[] };
-    const lists = () => ({ params: [] as NativeTensor[], grads: [] as NativeTensor[], m: [] as NativeTensor[], v: [] as NativeTensor[], group: [] as number[] });
+    const hyper = {
+      lr: [] as number[],
+      beta1: [] as number[],
+      beta2: [] as number[],
+      eps: [] as number[],
+      weightDecay: [] as number[],
+      step: [] as number[],
+    };
+    const lists = () => ({
+      params: [] as NativeTensor[],
+      grads: [] as NativeTensor[],
+      m: [] as NativeTensor[],
+      v: [] as NativeTensor[],
+      group: [] as number[],
+    });
     const on: Record<Device, ReturnType<typeof lists>> = { cpu: lists(), cuda: lists() };
     const tensors: Tensor[] = [];
     for (const { group, index, slots } of this.#slots) {
@@ -369,8 +387,7 @@ export class AdamW {
 
   /** The optimizer state of `param` (torch's exp_avg and exp_avg_sq, and its group's step count), or undefined. */
   state(param: Tensor): { m: Tensor; v: Tensor; step: number } | undefined {
-    for (const { group, slots } of this.#slots)
-      for (const s of slots) if (s.param === param) return { m: s.m, v: s.v, step: group.steps };
+    for (const { group, slots } of this.#slots) for (const s of slots) if (s.param === param) return { m: s.m, v: s.v, step: group.steps };
     return undefined;
   }
 

@@ -43,8 +43,7 @@ export function allocate(dtype: DType, n: number, zeroed: boolean): Storage {
 export function recycle(storage: Storage): void {
   const buffer = storage.buffer;
   const bytes = buffer.byteLength;
-  if (!(buffer instanceof ArrayBuffer) || bytes < MIN_POOLED_BYTES || storage.byteOffset !== 0 || storage.byteLength !== bytes)
-    return;
+  if (!(buffer instanceof ArrayBuffer) || bytes < MIN_POOLED_BYTES || storage.byteOffset !== 0 || storage.byteLength !== bytes) return;
   if (pooledBytes + bytes > budget) return;
   let list = free.get(bytes);
   if (!list) free.set(bytes, (list = []));

@@ -68,9 +68,7 @@ function release(device: Device, bytes: number): void {
 }
 
 // A backstop for tensors dropped without dispose(): the count follows the collector.
-const registry = new FinalizationRegistry<{ device: Device; bytes: number }>((held) =>
-  release(held.device, held.bytes),
-);
+const registry = new FinalizationRegistry<{ device: Device; bytes: number }>((held) => release(held.device, held.bytes));
 
 /** Live tensors and their bytes per device (dispose() and garbage collection both release). */
 export function memory(): MemoryInfo {
@@ -147,7 +145,6 @@ function filledBy(out: Tensor, fill: (t: Tensor) => void): Tensor {
   }
   return out;
 }
-
 
 /**
  * Who owns a tensor's storage: 'pooled' (lowrank allocated it; it returns to the pool on
@@ -249,8 +246,7 @@ export class Tensor {
    */
   storage(name = 'tensor'): Storage {
     const s = this.#live(name);
-    if (isDevice(s))
-      throw invalidRange('a tensor in host memory', name, this, "this operation runs on the CPU; move it with .to('cpu')");
+    if (isDevice(s)) throw invalidRange('a tensor in host memory', name, this, "this operation runs on the CPU; move it with .to('cpu')");
     return s;
   }
 
@@ -289,7 +285,8 @@ export class Tensor {
    */
   toInt32Array(): Int32Array {
     const src = this.#live('tensor');
-    if (this.#dtype !== 'int32') throw invalidType('an int32 Tensor', 'tensor', this, `dtype is ${this.#dtype}; read it with toFloat32Array()`);
+    if (this.#dtype !== 'int32')
+      throw invalidType('an int32 Tensor', 'tensor', this, `dtype is ${this.#dtype}; read it with toFloat32Array()`);
     if (!isDevice(src)) return (src as Int32Array).slice();
     const out = new Int32Array(this.#size);
     native().cudaDownload({ block: src.handle, dst: out });
@@ -351,7 +348,12 @@ export class Tensor {
     const src = this.#live('tensor');
     if (dtype === this.#dtype) return this.clone();
     if (!isFloatDType(this.#dtype))
-      throw invalidType("'int32'", 'dtype', dtype, 'an int32 tensor does not convert to a float dtype; read its values with toInt32Array() or toFloat32Array()');
+      throw invalidType(
+        "'int32'",
+        'dtype',
+        dtype,
+        'an int32 tensor does not convert to a float dtype; read its values with toInt32Array() or toFloat32Array()',
+      );
     if (!isFloatDType(dtype))
       throw invalidType(
         dtypeNames(FLOAT_DTYPES),
@@ -456,8 +458,7 @@ export function checkDevice(device: unknown, name: string): Device {
   if (device !== 'cpu' && device !== 'cuda') throw invalidRange("'cpu' or 'cuda'", name, device);
   if (device === 'cuda' && !cudaFound) {
     const cuda = native().backends().cuda;
-    if (!cuda.available)
-      throw invalidRange('an available device', name, device, `CUDA is unavailable: ${cuda.reason ?? 'unknown reason'}`);
+    if (!cuda.available) throw invalidRange('an available device', name, device, `CUDA is unavailable: ${cuda.reason ?? 'unknown reason'}`);
     cudaFound = true;
   }
   return device;
@@ -496,7 +497,8 @@ function int32Tensor(data: unknown, s: readonly number[], device: Device): Tenso
     values = Int32Array.from(data as number[]);
   } else throw invalidType('an Int32Array or an array of integers', 'data', data);
   checkLength(data, values.length, sizeOf(s), s);
-  if (device === 'cuda') return filledBy(Tensor.empty(s, 'int32', 'cuda'), (t) => native().cudaUpload({ block: t.deviceHandle(), src: values }));
+  if (device === 'cuda')
+    return filledBy(Tensor.empty(s, 'int32', 'cuda'), (t) => native().cudaUpload({ block: t.deviceHandle(), src: values }));
   return new Tensor(values, s, 'int32', device, Array.isArray(data) ? 'pooled' : 'borrowed');
 }
 
@@ -507,7 +509,11 @@ function int32Tensor(data: unknown, s: readonly number[], device: Device): Tenso
  * Int32Array and options.dtype is omitted) it is an Int32Array (wrapped) or an array of
  * integers in int32's range (copied; any other number is a RangeError naming its index).
  */
-export function tensor(data: Float32Array | Uint16Array | Int32Array | readonly number[], shape: readonly number[], options?: TensorOptions): Tensor {
+export function tensor(
+  data: Float32Array | Uint16Array | Int32Array | readonly number[],
+  shape: readonly number[],
+  options?: TensorOptions,
+): Tensor {
   const s = checkShape(shape, 'shape');
   const { dtype, device } = checkOptions(options, 'options', data instanceof Int32Array ? 'int32' : 'float32');
   if (dtype === 'int32') return int32Tensor(data, s, device);

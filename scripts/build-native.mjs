@@ -50,14 +50,7 @@ function buildCpu() {
 
 function buildCuda(nvcc) {
   const cmakeJs = require.resolve('cmake-js/bin/cmake-js');
-  return run(process.execPath, [
-    cmakeJs,
-    'compile',
-    '--parallel',
-    jobs,
-    '--CDLOWRANK_CUDA=ON',
-    `--CDCMAKE_CUDA_COMPILER=${nvcc}`,
-  ]);
+  return run(process.execPath, [cmakeJs, 'compile', '--parallel', jobs, '--CDLOWRANK_CUDA=ON', `--CDCMAKE_CUDA_COMPILER=${nvcc}`]);
 }
 
 function record(info) {

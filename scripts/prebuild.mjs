@@ -12,7 +12,8 @@ const gyp = findNodeGyp();
 if (!gyp) fail('node-gyp was not found (it ships with npm); install it with `npm i -g node-gyp`');
 const work = mkdtempSync(path.join(os.tmpdir(), 'lowrank-prebuild-'));
 try {
-  for (const entry of ['package.json', 'binding.gyp', 'native']) cpSync(path.join(root, entry), path.join(work, entry), { recursive: true });
+  for (const entry of ['package.json', 'binding.gyp', 'native'])
+    cpSync(path.join(root, entry), path.join(work, entry), { recursive: true });
   symlinkSync(path.join(root, 'node_modules'), path.join(work, 'node_modules'), 'dir');
   const ok = run(
     process.execPath,

@@ -89,10 +89,13 @@ describe('the build', () => {
           ? 'build/lowrank-build.json says this build ran with LOWRANK_CUDA=0 (a deliberate CPU-only build)'
           : null;
 
-  it.skipIf(skipReason !== null)(`compiled the CUDA backend in because nvcc is present${skipReason ? ` (skipped: ${skipReason})` : ''}`, () => {
-    const { cuda } = backends();
-    expect(cuda.compiled, `nvcc at ${nvcc} but the loaded build has no CUDA backend; build record: ${JSON.stringify(record)}`).toBe(true);
-  });
+  it.skipIf(skipReason !== null)(
+    `compiled the CUDA backend in because nvcc is present${skipReason ? ` (skipped: ${skipReason})` : ''}`,
+    () => {
+      const { cuda } = backends();
+      expect(cuda.compiled, `nvcc at ${nvcc} but the loaded build has no CUDA backend; build record: ${JSON.stringify(record)}`).toBe(true);
+    },
+  );
 
   it.skipIf(record === null)(`matches build/lowrank-build.json${record === null ? ' (skipped: no build/lowrank-build.json)' : ''}`, () => {
     expect(record!.cuda).toBe(backends().cuda.compiled);

@@ -2,17 +2,7 @@
 // nearest even), seeded fills, dispose() and the memory() oracle.
 import { describe, expect, it } from 'vitest';
 import { memory, rand, randn, Tensor, tensor, zeros } from '../lib/index.js';
-import {
-  bf16Bits,
-  bf16Value,
-  f16Bits,
-  f16Value,
-  f32FromBits,
-  mulberry32,
-  philoxWord,
-  randomF32,
-  sameBits,
-} from './helpers/reference.js';
+import { bf16Bits, bf16Value, f16Bits, f16Value, f32FromBits, mulberry32, philoxWord, randomF32, sameBits } from './helpers/reference.js';
 
 /** Random float32 values with random sign, exponent in [eMin, eMax] and random mantissa. */
 function randomWide(n: number, seed: number, eMin: number, eMax: number): Float32Array {
@@ -202,7 +192,23 @@ describe('bfloat16 and float16 conversions (round to nearest, ties to even)', ()
   });
 
   it('handles specials for float16', () => {
-    const input = Float32Array.of(0, -0, Infinity, -Infinity, NaN, 65504, 65520, 65519.996, -65520, 2 ** -24, 2 ** -25, 3 * 2 ** -26, 2 ** -14, 2 ** -14 - 2 ** -24, 1e-30);
+    const input = Float32Array.of(
+      0,
+      -0,
+      Infinity,
+      -Infinity,
+      NaN,
+      65504,
+      65520,
+      65519.996,
+      -65520,
+      2 ** -24,
+      2 ** -25,
+      3 * 2 ** -26,
+      2 ** -14,
+      2 ** -14 - 2 ** -24,
+      1e-30,
+    );
     const { bits, back } = convert(input, 'float16');
     expect(bits[0]).toBe(0x0000);
     expect(bits[1]).toBe(0x8000);
@@ -458,8 +464,7 @@ describe('randn() and rand()', () => {
 });
 
 describe('dispose() and memory()', () => {
-  const DISPOSED =
-    'Expected a live Tensor for tensor but received Tensor(float32, [2, 3], cpu, disposed) (it was disposed)';
+  const DISPOSED = 'Expected a live Tensor for tensor but received Tensor(float32, [2, 3], cpu, disposed) (it was disposed)';
 
   it('is idempotent and makes every method throw a TypeError naming the disposed tensor', async () => {
     const t = tensor(randomF32(6, 30), [2, 3]);

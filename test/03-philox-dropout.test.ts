@@ -18,7 +18,11 @@ import {
 
 // Random123's kat_vectors, philox4x32 with 10 rounds: counter, key, expected output.
 const KAT: Array<[number[], number[], number[]]> = [
-  [[0, 0, 0, 0], [0, 0], [0x6627e8d5, 0xe169c58d, 0xbc57ac4c, 0x9b00dbd8]],
+  [
+    [0, 0, 0, 0],
+    [0, 0],
+    [0x6627e8d5, 0xe169c58d, 0xbc57ac4c, 0x9b00dbd8],
+  ],
   [
     [0xffffffff, 0xffffffff, 0xffffffff, 0xffffffff],
     [0xffffffff, 0xffffffff],
@@ -92,7 +96,8 @@ describe('dropout masks', () => {
 
   it('an offset mask is the tail of the mask from 0', () => {
     const whole = nativeMask(9n, 0.4, 0, 200);
-    for (const offset of [1, 2, 3, 5, 33]) expect(Array.from(nativeMask(9n, 0.4, offset, 200 - offset))).toEqual(Array.from(whole.subarray(offset)));
+    for (const offset of [1, 2, 3, 5, 33])
+      expect(Array.from(nativeMask(9n, 0.4, offset, 200 - offset))).toEqual(Array.from(whole.subarray(offset)));
   });
 
   it('p = 0 keeps everything', () => {
@@ -123,7 +128,9 @@ describe('dropout masks', () => {
 
 describe('lora.forward and lora.backward use the documented mask', () => {
   it('xa = D(x) with A = I is exactly x masked and scaled by float32(1 / (1 - p))', () => {
-    const T = 33, I = 7, O = 5;
+    const T = 33,
+      I = 7,
+      O = 5;
     const p = 0.3;
     const seed = 0xabcdef12345n;
     const xv = randomF32(T * I, 40);
@@ -149,14 +156,23 @@ describe('lora.forward and lora.backward use the documented mask', () => {
   });
 
   it('forward and backward match the float64 reference computed with the reference mask', () => {
-    const T = 33, I = 45, O = 37, R = 8;
+    const T = 33,
+      I = 45,
+      O = 37,
+      R = 8;
     const p = 0.25;
     const seed = 987654321n;
     const scale = 1.75;
-    const xv = randomF32(T * I, 50), Wv = randomF32(O * I, 51), Av = randomF32(R * I, 52), Bv = randomF32(O * R, 53);
+    const xv = randomF32(T * I, 50),
+      Wv = randomF32(O * I, 51),
+      Av = randomF32(R * I, 52),
+      Bv = randomF32(O * R, 53);
     const dyv = randomF32(T * O, 54);
     const mask = dropoutFactors(seed, p, T * I);
-    const x = tensor(xv, [T, I]), W = tensor(Wv, [O, I]), A = tensor(Av, [R, I]), B = tensor(Bv, [O, R]);
+    const x = tensor(xv, [T, I]),
+      W = tensor(Wv, [O, I]),
+      A = tensor(Av, [R, I]),
+      B = tensor(Bv, [O, R]);
     const { y, saved } = lora.forward(x, W, A, B, { scale, dropout: { p, seed } });
     const ref = loraForwardRef(xv, Wv, null, Av, Bv, scale, mask, T, I, O, R);
     expect(relErr(saved.xa.toFloat32Array(), ref.xa)).toBeLessThan(1e-5);
@@ -176,10 +192,19 @@ describe('lora.forward and lora.backward use the documented mask', () => {
 
 describe('dropout without a seed', () => {
   it('forward draws a seed, keeps it, and backward regenerates the same mask from it', () => {
-    const T = 7, I = 45, O = 37, R = 8;
-    const xv = randomF32(T * I, 70), Wv = randomF32(O * I, 71), Av = randomF32(R * I, 72), Bv = randomF32(O * R, 73);
+    const T = 7,
+      I = 45,
+      O = 37,
+      R = 8;
+    const xv = randomF32(T * I, 70),
+      Wv = randomF32(O * I, 71),
+      Av = randomF32(R * I, 72),
+      Bv = randomF32(O * R, 73);
     const dyv = randomF32(T * O, 74);
-    const x = tensor(xv, [T, I]), W = tensor(Wv, [O, I]), A = tensor(Av, [R, I]), B = tensor(Bv, [O, R]);
+    const x = tensor(xv, [T, I]),
+      W = tensor(Wv, [O, I]),
+      A = tensor(Av, [R, I]),
+      B = tensor(Bv, [O, R]);
     const a = lora.forward(x, W, A, B, { scale: 1, dropout: { p: 0.5 } });
     const b = lora.forward(x, W, A, B, { scale: 1, dropout: { p: 0.5 } });
     expect(a.saved.seed).not.toBe(b.saved.seed); // fresh seeds (internal field)
@@ -210,10 +235,23 @@ describe('CUDA agrees with the CPU', () => {
   });
 
   it.skipIf(!cuda.available)(`cudaLoraMergeHost equals the CPU merge${reason}`, () => {
-    const O = 97, I = 130, R = 8;
-    const W0 = randomF32(O * I, 60), A = randomF32(R * I, 61), B = randomF32(O * R, 62);
+    const O = 97,
+      I = 130,
+      R = 8;
+    const W0 = randomF32(O * I, 60),
+      A = randomF32(R * I, 61),
+      B = randomF32(O * R, 62);
     const cpu = W0.slice();
-    native().loraMerge({ W: { data: cpu, dtype: 0 }, A: { data: A, dtype: 0 }, B: { data: B, dtype: 0 }, out: O, in: I, r: R, scale: 0.5, safe: false });
+    native().loraMerge({
+      W: { data: cpu, dtype: 0 },
+      A: { data: A, dtype: 0 },
+      B: { data: B, dtype: 0 },
+      out: O,
+      in: I,
+      r: R,
+      scale: 0.5,
+      safe: false,
+    });
     const gpu = W0.slice();
     native()._cudaLoraMergeHost({ W: gpu, A, B, out: O, in: I, r: R, scale: 0.5 });
     expect(relErr(gpu, cpu)).toBeLessThan(1e-5);

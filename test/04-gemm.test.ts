@@ -28,9 +28,12 @@ let seedCounter = 1000;
 
 function buildTerm(m: number, n: number, s: TermSpec): Built {
   // Stored A is m x k (k x m when ta); stored B is k x n (n x k when tb).
-  const aRows = s.ta ? s.k : m, aCols = s.ta ? m : s.k;
-  const bRows = s.tb ? n : s.k, bCols = s.tb ? s.k : n;
-  const lda = aCols + (s.padA ?? 0), ldb = bCols + (s.padB ?? 0);
+  const aRows = s.ta ? s.k : m,
+    aCols = s.ta ? m : s.k;
+  const bRows = s.tb ? n : s.k,
+    bCols = s.tb ? s.k : n;
+  const lda = aCols + (s.padA ?? 0),
+    ldb = bCols + (s.padB ?? 0);
   const a = randomF32(aRows * lda, seedCounter++);
   const b = randomF32(bRows * ldb, seedCounter++);
   const mask = s.dropout ? dropoutFactors(s.dropout.seed, s.dropout.p, aRows * lda) : null;
@@ -46,7 +49,15 @@ function buildTerm(m: number, n: number, s: TermSpec): Built {
   };
 }
 
-function reference(m: number, n: number, terms: Built[], c0: Float32Array, ldc: number, beta: number, bias: Float32Array | null): Float64Array {
+function reference(
+  m: number,
+  n: number,
+  terms: Built[],
+  c0: Float32Array,
+  ldc: number,
+  beta: number,
+  bias: Float32Array | null,
+): Float64Array {
   const out = new Float64Array(m * n);
   for (let i = 0; i < m; i++)
     for (let j = 0; j < n; j++) {
@@ -92,7 +103,8 @@ function run(c: Case, referencePath = false) {
   native()._gemm({ m, n, terms: built.map((b) => b.term), c: cOut, ldc, beta, bias, reference: referencePath });
   const want = reference(m, n, built, cInit, ldc, beta, bias);
   for (let i = 0; i < m; i++)
-    for (let j = n; j < ldc; j++) if (cOut[i * ldc + j] !== -12345.5) expect.fail(`padding C[${i}, ${j}] was written: ${cOut[i * ldc + j]}`);
+    for (let j = n; j < ldc; j++)
+      if (cOut[i * ldc + j] !== -12345.5) expect.fail(`padding C[${i}, ${j}] was written: ${cOut[i * ldc + j]}`);
   return { got: block(cOut, m, n, ldc), want };
 }
 
@@ -129,13 +141,10 @@ const sizes: Array<[number, number, number]> = [
 ];
 
 describe('native gemm against a float64 triple loop', () => {
-  it.each(sizes.map(([m, n, k], i) => [m, n, k, ...transposes[i % 4]] as const))(
-    'm=%i n=%i k=%i ta=%s tb=%s',
-    (m, n, k, ta, tb) => {
-      const { got, want } = run({ m, n, terms: [{ k, ta, tb, alpha: 1 }] });
-      expect(relErr(got, want)).toBeLessThan(1e-5);
-    },
-  );
+  it.each(sizes.map(([m, n, k], i) => [m, n, k, ...transposes[i % 4]] as const))('m=%i n=%i k=%i ta=%s tb=%s', (m, n, k, ta, tb) => {
+    const { got, want } = run({ m, n, terms: [{ k, ta, tb, alpha: 1 }] });
+    expect(relErr(got, want)).toBeLessThan(1e-5);
+  });
 
   it.each(transposes)('every transpose combination at 33 x 100 x 257 with padded leading dimensions (ta=%s tb=%s)', (ta, tb) => {
     const { got, want } = run({ m: 33, n: 100, terms: [{ k: 257, ta, tb, alpha: 0.75, padA: 3, padB: 5 }] });
@@ -237,7 +246,16 @@ describe('native gemm against a float64 triple loop', () => {
     const b = randomF32(5 * 3, 2);
     const c = new Float32Array(7 * 3);
     const call = (over: Partial<NativeGemmTerm>, m = 7, ldc = 3) =>
-      native()._gemm({ m, n: 3, terms: [{ a, lda: 5, ta: false, b, ldb: 3, tb: false, k: 5, alpha: 1, ...over }], c, ldc, beta: 0, bias: null, reference: false });
+      native()._gemm({
+        m,
+        n: 3,
+        terms: [{ a, lda: 5, ta: false, b, ldb: 3, tb: false, k: 5, alpha: 1, ...over }],
+        c,
+        ldc,
+        beta: 0,
+        bias: null,
+        reference: false,
+      });
     expect(errorOf(() => call({ k: 6 }))).toEqual({ cls: 'RangeError', message: 'gemm: a too small' });
     expect(errorOf(() => call({ ldb: 2 }))).toEqual({ cls: 'RangeError', message: 'gemm: b too small' });
     expect(errorOf(() => call({}, 8))).toEqual({ cls: 'RangeError', message: 'gemm: c too small' });
@@ -294,32 +312,44 @@ describe('native gemm against a float64 triple loop', () => {
 
   // Each micro-kernel set the CPU supports (native().setIsa) must meet the same contract.
   const canSwitch = typeof (native() as { setIsa?: unknown }).setIsa === 'function';
-  it.skipIf(!canSwitch)(`every micro-kernel set this CPU supports agrees with the float64 loop${canSwitch ? '' : ' (skipped: this build has no setIsa)'}`, (ctx) => {
-    const tried: string[] = [];
-    try {
-      for (const isa of ['avx512', 'avx2', 'scalar'] as const) {
-        try {
-          expect(native()._setIsa(isa)).toBe(isa);
-        } catch (e) {
-          expect(e).toBeInstanceOf(RangeError); // not supported on this CPU
-          console.log(`isa ${isa}: not supported here (${(e as Error).message})`);
-          continue;
+  it.skipIf(!canSwitch)(
+    `every micro-kernel set this CPU supports agrees with the float64 loop${canSwitch ? '' : ' (skipped: this build has no setIsa)'}`,
+    (ctx) => {
+      const tried: string[] = [];
+      try {
+        for (const isa of ['avx512', 'avx2', 'scalar'] as const) {
+          try {
+            expect(native()._setIsa(isa)).toBe(isa);
+          } catch (e) {
+            expect(e).toBeInstanceOf(RangeError); // not supported on this CPU
+            console.log(`isa ${isa}: not supported here (${(e as Error).message})`);
+            continue;
+          }
+          tried.push(isa);
+          for (const [m, n, k, ta, tb] of [
+            [7, 33, 257, false, true],
+            [100, 17, 45, true, false],
+            [1, 257, 7, true, true],
+            [33, 100, 130, false, false],
+          ] as const) {
+            const { got, want } = run({
+              m,
+              n,
+              beta: 1,
+              bias: true,
+              terms: [
+                { k, ta, tb, alpha: 0.5, dropout: { p: 0.2, seed: 5n } },
+                { k: 3, ta: false, tb: true, alpha: 2 },
+              ],
+            });
+            expect(relErr(got, want), `${isa} m=${m} n=${n} k=${k}`).toBeLessThan(1e-5);
+          }
         }
-        tried.push(isa);
-        for (const [m, n, k, ta, tb] of [
-          [7, 33, 257, false, true],
-          [100, 17, 45, true, false],
-          [1, 257, 7, true, true],
-          [33, 100, 130, false, false],
-        ] as const) {
-          const { got, want } = run({ m, n, beta: 1, bias: true, terms: [{ k, ta, tb, alpha: 0.5, dropout: { p: 0.2, seed: 5n } }, { k: 3, ta: false, tb: true, alpha: 2 }] });
-          expect(relErr(got, want), `${isa} m=${m} n=${n} k=${k}`).toBeLessThan(1e-5);
-        }
+      } finally {
+        native()._setIsa('');
       }
-    } finally {
-      native()._setIsa('');
-    }
-    if (tried.length === 0) ctx.skip();
-    expect(tried).toContain('scalar');
-  });
+      if (tried.length === 0) ctx.skip();
+      expect(tried).toContain('scalar');
+    },
+  );
 });

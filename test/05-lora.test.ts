@@ -281,7 +281,9 @@ describe('merge and unmerge', () => {
 
 describe('lora.init', () => {
   it('kaiming: A ~ U(±1/√in), B = 0', () => {
-    const I = 130, O = 97, R = 64;
+    const I = 130,
+      O = 97,
+      R = 64;
     const { A, B } = lora.init({ inFeatures: I, outFeatures: O, rank: R, seed: 1 });
     expect(A.shape).toEqual([R, I]);
     expect(B.shape).toEqual([O, R]);
@@ -304,7 +306,9 @@ describe('lora.init', () => {
   });
 
   it('gaussian: A ~ N(0, sigma = 1/r) as PEFT draws it, B = 0', () => {
-    const I = 1000, O = 7, R = 16;
+    const I = 1000,
+      O = 7,
+      R = 16;
     const { A, B } = lora.init({ inFeatures: I, outFeatures: O, rank: R, method: 'gaussian', seed: 2 });
     const a = A.toFloat32Array();
     let s = 0;

@@ -74,7 +74,9 @@ describe('async forms equal the sync forms bit for bit', () => {
 
 describe('the event loop stays free', () => {
   it('timers keep firing while forwardAsync runs (>= 0.5 s of work)', async () => {
-    const I = 1024, O = 1024, R = 16;
+    const I = 1024,
+      O = 1024,
+      R = 16;
     // a tile of random values repeated: never zeros, cheap to make at any size
     const tile = randomF32(64 * I, 70);
     const fill = (n: number) => {
@@ -118,7 +120,9 @@ describe('the event loop stays free', () => {
       run = await attempt(T);
     }
     const { x, y, elapsed, ticks, callMs } = run;
-    console.log(`event-loop test: T = ${T}, op ${elapsed.toFixed(0)} ms (call returned after ${callMs.toFixed(0)} ms), ${ticks} ticks of 10 ms`);
+    console.log(
+      `event-loop test: T = ${T}, op ${elapsed.toFixed(0)} ms (call returned after ${callMs.toFixed(0)} ms), ${ticks} ticks of 10 ms`,
+    );
     expect(y.shape).toEqual([T, O]);
     // the call returns a promise at once; the work happens after
     expect(callMs, `forwardAsync took ${callMs.toFixed(0)} ms to return`).toBeLessThan(elapsed / 3);
@@ -151,9 +155,7 @@ describe('async failures', () => {
       (e: unknown) => e,
     );
     expect(err).toBeInstanceOf(RangeError);
-    expect((err as Error).message).toBe(
-      'Expected a finite merged weight for W but received -Infinity at W[0, 44]; W was left unchanged',
-    );
+    expect((err as Error).message).toBe('Expected a finite merged weight for W but received -Infinity at W[0, 44]; W was left unchanged');
     expect(sameBits(W.toFloat32Array(), before)).toBe(true);
   });
 

@@ -39,19 +39,22 @@ describe('thread count', () => {
     [257, 130, 97, 8, true],
     [33, 45, 257, 64, false],
     [1000, 45, 37, 1, true],
-  ] as const)('T=%i in=%i out=%i r=%i dropout=%s: 1, 2 and 3 threads give bit-identical forward, backward and merge', (T, I, O, R, withDropout) => {
-    setThreads(1);
-    const one = runAll(T, I, O, R, withDropout);
-    setThreads(2);
-    const two = runAll(T, I, O, R, withDropout);
-    setThreads(3);
-    const three = runAll(T, I, O, R, withDropout);
-    const names = ['y', 'xa', 'dx', 'dA', 'dB', 'merged W'];
-    one.forEach((v, i) => {
-      expect(sameBits(two[i], v), `${names[i]} with 2 threads`).toBe(true);
-      expect(sameBits(three[i], v), `${names[i]} with 3 threads`).toBe(true);
-    });
-  });
+  ] as const)(
+    'T=%i in=%i out=%i r=%i dropout=%s: 1, 2 and 3 threads give bit-identical forward, backward and merge',
+    (T, I, O, R, withDropout) => {
+      setThreads(1);
+      const one = runAll(T, I, O, R, withDropout);
+      setThreads(2);
+      const two = runAll(T, I, O, R, withDropout);
+      setThreads(3);
+      const three = runAll(T, I, O, R, withDropout);
+      const names = ['y', 'xa', 'dx', 'dA', 'dB', 'merged W'];
+      one.forEach((v, i) => {
+        expect(sameBits(two[i], v), `${names[i]} with 2 threads`).toBe(true);
+        expect(sameBits(three[i], v), `${names[i]} with 3 threads`).toBe(true);
+      });
+    },
+  );
 });
 
 describe('changing the thread count while async work runs', () => {
@@ -60,7 +63,10 @@ describe('changing the thread count while async work runs', () => {
   });
 
   it('setThreads during forwardAsync neither crashes nor changes the result', async () => {
-    const T = 4096, I = 512, O = 512, R = 16;
+    const T = 4096,
+      I = 512,
+      O = 512,
+      R = 16;
     const x = tensor(randomF32(T * I, 90), [T, I]);
     const W = tensor(randomF32(O * I, 91, 0.05), [O, I]);
     const A = tensor(randomF32(R * I, 92, 0.05), [R, I]);

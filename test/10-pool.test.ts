@@ -49,7 +49,10 @@ describe('caching allocator', () => {
 
   it('a buffer disposed while an async op reads it is recycled only after the op settles', async () => {
     emptyPool();
-    const T = 96, I = 130, O = 97, R = 8;
+    const T = 96,
+      I = 130,
+      O = 97,
+      R = 8;
     const x = tensor(randomF32(T * I, 5), [T, I]).clone(); // pooled storage
     const W = tensor(randomF32(O * I, 6, 0.1), [O, I]);
     const A = tensor(randomF32(R * I, 7, 0.1), [R, I]);

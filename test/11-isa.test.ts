@@ -25,10 +25,18 @@ const cases: Array<[number, number, number, number, number]> = [
 
 function run(isa: string, [T, I, O, R, p]: [number, number, number, number, number], seed: number) {
   expect(native()._setIsa(isa as 'avx512')).toBe(isa);
-  const xv = randomF32(T * I, seed), Wv = randomF32(O * I, seed + 1, 0.1), Av = randomF32(R * I, seed + 2, 0.1);
-  const Bv = randomF32(O * R, seed + 3), bv = randomF32(O, seed + 4), dyv = randomF32(T * O, seed + 5);
-  const x = tensor(xv, [T, I]), W = tensor(Wv, [O, I]), A = tensor(Av, [R, I]), B = tensor(Bv, [O, R]);
-  const bias = tensor(bv, [O]), dy = tensor(dyv, [T, O]);
+  const xv = randomF32(T * I, seed),
+    Wv = randomF32(O * I, seed + 1, 0.1),
+    Av = randomF32(R * I, seed + 2, 0.1);
+  const Bv = randomF32(O * R, seed + 3),
+    bv = randomF32(O, seed + 4),
+    dyv = randomF32(T * O, seed + 5);
+  const x = tensor(xv, [T, I]),
+    W = tensor(Wv, [O, I]),
+    A = tensor(Av, [R, I]),
+    B = tensor(Bv, [O, R]);
+  const bias = tensor(bv, [O]),
+    dy = tensor(dyv, [T, O]);
   const dropout = p > 0 ? { p, seed: 99n } : undefined;
   const { y, saved } = lora.forward(x, W, A, B, { scale: 0.75, bias, dropout });
   const { dx, dA, dB } = lora.backward(dy, saved);

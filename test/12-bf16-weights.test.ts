@@ -20,12 +20,18 @@ describe.each(supported)('bfloat16 W on the %s path', (isa) => {
     [33, 257, 45, 64, 0],
   ] as const)('T=%i in=%i out=%i r=%i p=%f: forward, backward and merge', (T, I, O, R, p) => {
     expect(native()._setIsa(isa)).toBe(isa);
-    const xv = randomF32(T * I, 1), Av = randomF32(R * I, 3, 0.1), Bv = randomF32(O * R, 4), dyv = randomF32(T * O, 5);
+    const xv = randomF32(T * I, 1),
+      Av = randomF32(R * I, 3, 0.1),
+      Bv = randomF32(O * R, 4),
+      dyv = randomF32(T * O, 5);
     const Wexact = randomF32(O * I, 2, 0.1).map(bf16Value); // values bfloat16 holds exactly
     const W = tensor(Wexact, [O, I]).astype('bfloat16');
     expect(W.dtype).toBe('bfloat16');
     expect(W.nbytes).toBe(O * I * 2);
-    const x = tensor(xv, [T, I]), A = tensor(Av, [R, I]), B = tensor(Bv, [O, R]), dy = tensor(dyv, [T, O]);
+    const x = tensor(xv, [T, I]),
+      A = tensor(Av, [R, I]),
+      B = tensor(Bv, [O, R]),
+      dy = tensor(dyv, [T, O]);
     const dropout = p > 0 ? { p, seed: 7n } : undefined;
     const mask = p > 0 ? dropoutFactors(7n, p, T * I) : null;
 
@@ -58,7 +64,8 @@ describe.each(supported)('bfloat16 W on the %s path', (isa) => {
     expect(native()._setIsa(isa)).toBe(isa);
     const W = tensor(randomF32(6 * 5, 9), [6, 5]).astype('bfloat16');
     const before = (W.storage() as Uint16Array).slice();
-    const A = tensor(new Float32Array(5).fill(3e38), [1, 5]), B = tensor(new Float32Array(6).fill(10), [6, 1]);
+    const A = tensor(new Float32Array(5).fill(3e38), [1, 5]),
+      B = tensor(new Float32Array(6).fill(10), [6, 1]);
     expect(() => lora.merge(W, A, B, 1, { safe: true })).toThrow(
       new RangeError('Expected a finite merged weight for W but received Infinity at W[0, 0]; W was left unchanged'),
     );

@@ -6,7 +6,17 @@ import { createHash } from 'node:crypto';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, expectTypeOf, it } from 'vitest';
-import { lora, setThreads, Tensor, tensor, vera, zeros, type VeraGrads, type VeraProjectionPair, type VeraProjections } from '../lib/index.js';
+import {
+  lora,
+  setThreads,
+  Tensor,
+  tensor,
+  vera,
+  zeros,
+  type VeraGrads,
+  type VeraProjectionPair,
+  type VeraProjections,
+} from '../lib/index.js';
 import { native } from '../lib/native.js';
 import { supportedIsas } from './helpers/isa.js';
 import {
@@ -132,7 +142,8 @@ interface Problem {
 
 /** A layer (O, I) over projections a little larger than it, so every test reads slices. */
 function problem(T: number, I: number, O: number, R: number, seed: number, withBias: boolean, pad = [11, 5]): Problem {
-  const maxIn = I + pad[0], maxOut = O + pad[1];
+  const maxIn = I + pad[0],
+    maxOut = O + pad[1];
   const proj = vera.projections({ rank: R, maxIn, maxOut, seed: BigInt(seed) });
   return {
     L: { T, I, O, R, maxIn },
@@ -285,7 +296,15 @@ describe('kernel paths and threads', () => {
       const { y, saved } = vera.forward(x, W, p.proj, lambdaD, lambdaB, { bias, dropout: { p: 0.1, seed: 3n } });
       const g = vera.backward(dy, saved);
       vera.merge(W, p.proj, lambdaD, lambdaB);
-      return [p.Av, p.Bv, y.toFloat32Array(), g.dx.toFloat32Array(), g.dLambdaD.toFloat32Array(), g.dLambdaB.toFloat32Array(), W.toFloat32Array()];
+      return [
+        p.Av,
+        p.Bv,
+        y.toFloat32Array(),
+        g.dx.toFloat32Array(),
+        g.dLambdaD.toFloat32Array(),
+        g.dLambdaB.toFloat32Array(),
+        W.toFloat32Array(),
+      ];
     };
     setThreads(1);
     const one = run();
@@ -308,48 +327,60 @@ describe('finite differences', () => {
     [7, 45, 37, 8, true, true],
     [33, 45, 37, 1, false, false],
     [5, 97, 130, 64, false, true],
-  ] as const)('T=%i in=%i out=%i r=%i bias=%s dropout=%s: dx, dLambdaD, dLambdaB match central differences', (T, I, O, R, withBias, withDropout) => {
-    const p = problem(T, I, O, R, 500 + T + R, withBias);
-    const drop = withDropout ? { p: 0.25, seed: 2024n } : undefined;
-    const { x, W, bias, lambdaD, lambdaB, dy } = tensors(p);
-    const opts = { bias, dropout: drop };
-    const f = () => {
-      const { y, saved } = vera.forward(x, W, p.proj, lambdaD, lambdaB, opts);
-      const l = loss(y.toFloat32Array(), p.dyv);
-      y.dispose();
-      saved.dispose();
-      return l;
-    };
-    const { saved } = vera.forward(x, W, p.proj, lambdaD, lambdaB, opts);
-    const g = vera.backward(dy, saved);
-    const grads: Array<[string, Float32Array, Float32Array]> = [
-      ['x', p.xv, g.dx.toFloat32Array()],
-      ['lambdaD', p.ldv, g.dLambdaD.toFloat32Array()],
-      ['lambdaB', p.lbv, g.dLambdaB.toFloat32Array()],
-    ];
-    // the tensors wrap these arrays: a change to them shows through
-    expect(centralDifferenceErrors(f, grads)).toEqual([]);
-  });
+  ] as const)(
+    'T=%i in=%i out=%i r=%i bias=%s dropout=%s: dx, dLambdaD, dLambdaB match central differences',
+    (T, I, O, R, withBias, withDropout) => {
+      const p = problem(T, I, O, R, 500 + T + R, withBias);
+      const drop = withDropout ? { p: 0.25, seed: 2024n } : undefined;
+      const { x, W, bias, lambdaD, lambdaB, dy } = tensors(p);
+      const opts = { bias, dropout: drop };
+      const f = () => {
+        const { y, saved } = vera.forward(x, W, p.proj, lambdaD, lambdaB, opts);
+        const l = loss(y.toFloat32Array(), p.dyv);
+        y.dispose();
+        saved.dispose();
+        return l;
+      };
+      const { saved } = vera.forward(x, W, p.proj, lambdaD, lambdaB, opts);
+      const g = vera.backward(dy, saved);
+      const grads: Array<[string, Float32Array, Float32Array]> = [
+        ['x', p.xv, g.dx.toFloat32Array()],
+        ['lambdaD', p.ldv, g.dLambdaD.toFloat32Array()],
+        ['lambdaB', p.lbv, g.dLambdaB.toFloat32Array()],
+      ];
+      // the tensors wrap these arrays: a change to them shows through
+      expect(centralDifferenceErrors(f, grads)).toEqual([]);
+    },
+  );
 });
 
 describe('shared projections: layers read top-left slices', () => {
   it('two layers of different sizes share one pair; each equals the reference built from copied slices', () => {
-    const R = 8, maxIn = 130, maxOut = 97;
+    const R = 8,
+      maxIn = 130,
+      maxOut = 97;
     const proj = vera.projections({ rank: R, maxIn, maxOut, seed: 12345n });
-    const Av = proj.A.toFloat32Array(), Bv = proj.B.toFloat32Array();
+    const Av = proj.A.toFloat32Array(),
+      Bv = proj.B.toFloat32Array();
     for (const [T, I, O, seed] of [
       [7, 45, 37, 1],
       [33, 130, 60, 2],
       [5, 97, 97, 3],
     ] as const) {
-      const xv = randomF32(T * I, seed), Wv = randomF32(O * I, seed + 1, 0.1), ldv = randomF32(R, seed + 2), lbv = randomF32(O, seed + 3);
+      const xv = randomF32(T * I, seed),
+        Wv = randomF32(O * I, seed + 1, 0.1),
+        ldv = randomF32(R, seed + 2),
+        lbv = randomF32(O, seed + 3);
       const dyv = randomF32(T * O, seed + 4);
       // contiguous copies of A[:, :I] and B[:O, :]
       const As = new Float32Array(R * I);
       for (let j = 0; j < R; j++) As.set(Av.subarray(j * maxIn, j * maxIn + I), j * I);
       const Bs = Bv.slice(0, O * R);
       const L: Layer = { T, I, O, R, maxIn: I };
-      const x = tensor(xv, [T, I]), W = tensor(Wv, [O, I]), lambdaD = tensor(ldv, [R]), lambdaB = tensor(lbv, [O]);
+      const x = tensor(xv, [T, I]),
+        W = tensor(Wv, [O, I]),
+        lambdaD = tensor(ldv, [R]),
+        lambdaB = tensor(lbv, [O]);
       const { y, saved } = vera.forward(x, W, proj, lambdaD, lambdaB);
       expect(relErr(y.toFloat32Array(), veraForwardRef(L, xv, Wv, null, As, Bs, ldv, lbv, null).y)).toBeLessThan(1e-5);
       // the same layer through LoRA with A' = λd ⊙ A_slice (rows), B' = λb ⊙ B_slice (rows), scale 1
@@ -379,13 +410,17 @@ describe('shared projections: layers read top-left slices', () => {
 
 describe('vera.projections', () => {
   it('is the documented Philox stream: A element i uses word i, B element i word r·maxIn + i', () => {
-    const R = 4, maxIn = 33, maxOut = 21, seed = 0x1234_5678_9abc_def0n;
+    const R = 4,
+      maxIn = 33,
+      maxOut = 21,
+      seed = 0x1234_5678_9abc_def0n;
     const proj = vera.projections({ rank: R, maxIn, maxOut, seed });
     expect(proj.A.shape).toEqual([R, maxIn]);
     expect(proj.B.shape).toEqual([maxOut, R]);
     expect(proj.seed).toBe(seed);
     expect([proj.rank, proj.maxIn, proj.maxOut]).toEqual([R, maxIn, maxOut]);
-    const a = proj.A.toFloat32Array(), b = proj.B.toFloat32Array();
+    const a = proj.A.toFloat32Array(),
+      b = proj.B.toFloat32Array();
     const wantA = Float32Array.from({ length: a.length }, (_, i) => projectionValue(seed, i, maxIn));
     const wantB = Float32Array.from({ length: b.length }, (_, i) => projectionValue(seed, R * maxIn + i, R));
     expect(sameBits(a, wantA)).toBe(true);
@@ -436,7 +471,9 @@ describe('vera.projections', () => {
   });
 
   it('kaiming-uniform: within ±√(6/fan_in), mean 0 and variance bound²/3 within sampling error', () => {
-    const R = 64, maxIn = 2048, maxOut = 2048;
+    const R = 64,
+      maxIn = 2048,
+      maxOut = 2048;
     const proj = vera.projections({ rank: R, maxIn, maxOut, seed: 99 });
     for (const [name, v, fanIn] of [
       ['A', proj.A.toFloat32Array(), maxIn],
@@ -445,7 +482,10 @@ describe('vera.projections', () => {
       const n = v.length;
       expect(n).toBeGreaterThanOrEqual(100_000);
       const bound = Math.fround(Math.sqrt(6 / fanIn));
-      let s = 0, s2 = 0, lo = Infinity, hi = -Infinity;
+      let s = 0,
+        s2 = 0,
+        lo = Infinity,
+        hi = -Infinity;
       for (const x of v) {
         s += x;
         s2 += x * x;
@@ -512,7 +552,8 @@ describe('merge and unmerge', () => {
     const W = tensor(Wv, [37, 45]);
     const lbv = new Float32Array(37);
     lbv[2] = 3e38;
-    const lambdaD = tensor(new Float32Array(8).fill(1), [8]), lambdaB = tensor(lbv, [37]);
+    const lambdaD = tensor(new Float32Array(8).fill(1), [8]),
+      lambdaB = tensor(lbv, [37]);
     const before = Wv.slice();
     expect(errorOf(() => vera.merge(W, proj, lambdaD, lambdaB, { safe: true }))).toEqual({
       cls: 'RangeError',
@@ -532,7 +573,10 @@ describe('merge and unmerge', () => {
   });
 
   it('a bfloat16 W: forward and backward on its exact values, merge rounds to the nearest bfloat16', () => {
-    const T = 7, I = 97, O = 130, R = 8;
+    const T = 7,
+      I = 97,
+      O = 130,
+      R = 8;
     const p = problem(T, I, O, R, 720, true);
     const Wexact = p.Wv.map(bf16Value);
     const W = tensor(Wexact, [O, I]).astype('bfloat16');
@@ -600,32 +644,87 @@ describe('async forms equal the sync forms bit for bit', () => {
 
 describe('outputs are fully written (poisoned with NaN first)', () => {
   it('projections, forward and backward overwrite every output element', () => {
-    const T = 7, I = 45, O = 37, R = 8, maxIn = 50, maxOut = 40;
+    const T = 7,
+      I = 45,
+      O = 37,
+      R = 8,
+      maxIn = 50,
+      maxOut = 40;
     const n = native();
     const poison = (k: number) => new Float32Array(k).fill(NaN);
     const f32 = (data: Float32Array) => ({ data, dtype: 0 });
-    const A = poison(R * maxIn), B = poison(maxOut * R);
+    const A = poison(R * maxIn),
+      B = poison(maxOut * R);
     n.veraProjections({ A: f32(A), B: f32(B), r: R, maxIn, maxOut, seed: 3n });
     const proj = vera.projections({ rank: R, maxIn, maxOut, seed: 3n });
     expect(sameBits(A, proj.A.toFloat32Array())).toBe(true);
     expect(sameBits(B, proj.B.toFloat32Array())).toBe(true);
-    const x = randomF32(T * I, 1), W = randomF32(O * I, 2), ld = randomF32(R, 3), lb = randomF32(O, 4), dy = randomF32(T * O, 5);
+    const x = randomF32(T * I, 1),
+      W = randomF32(O * I, 2),
+      ld = randomF32(R, 3),
+      lb = randomF32(O, 4),
+      dy = randomF32(T * O, 5);
     const dims = { t: T, in: I, out: O, r: R, maxIn, maxOut };
     for (const p of [0, 0.3]) {
-      const y = poison(T * O), u = poison(T * R);
-      n.veraForward({ ...dims, x: f32(x), W: f32(W), bias: null, A: f32(A), B: f32(B), lambdaD: f32(ld), lambdaB: f32(lb), y: f32(y), u: f32(u), p, seed: 9n });
+      const y = poison(T * O),
+        u = poison(T * R);
+      n.veraForward({
+        ...dims,
+        x: f32(x),
+        W: f32(W),
+        bias: null,
+        A: f32(A),
+        B: f32(B),
+        lambdaD: f32(ld),
+        lambdaB: f32(lb),
+        y: f32(y),
+        u: f32(u),
+        p,
+        seed: 9n,
+      });
       const api = vera.forward(tensor(x, [T, I]), tensor(W, [O, I]), proj, tensor(ld, [R]), tensor(lb, [O]), { dropout: { p, seed: 9n } });
       expect(sameBits(y, api.y.toFloat32Array())).toBe(true);
       expect(sameBits(u, api.saved.u.toFloat32Array())).toBe(true);
-      const dx = poison(T * I), dLambdaD = poison(R), dLambdaB = poison(O);
-      n.veraBackward({ ...dims, dy: f32(dy), W: f32(W), A: f32(A), B: f32(B), lambdaD: f32(ld), lambdaB: f32(lb), u: f32(u), dx: f32(dx), dLambdaD: f32(dLambdaD), dLambdaB: f32(dLambdaB), p, seed: 9n });
+      const dx = poison(T * I),
+        dLambdaD = poison(R),
+        dLambdaB = poison(O);
+      n.veraBackward({
+        ...dims,
+        dy: f32(dy),
+        W: f32(W),
+        A: f32(A),
+        B: f32(B),
+        lambdaD: f32(ld),
+        lambdaB: f32(lb),
+        u: f32(u),
+        dx: f32(dx),
+        dLambdaD: f32(dLambdaD),
+        dLambdaB: f32(dLambdaB),
+        p,
+        seed: 9n,
+      });
       const g = vera.backward(tensor(dy, [T, O]), api.saved);
       expect(sameBits(dx, g.dx.toFloat32Array())).toBe(true);
       expect(sameBits(dLambdaD, g.dLambdaD.toFloat32Array())).toBe(true);
       expect(sameBits(dLambdaB, g.dLambdaB.toFloat32Array())).toBe(true);
       // dx is optional at the native boundary; the λ gradients are the same without it
-      const dLd2 = poison(R), dLb2 = poison(O);
-      n.veraBackward({ ...dims, dy: f32(dy), W: f32(W), A: f32(A), B: f32(B), lambdaD: f32(ld), lambdaB: f32(lb), u: f32(u), dx: null, dLambdaD: f32(dLd2), dLambdaB: f32(dLb2), p, seed: 9n });
+      const dLd2 = poison(R),
+        dLb2 = poison(O);
+      n.veraBackward({
+        ...dims,
+        dy: f32(dy),
+        W: f32(W),
+        A: f32(A),
+        B: f32(B),
+        lambdaD: f32(ld),
+        lambdaB: f32(lb),
+        u: f32(u),
+        dx: null,
+        dLambdaD: f32(dLd2),
+        dLambdaB: f32(dLb2),
+        p,
+        seed: 9n,
+      });
       expect(sameBits(dLd2, dLambdaD) && sameBits(dLb2, dLambdaB)).toBe(true);
     }
   });
@@ -633,7 +732,20 @@ describe('outputs are fully written (poisoned with NaN first)', () => {
   it('the native boundary refuses a layer larger than its projections (a broken caller)', () => {
     const f = (k: number) => ({ data: new Float32Array(k), dtype: 0 });
     expect(() =>
-      native().veraMerge({ W: f(6 * 5), A: f(2 * 4), B: f(6 * 2), lambdaD: f(2), lambdaB: f(6), out: 6, in: 5, r: 2, maxIn: 4, maxOut: 6, sign: 1, safe: false }),
+      native().veraMerge({
+        W: f(6 * 5),
+        A: f(2 * 4),
+        B: f(6 * 2),
+        lambdaD: f(2),
+        lambdaB: f(6),
+        out: 6,
+        in: 5,
+        r: 2,
+        maxIn: 4,
+        maxOut: 6,
+        sign: 1,
+        safe: false,
+      }),
     ).toThrow(new RangeError("veraMerge: the layer's in exceeds the projections' maxIn"));
   });
 });
@@ -641,14 +753,24 @@ describe('outputs are fully written (poisoned with NaN first)', () => {
 // ---- errors -------------------------------------------------------------------------------
 
 describe('errors: class and message', () => {
-  const T = 7, I = 45, O = 37, R = 8;
+  const T = 7,
+    I = 45,
+    O = 37,
+    R = 8;
   const proj = vera.projections({ rank: R, maxIn: 56, maxOut: 42, seed: 1 });
   const x = tensor(randomF32(T * I, 1), [T, I]);
   const W = tensor(randomF32(O * I, 2), [O, I]);
   const lambdaD = tensor(randomF32(R, 3), [R]);
   const lambdaB = tensor(randomF32(O, 4), [O]);
   const dy = tensor(randomF32(T * O, 5), [T, O]);
-  const r = (shape: number[], seed = 7) => tensor(randomF32(shape.reduce((a, b) => a * b, 1), seed), shape);
+  const r = (shape: number[], seed = 7) =>
+    tensor(
+      randomF32(
+        shape.reduce((a, b) => a * b, 1),
+        seed,
+      ),
+      shape,
+    );
   const dead = r([2, 3], 20);
   dead.dispose();
   const gone = vera.projections({ rank: R, maxIn: 56, maxOut: 42, seed: 2 });
@@ -660,7 +782,15 @@ describe('errors: class and message', () => {
   const fakes: Tensor[] = [];
   /** A tensor that claims to live on CUDA (the internal constructor; no CUDA memory is involved). */
   const fakeCuda = (shape: number[]) => {
-    const t = new Tensor(randomF32(shape.reduce((a, b) => a * b, 1), 11), shape, 'float32', 'cuda');
+    const t = new Tensor(
+      randomF32(
+        shape.reduce((a, b) => a * b, 1),
+        11,
+      ),
+      shape,
+      'float32',
+      'cuda',
+    );
     fakes.push(t);
     return t;
   };
@@ -671,32 +801,157 @@ describe('errors: class and message', () => {
   type Case = [label: string, call: () => unknown, cls: 'TypeError' | 'RangeError', message: string];
   const cases: Case[] = [
     // shapes
-    ['W wider than the projections (in > maxIn)', () => vera.forward(r([T, 57]), r([O, 57]), proj, lambdaD, lambdaB), 'RangeError', `${fit} Tensor(float32, [37, 57], cpu)`],
-    ['W taller than the projections (out > maxOut)', () => vera.forward(x, r([43, I]), proj, lambdaD, r([43])), 'RangeError', `${fit} Tensor(float32, [43, 45], cpu)`],
-    ['merge: W larger than the projections', () => vera.merge(r([O, 60]), proj, lambdaD, lambdaB), 'RangeError', `${fit} Tensor(float32, [37, 60], cpu)`],
-    ['lambdaD of the wrong length', () => vera.forward(x, W, proj, r([R - 1]), lambdaB), 'RangeError', 'Expected shape [r] = [8] for lambdaD but received [7]'],
-    ['lambdaD 2-D', () => vera.forward(x, W, proj, r([1, R]), lambdaB), 'RangeError', 'Expected shape [r] = [8] for lambdaD but received [1, 8]'],
-    ['lambdaB of the wrong length', () => vera.forward(x, W, proj, lambdaD, r([O + 1])), 'RangeError', 'Expected shape [out] = [37] for lambdaB but received [38]'],
-    ['merge: lambdaB of the wrong length', () => vera.merge(W.clone(), proj, lambdaD, r([O - 1])), 'RangeError', 'Expected shape [out] = [37] for lambdaB but received [36]'],
-    ["x's last dimension is not W's in", () => vera.forward(r([T, I + 1]), W, proj, lambdaD, lambdaB), 'RangeError', "Expected a tensor [..., in] with in = 45 (W's columns) for x but received Tensor(float32, [7, 46], cpu)"],
-    ['x has no rows', () => vera.forward(zeros([0, I]), W, proj, lambdaD, lambdaB), 'RangeError', 'Expected at least one row for x but received Tensor(float32, [0, 45], cpu)'],
-    ['W is not 2-D', () => vera.forward(x, r([1, O, I]), proj, lambdaD, lambdaB), 'RangeError', 'Expected a 2-D weight [out, in] with out, in >= 1 for W but received Tensor(float32, [1, 37, 45], cpu)'],
-    ['proj.A is 1-D', () => vera.forward(x, W, { A: r([56]), B: proj.B }, lambdaD, lambdaB), 'RangeError', 'Expected a 2-D projection [r, maxIn] with r, maxIn >= 1 for proj.A but received Tensor(float32, [56], cpu)'],
-    ["proj.B's r differs from proj.A's", () => vera.forward(x, W, { A: proj.A, B: r([42, R + 1]) }, lambdaD, lambdaB), 'RangeError', "Expected a 2-D projection [maxOut, r] with r = 8 (proj.A's rows) and maxOut >= 1 for proj.B but received Tensor(float32, [42, 9], cpu)"],
-    ['bias of the wrong length', () => vera.forward(x, W, proj, lambdaD, lambdaB, { bias: r([O + 1]) }), 'RangeError', 'Expected shape [out] = [37] for options.bias but received [38]'],
-    ['dy has the wrong last dimension', () => vera.backward(r([T, O - 1]), saved), 'RangeError', 'Expected shape [x.shape[0], out] = [7, 37] for dy but received [7, 36]'],
-    ["dy flattens x's leading dimensions", () => vera.backward(r([6, O]), lead), 'RangeError', 'Expected shape [x.shape[0], x.shape[1], out] = [2, 3, 37] for dy but received [6, 37]'],
+    [
+      'W wider than the projections (in > maxIn)',
+      () => vera.forward(r([T, 57]), r([O, 57]), proj, lambdaD, lambdaB),
+      'RangeError',
+      `${fit} Tensor(float32, [37, 57], cpu)`,
+    ],
+    [
+      'W taller than the projections (out > maxOut)',
+      () => vera.forward(x, r([43, I]), proj, lambdaD, r([43])),
+      'RangeError',
+      `${fit} Tensor(float32, [43, 45], cpu)`,
+    ],
+    [
+      'merge: W larger than the projections',
+      () => vera.merge(r([O, 60]), proj, lambdaD, lambdaB),
+      'RangeError',
+      `${fit} Tensor(float32, [37, 60], cpu)`,
+    ],
+    [
+      'lambdaD of the wrong length',
+      () => vera.forward(x, W, proj, r([R - 1]), lambdaB),
+      'RangeError',
+      'Expected shape [r] = [8] for lambdaD but received [7]',
+    ],
+    [
+      'lambdaD 2-D',
+      () => vera.forward(x, W, proj, r([1, R]), lambdaB),
+      'RangeError',
+      'Expected shape [r] = [8] for lambdaD but received [1, 8]',
+    ],
+    [
+      'lambdaB of the wrong length',
+      () => vera.forward(x, W, proj, lambdaD, r([O + 1])),
+      'RangeError',
+      'Expected shape [out] = [37] for lambdaB but received [38]',
+    ],
+    [
+      'merge: lambdaB of the wrong length',
+      () => vera.merge(W.clone(), proj, lambdaD, r([O - 1])),
+      'RangeError',
+      'Expected shape [out] = [37] for lambdaB but received [36]',
+    ],
+    [
+      "x's last dimension is not W's in",
+      () => vera.forward(r([T, I + 1]), W, proj, lambdaD, lambdaB),
+      'RangeError',
+      "Expected a tensor [..., in] with in = 45 (W's columns) for x but received Tensor(float32, [7, 46], cpu)",
+    ],
+    [
+      'x has no rows',
+      () => vera.forward(zeros([0, I]), W, proj, lambdaD, lambdaB),
+      'RangeError',
+      'Expected at least one row for x but received Tensor(float32, [0, 45], cpu)',
+    ],
+    [
+      'W is not 2-D',
+      () => vera.forward(x, r([1, O, I]), proj, lambdaD, lambdaB),
+      'RangeError',
+      'Expected a 2-D weight [out, in] with out, in >= 1 for W but received Tensor(float32, [1, 37, 45], cpu)',
+    ],
+    [
+      'proj.A is 1-D',
+      () => vera.forward(x, W, { A: r([56]), B: proj.B }, lambdaD, lambdaB),
+      'RangeError',
+      'Expected a 2-D projection [r, maxIn] with r, maxIn >= 1 for proj.A but received Tensor(float32, [56], cpu)',
+    ],
+    [
+      "proj.B's r differs from proj.A's",
+      () => vera.forward(x, W, { A: proj.A, B: r([42, R + 1]) }, lambdaD, lambdaB),
+      'RangeError',
+      "Expected a 2-D projection [maxOut, r] with r = 8 (proj.A's rows) and maxOut >= 1 for proj.B but received Tensor(float32, [42, 9], cpu)",
+    ],
+    [
+      'bias of the wrong length',
+      () => vera.forward(x, W, proj, lambdaD, lambdaB, { bias: r([O + 1]) }),
+      'RangeError',
+      'Expected shape [out] = [37] for options.bias but received [38]',
+    ],
+    [
+      'dy has the wrong last dimension',
+      () => vera.backward(r([T, O - 1]), saved),
+      'RangeError',
+      'Expected shape [x.shape[0], out] = [7, 37] for dy but received [7, 36]',
+    ],
+    [
+      "dy flattens x's leading dimensions",
+      () => vera.backward(r([6, O]), lead),
+      'RangeError',
+      'Expected shape [x.shape[0], x.shape[1], out] = [2, 3, 37] for dy but received [6, 37]',
+    ],
     // kinds and dtypes
-    ['proj is null', () => vera.forward(x, W, null as never, lambdaD, lambdaB), 'TypeError', 'Expected projections { A, B } (from vera.projections) for proj but received null'],
-    ['proj.A is not a tensor', () => vera.forward(x, W, { A: [1, 2], B: proj.B } as never, lambdaD, lambdaB), 'TypeError', 'Expected a Tensor for proj.A but received [1, 2]'],
-    ['proj.B missing', () => vera.merge(W.clone(), { A: proj.A } as never, lambdaD, lambdaB), 'TypeError', 'Expected a Tensor for proj.B but received undefined'],
-    ['lambdaD not a tensor', () => vera.forward(x, W, proj, new Float32Array(R) as never, lambdaB), 'TypeError', 'Expected a Tensor for lambdaD but received Float32Array(8)'],
-    ['a bfloat16 lambdaB', () => vera.forward(x, W, proj, lambdaD, lambdaB.astype('bfloat16')), 'TypeError', 'Expected a float32 Tensor for lambdaB but received Tensor(bfloat16, [37], cpu) (dtype is bfloat16)'],
-    ['a bfloat16 proj.A', () => vera.forward(x, W, { A: proj.A.astype('bfloat16'), B: proj.B }, lambdaD, lambdaB), 'TypeError', 'Expected a float32 Tensor for proj.A but received Tensor(bfloat16, [8, 56], cpu) (dtype is bfloat16)'],
-    ['a float16 W', () => vera.forward(x, W.astype('float16'), proj, lambdaD, lambdaB), 'TypeError', 'Expected a float32 or bfloat16 Tensor for W but received Tensor(float16, [37, 45], cpu) (dtype is float16)'],
-    ['a float16 x', () => vera.forward(x.astype('float16'), W, proj, lambdaD, lambdaB), 'TypeError', 'Expected a float32 Tensor for x but received Tensor(float16, [7, 45], cpu) (dtype is float16)'],
-    ['saved is a plain object', () => vera.backward(dy, { bytes: 0 } as never), 'TypeError', 'Expected the saved state from vera.forward for saved but received an object'],
-    ['saved from lora.forward', () => vera.backward(dy, lora.forward(x, W, zeros([R, I]), zeros([O, R]), { scale: 1 }).saved as never), 'TypeError', 'Expected the saved state from vera.forward for saved but received LoraSaved(T=7, in=45, out=37, r=8)'],
+    [
+      'proj is null',
+      () => vera.forward(x, W, null as never, lambdaD, lambdaB),
+      'TypeError',
+      'Expected projections { A, B } (from vera.projections) for proj but received null',
+    ],
+    [
+      'proj.A is not a tensor',
+      () => vera.forward(x, W, { A: [1, 2], B: proj.B } as never, lambdaD, lambdaB),
+      'TypeError',
+      'Expected a Tensor for proj.A but received [1, 2]',
+    ],
+    [
+      'proj.B missing',
+      () => vera.merge(W.clone(), { A: proj.A } as never, lambdaD, lambdaB),
+      'TypeError',
+      'Expected a Tensor for proj.B but received undefined',
+    ],
+    [
+      'lambdaD not a tensor',
+      () => vera.forward(x, W, proj, new Float32Array(R) as never, lambdaB),
+      'TypeError',
+      'Expected a Tensor for lambdaD but received Float32Array(8)',
+    ],
+    [
+      'a bfloat16 lambdaB',
+      () => vera.forward(x, W, proj, lambdaD, lambdaB.astype('bfloat16')),
+      'TypeError',
+      'Expected a float32 Tensor for lambdaB but received Tensor(bfloat16, [37], cpu) (dtype is bfloat16)',
+    ],
+    [
+      'a bfloat16 proj.A',
+      () => vera.forward(x, W, { A: proj.A.astype('bfloat16'), B: proj.B }, lambdaD, lambdaB),
+      'TypeError',
+      'Expected a float32 Tensor for proj.A but received Tensor(bfloat16, [8, 56], cpu) (dtype is bfloat16)',
+    ],
+    [
+      'a float16 W',
+      () => vera.forward(x, W.astype('float16'), proj, lambdaD, lambdaB),
+      'TypeError',
+      'Expected a float32 or bfloat16 Tensor for W but received Tensor(float16, [37, 45], cpu) (dtype is float16)',
+    ],
+    [
+      'a float16 x',
+      () => vera.forward(x.astype('float16'), W, proj, lambdaD, lambdaB),
+      'TypeError',
+      'Expected a float32 Tensor for x but received Tensor(float16, [7, 45], cpu) (dtype is float16)',
+    ],
+    [
+      'saved is a plain object',
+      () => vera.backward(dy, { bytes: 0 } as never),
+      'TypeError',
+      'Expected the saved state from vera.forward for saved but received an object',
+    ],
+    [
+      'saved from lora.forward',
+      () => vera.backward(dy, lora.forward(x, W, zeros([R, I]), zeros([O, R]), { scale: 1 }).saved as never),
+      'TypeError',
+      'Expected the saved state from vera.forward for saved but received LoraSaved(T=7, in=45, out=37, r=8)',
+    ],
     // disposed
     ['x disposed', () => vera.forward(dead, W, proj, lambdaD, lambdaB), 'TypeError', live('x')],
     ['W disposed', () => vera.forward(x, dead, proj, lambdaD, lambdaB), 'TypeError', live('W')],
@@ -704,29 +959,134 @@ describe('errors: class and message', () => {
     ['lambdaB disposed (merge)', () => vera.merge(W.clone(), proj, lambdaD, dead), 'TypeError', live('lambdaB')],
     ['bias disposed', () => vera.forward(x, W, proj, lambdaD, lambdaB, { bias: dead }), 'TypeError', live('options.bias')],
     ['dy disposed', () => vera.backward(dead, saved), 'TypeError', live('dy')],
-    ['projections disposed', () => vera.forward(x, W, gone, lambdaD, lambdaB), 'TypeError', 'Expected a live Tensor for proj.A but received Tensor(float32, [8, 56], cpu, disposed) (it was disposed)'],
-    ['saved state disposed', () => vera.backward(dy, disposedSaved), 'TypeError', 'Expected live saved state for saved but received VeraSaved(T=7, in=45, out=37, r=8, disposed) (it was disposed)'],
+    [
+      'projections disposed',
+      () => vera.forward(x, W, gone, lambdaD, lambdaB),
+      'TypeError',
+      'Expected a live Tensor for proj.A but received Tensor(float32, [8, 56], cpu, disposed) (it was disposed)',
+    ],
+    [
+      'saved state disposed',
+      () => vera.backward(dy, disposedSaved),
+      'TypeError',
+      'Expected live saved state for saved but received VeraSaved(T=7, in=45, out=37, r=8, disposed) (it was disposed)',
+    ],
     // devices
-    ['a CUDA lambdaB with CPU tensors', () => vera.forward(x, W, proj, lambdaD, fakeCuda([O])), 'RangeError', 'Expected a tensor on cpu (like x) for lambdaB but received Tensor(float32, [37], cuda)'],
-    ['merge: a CUDA W with CPU projections', () => vera.merge(fakeCuda([O, I]), proj, lambdaD, lambdaB), 'RangeError', 'Expected a tensor on cuda (like W) for proj.A but received Tensor(float32, [8, 56], cpu)'],
-    ['backward: a CUDA dy with CPU saved state', () => vera.backward(fakeCuda([T, O]), saved), 'RangeError', 'Expected a tensor on cpu (like the saved state) for dy but received Tensor(float32, [7, 37], cuda)'],
+    [
+      'a CUDA lambdaB with CPU tensors',
+      () => vera.forward(x, W, proj, lambdaD, fakeCuda([O])),
+      'RangeError',
+      'Expected a tensor on cpu (like x) for lambdaB but received Tensor(float32, [37], cuda)',
+    ],
+    [
+      'merge: a CUDA W with CPU projections',
+      () => vera.merge(fakeCuda([O, I]), proj, lambdaD, lambdaB),
+      'RangeError',
+      'Expected a tensor on cuda (like W) for proj.A but received Tensor(float32, [8, 56], cpu)',
+    ],
+    [
+      'backward: a CUDA dy with CPU saved state',
+      () => vera.backward(fakeCuda([T, O]), saved),
+      'RangeError',
+      'Expected a tensor on cpu (like the saved state) for dy but received Tensor(float32, [7, 37], cuda)',
+    ],
     // options and values
-    ['dropout p = 1', () => vera.forward(x, W, proj, lambdaD, lambdaB, { dropout: { p: 1, seed: 1 } }), 'RangeError', 'Expected a number in [0, 1) for options.dropout.p but received 1'],
-    ['dropout p = NaN', () => vera.forward(x, W, proj, lambdaD, lambdaB, { dropout: { p: NaN, seed: 1 } }), 'RangeError', 'Expected a number in [0, 1) for options.dropout.p but received NaN'],
-    ['dropout p = -0.1', () => vera.forward(x, W, proj, lambdaD, lambdaB, { dropout: { p: -0.1 } }), 'RangeError', 'Expected a number in [0, 1) for options.dropout.p but received -0.1'],
-    ['options a number', () => vera.forward(x, W, proj, lambdaD, lambdaB, 3 as never), 'TypeError', 'Expected an options object for options but received 3'],
-    ['merge safe not a boolean', () => vera.merge(W.clone(), proj, lambdaD, lambdaB, { safe: 'yes' as never }), 'TypeError', 'Expected a boolean for options.safe but received "yes"'],
-    ['projections: rank 0', () => vera.projections({ rank: 0, maxIn: 4, maxOut: 4 }), 'RangeError', 'Expected a positive integer for options.rank but received 0'],
-    ['projections: maxIn fractional', () => vera.projections({ rank: 2, maxIn: 4.5, maxOut: 4 }), 'TypeError', 'Expected a positive integer for options.maxIn but received 4.5'],
-    ['projections: maxOut missing', () => vera.projections({ rank: 2, maxIn: 4 } as never), 'TypeError', 'Expected a positive integer for options.maxOut but received undefined'],
-    ['projections: negative seed', () => vera.projections({ rank: 2, maxIn: 4, maxOut: 4, seed: -1 }), 'RangeError', 'Expected a non-negative safe integer for options.seed but received -1'],
-    ['projections: seed 2^64', () => vera.projections({ rank: 2, maxIn: 4, maxOut: 4, seed: 1n << 64n }), 'RangeError', 'Expected an integer in [0, 2^64) for options.seed but received 18446744073709551616n'],
-    ['projections: no options', () => vera.projections(undefined as never), 'TypeError', 'Expected a positive integer for options.rank but received undefined'],
-    ['init: dInitial NaN', () => vera.init({ outFeatures: 4, rank: 2, dInitial: NaN }), 'RangeError', 'Expected a finite number for options.dInitial but received NaN'],
-    ['init: dInitial Infinity', () => vera.init({ outFeatures: 4, rank: 2, dInitial: Infinity }), 'RangeError', 'Expected a finite number for options.dInitial but received Infinity'],
-    ['init: dInitial beyond float32', () => vera.init({ outFeatures: 4, rank: 2, dInitial: 1e39 }), 'RangeError', 'Expected a finite number within float32 range for options.dInitial but received 1e+39'],
-    ['init: dInitial a string', () => vera.init({ outFeatures: 4, rank: 2, dInitial: '0.1' as never }), 'TypeError', 'Expected a finite number for options.dInitial but received "0.1"'],
-    ['init: outFeatures 0', () => vera.init({ outFeatures: 0, rank: 2 }), 'RangeError', 'Expected a positive integer for options.outFeatures but received 0'],
+    [
+      'dropout p = 1',
+      () => vera.forward(x, W, proj, lambdaD, lambdaB, { dropout: { p: 1, seed: 1 } }),
+      'RangeError',
+      'Expected a number in [0, 1) for options.dropout.p but received 1',
+    ],
+    [
+      'dropout p = NaN',
+      () => vera.forward(x, W, proj, lambdaD, lambdaB, { dropout: { p: NaN, seed: 1 } }),
+      'RangeError',
+      'Expected a number in [0, 1) for options.dropout.p but received NaN',
+    ],
+    [
+      'dropout p = -0.1',
+      () => vera.forward(x, W, proj, lambdaD, lambdaB, { dropout: { p: -0.1 } }),
+      'RangeError',
+      'Expected a number in [0, 1) for options.dropout.p but received -0.1',
+    ],
+    [
+      'options a number',
+      () => vera.forward(x, W, proj, lambdaD, lambdaB, 3 as never),
+      'TypeError',
+      'Expected an options object for options but received 3',
+    ],
+    [
+      'merge safe not a boolean',
+      () => vera.merge(W.clone(), proj, lambdaD, lambdaB, { safe: 'yes' as never }),
+      'TypeError',
+      'Expected a boolean for options.safe but received "yes"',
+    ],
+    [
+      'projections: rank 0',
+      () => vera.projections({ rank: 0, maxIn: 4, maxOut: 4 }),
+      'RangeError',
+      'Expected a positive integer for options.rank but received 0',
+    ],
+    [
+      'projections: maxIn fractional',
+      () => vera.projections({ rank: 2, maxIn: 4.5, maxOut: 4 }),
+      'TypeError',
+      'Expected a positive integer for options.maxIn but received 4.5',
+    ],
+    [
+      'projections: maxOut missing',
+      () => vera.projections({ rank: 2, maxIn: 4 } as never),
+      'TypeError',
+      'Expected a positive integer for options.maxOut but received undefined',
+    ],
+    [
+      'projections: negative seed',
+      () => vera.projections({ rank: 2, maxIn: 4, maxOut: 4, seed: -1 }),
+      'RangeError',
+      'Expected a non-negative safe integer for options.seed but received -1',
+    ],
+    [
+      'projections: seed 2^64',
+      () => vera.projections({ rank: 2, maxIn: 4, maxOut: 4, seed: 1n << 64n }),
+      'RangeError',
+      'Expected an integer in [0, 2^64) for options.seed but received 18446744073709551616n',
+    ],
+    [
+      'projections: no options',
+      () => vera.projections(undefined as never),
+      'TypeError',
+      'Expected a positive integer for options.rank but received undefined',
+    ],
+    [
+      'init: dInitial NaN',
+      () => vera.init({ outFeatures: 4, rank: 2, dInitial: NaN }),
+      'RangeError',
+      'Expected a finite number for options.dInitial but received NaN',
+    ],
+    [
+      'init: dInitial Infinity',
+      () => vera.init({ outFeatures: 4, rank: 2, dInitial: Infinity }),
+      'RangeError',
+      'Expected a finite number for options.dInitial but received Infinity',
+    ],
+    [
+      'init: dInitial beyond float32',
+      () => vera.init({ outFeatures: 4, rank: 2, dInitial: 1e39 }),
+      'RangeError',
+      'Expected a finite number within float32 range for options.dInitial but received 1e+39',
+    ],
+    [
+      'init: dInitial a string',
+      () => vera.init({ outFeatures: 4, rank: 2, dInitial: '0.1' as never }),
+      'TypeError',
+      'Expected a finite number for options.dInitial but received "0.1"',
+    ],
+    [
+      'init: outFeatures 0',
+      () => vera.init({ outFeatures: 0, rank: 2 }),
+      'RangeError',
+      'Expected a positive integer for options.outFeatures but received 0',
+    ],
   ];
   it.each(cases)('%s', (_label, call, cls, message) => {
     expect(errorOf(call)).toEqual({ cls, message });

@@ -15,7 +15,18 @@ afterAll(() => {
 });
 
 /** W + λ·s·(B1 A1 − B0 A0) in float64. */
-function deltaRef(W: ArrayLike<number>, A0: Float32Array, B0: Float32Array, A1: Float32Array, B1: Float32Array, lambda: number, scale: number, O: number, I: number, R: number): Float64Array {
+function deltaRef(
+  W: ArrayLike<number>,
+  A0: Float32Array,
+  B0: Float32Array,
+  A1: Float32Array,
+  B1: Float32Array,
+  lambda: number,
+  scale: number,
+  O: number,
+  I: number,
+  R: number,
+): Float64Array {
   const after = matmulNN(B1, A1, O, I, R);
   const before = matmulNN(B0, A0, O, I, R);
   const ls = lambda * scale;
@@ -95,7 +106,8 @@ describe.each(supported)('deltaLora.update on the %s path', (isa) => {
   it.each(shapes)('out=%i in=%i r=%i independent=%s: float32 W equals the float64 update', (O, I, R, independent) => {
     expect(native()._setIsa(isa)).toBe(isa);
     const p = problem(O, I, R, O * 31 + I + R, independent);
-    const lambda = 2, scale = 2 / R;
+    const lambda = 2,
+      scale = 2 / R;
     const { view, big } = guarded(p.Wv);
     const W = tensor(view, [O, I]);
     const { before, after } = adapters(p);
@@ -232,11 +244,20 @@ describe('deltaLora: the paper settings and the dropout rule', () => {
 });
 
 describe('deltaLora.update: errors (W untouched)', () => {
-  const O = 37, I = 45, R = 8;
+  const O = 37,
+    I = 45,
+    R = 8;
   const p = problem(O, I, R, 77);
   const W = tensor(p.Wv, [O, I]);
   const { before, after } = adapters(p);
-  const r = (shape: number[], seed = 5) => tensor(randomF32(shape.reduce((a, b) => a * b, 1), seed), shape);
+  const r = (shape: number[], seed = 5) =>
+    tensor(
+      randomF32(
+        shape.reduce((a, b) => a * b, 1),
+        seed,
+      ),
+      shape,
+    );
   const gone = r([R, I]);
   gone.dispose();
   const goneW = r([O, I]);
@@ -247,27 +268,132 @@ describe('deltaLora.update: errors (W untouched)', () => {
 
   type Case = [label: string, call: () => unknown, cls: string, message: string];
   const cases: Case[] = [
-    ["before.A's in differs from W's", () => deltaLora.update(W, { A: r([R, I - 1]), B: before.B }, after, { scale: 1 }), 'RangeError', 'Expected shape [r, in] = [8, 45] for before.A but received [8, 44]'],
-    ["before's rank differs from after's", () => deltaLora.update(W, { A: r([4, I]), B: r([O, 4]) }, after, { scale: 1 }), 'RangeError', 'Expected shape [r, in] = [8, 45] for before.A but received [4, 45]'],
-    ["before.B's r differs", () => deltaLora.update(W, { A: before.A, B: r([O, R - 1]) }, after, { scale: 1 }), 'RangeError', 'Expected shape [out, r] = [37, 8] for before.B but received [37, 7]'],
-    ["after.B's out differs from W's", () => deltaLora.update(W, before, { A: after.A, B: r([O + 1, R]) }, { scale: 1 }), 'RangeError', 'Expected shape [out, r] = [37, 8] for after.B but received [38, 8]'],
-    ["after.A's in differs from W's", () => deltaLora.update(W, before, { A: r([R, I + 2]), B: after.B }, { scale: 1 }), 'RangeError', 'Expected shape [r, in] = [8, 45] for after.A but received [8, 47]'],
-    ['after.A is 1-D', () => deltaLora.update(W, before, { A: r([I]), B: after.B }, { scale: 1 }), 'RangeError', 'Expected a 2-D adapter [r, in] with rank r >= 1 for after.A but received Tensor(float32, [45], cpu)'],
-    ['W is 3-D', () => deltaLora.update(r([1, O, I]), before, after, { scale: 1 }), 'RangeError', 'Expected a 2-D weight [out, in] with out, in >= 1 for W but received Tensor(float32, [1, 37, 45], cpu)'],
-    ['W is float16', () => deltaLora.update(W.astype('float16'), before, after, { scale: 1 }), 'TypeError', 'Expected a float32 or bfloat16 Tensor for W but received Tensor(float16, [37, 45], cpu) (dtype is float16)'],
-    ['before.A is bfloat16', () => deltaLora.update(W, { A: before.A.astype('bfloat16'), B: before.B }, after, { scale: 1 }), 'TypeError', 'Expected a float32 Tensor for before.A but received Tensor(bfloat16, [8, 45], cpu) (dtype is bfloat16)'],
-    ['before is null', () => deltaLora.update(W, null as never, after, { scale: 1 }), 'TypeError', 'Expected an object { A, B } for before but received null'],
-    ['after has no B', () => deltaLora.update(W, before, { A: after.A } as never, { scale: 1 }), 'TypeError', 'Expected a Tensor for after.B but received undefined'],
-    ['W is a Float32Array', () => deltaLora.update(p.Wv as never, before, after, { scale: 1 }), 'TypeError', 'Expected a Tensor for W but received Float32Array(1665)'],
-    ['lambda is NaN', () => deltaLora.update(W, before, after, { lambda: NaN, scale: 1 }), 'RangeError', 'Expected a finite number for options.lambda but received NaN'],
-    ['lambda is a string', () => deltaLora.update(W, before, after, { lambda: '2' as never, scale: 1 }), 'TypeError', 'Expected a finite number for options.lambda but received "2"'],
-    ['scale is missing', () => deltaLora.update(W, before, after, {} as never), 'TypeError', 'Expected a finite number for options.scale but received undefined'],
-    ['options are missing', () => deltaLora.update(W, before, after, undefined as never), 'TypeError', 'Expected a finite number for options.scale but received undefined'],
-    ['scale is Infinity', () => deltaLora.update(W, before, after, { scale: Infinity }), 'RangeError', 'Expected a finite number for options.scale but received Infinity'],
-    ['options is a number', () => deltaLora.update(W, before, after, 2 as never), 'TypeError', 'Expected an options object for options but received 2'],
-    ['after.A was disposed', () => deltaLora.update(W, before, { A: gone, B: after.B }, { scale: 1 }), 'TypeError', 'Expected a live Tensor for after.A but received Tensor(float32, [8, 45], cpu, disposed) (it was disposed)'],
-    ['W was disposed', () => deltaLora.update(goneW, before, after, { scale: 1 }), 'TypeError', 'Expected a live Tensor for W but received Tensor(float32, [37, 45], cpu, disposed) (it was disposed)'],
-    ['W on CUDA, adapters on the CPU', () => deltaLora.update(fake, before, after, { scale: 1 }), 'RangeError', 'Expected a tensor on cuda (like W) for before.A but received Tensor(float32, [8, 45], cpu)'],
+    [
+      "before.A's in differs from W's",
+      () => deltaLora.update(W, { A: r([R, I - 1]), B: before.B }, after, { scale: 1 }),
+      'RangeError',
+      'Expected shape [r, in] = [8, 45] for before.A but received [8, 44]',
+    ],
+    [
+      "before's rank differs from after's",
+      () => deltaLora.update(W, { A: r([4, I]), B: r([O, 4]) }, after, { scale: 1 }),
+      'RangeError',
+      'Expected shape [r, in] = [8, 45] for before.A but received [4, 45]',
+    ],
+    [
+      "before.B's r differs",
+      () => deltaLora.update(W, { A: before.A, B: r([O, R - 1]) }, after, { scale: 1 }),
+      'RangeError',
+      'Expected shape [out, r] = [37, 8] for before.B but received [37, 7]',
+    ],
+    [
+      "after.B's out differs from W's",
+      () => deltaLora.update(W, before, { A: after.A, B: r([O + 1, R]) }, { scale: 1 }),
+      'RangeError',
+      'Expected shape [out, r] = [37, 8] for after.B but received [38, 8]',
+    ],
+    [
+      "after.A's in differs from W's",
+      () => deltaLora.update(W, before, { A: r([R, I + 2]), B: after.B }, { scale: 1 }),
+      'RangeError',
+      'Expected shape [r, in] = [8, 45] for after.A but received [8, 47]',
+    ],
+    [
+      'after.A is 1-D',
+      () => deltaLora.update(W, before, { A: r([I]), B: after.B }, { scale: 1 }),
+      'RangeError',
+      'Expected a 2-D adapter [r, in] with rank r >= 1 for after.A but received Tensor(float32, [45], cpu)',
+    ],
+    [
+      'W is 3-D',
+      () => deltaLora.update(r([1, O, I]), before, after, { scale: 1 }),
+      'RangeError',
+      'Expected a 2-D weight [out, in] with out, in >= 1 for W but received Tensor(float32, [1, 37, 45], cpu)',
+    ],
+    [
+      'W is float16',
+      () => deltaLora.update(W.astype('float16'), before, after, { scale: 1 }),
+      'TypeError',
+      'Expected a float32 or bfloat16 Tensor for W but received Tensor(float16, [37, 45], cpu) (dtype is float16)',
+    ],
+    [
+      'before.A is bfloat16',
+      () => deltaLora.update(W, { A: before.A.astype('bfloat16'), B: before.B }, after, { scale: 1 }),
+      'TypeError',
+      'Expected a float32 Tensor for before.A but received Tensor(bfloat16, [8, 45], cpu) (dtype is bfloat16)',
+    ],
+    [
+      'before is null',
+      () => deltaLora.update(W, null as never, after, { scale: 1 }),
+      'TypeError',
+      'Expected an object { A, B } for before but received null',
+    ],
+    [
+      'after has no B',
+      () => deltaLora.update(W, before, { A: after.A } as never, { scale: 1 }),
+      'TypeError',
+      'Expected a Tensor for after.B but received undefined',
+    ],
+    [
+      'W is a Float32Array',
+      () => deltaLora.update(p.Wv as never, before, after, { scale: 1 }),
+      'TypeError',
+      'Expected a Tensor for W but received Float32Array(1665)',
+    ],
+    [
+      'lambda is NaN',
+      () => deltaLora.update(W, before, after, { lambda: NaN, scale: 1 }),
+      'RangeError',
+      'Expected a finite number for options.lambda but received NaN',
+    ],
+    [
+      'lambda is a string',
+      () => deltaLora.update(W, before, after, { lambda: '2' as never, scale: 1 }),
+      'TypeError',
+      'Expected a finite number for options.lambda but received "2"',
+    ],
+    [
+      'scale is missing',
+      () => deltaLora.update(W, before, after, {} as never),
+      'TypeError',
+      'Expected a finite number for options.scale but received undefined',
+    ],
+    [
+      'options are missing',
+      () => deltaLora.update(W, before, after, undefined as never),
+      'TypeError',
+      'Expected a finite number for options.scale but received undefined',
+    ],
+    [
+      'scale is Infinity',
+      () => deltaLora.update(W, before, after, { scale: Infinity }),
+      'RangeError',
+      'Expected a finite number for options.scale but received Infinity',
+    ],
+    [
+      'options is a number',
+      () => deltaLora.update(W, before, after, 2 as never),
+      'TypeError',
+      'Expected an options object for options but received 2',
+    ],
+    [
+      'after.A was disposed',
+      () => deltaLora.update(W, before, { A: gone, B: after.B }, { scale: 1 }),
+      'TypeError',
+      'Expected a live Tensor for after.A but received Tensor(float32, [8, 45], cpu, disposed) (it was disposed)',
+    ],
+    [
+      'W was disposed',
+      () => deltaLora.update(goneW, before, after, { scale: 1 }),
+      'TypeError',
+      'Expected a live Tensor for W but received Tensor(float32, [37, 45], cpu, disposed) (it was disposed)',
+    ],
+    [
+      'W on CUDA, adapters on the CPU',
+      () => deltaLora.update(fake, before, after, { scale: 1 }),
+      'RangeError',
+      'Expected a tensor on cuda (like W) for before.A but received Tensor(float32, [8, 45], cpu)',
+    ],
   ];
 
   it.each(cases)('%s', (_label, call, cls, message) => {

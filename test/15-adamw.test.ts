@@ -229,7 +229,8 @@ describe('optim.AdamW: the same bits everywhere', () => {
     expect(pending).toBeInstanceOf(Promise);
     expect(errorOf(() => opt.step())).toEqual({
       cls: 'TypeError',
-      message: 'Expected no stepAsync() in flight for AdamW.step but received AdamW(1 groups, 1 tensors, step 0) (await the previous stepAsync() first)',
+      message:
+        'Expected no stepAsync() in flight for AdamW.step but received AdamW(1 groups, 1 tensors, step 0) (await the previous stepAsync() first)',
     });
     await pending;
     expect(opt.stepCount).toBe(1);
@@ -271,21 +272,40 @@ describe('LoRA+ groups', () => {
     const g = randomF32(size(shape), 405);
     (a.grad.storage() as Float32Array).set(g);
     (b.grad.storage() as Float32Array).set(g);
-    const a0 = a.param.toFloat32Array(), b0 = b.param.toFloat32Array();
-    const opt = new optim.AdamW(optim.loraPlusGroups({ A: [{ param: a.param, grad: a.grad }], B: [{ param: b.param, grad: b.grad }] }, { lr: 1e-3, ratio, weightDecay: 0 }));
+    const a0 = a.param.toFloat32Array(),
+      b0 = b.param.toFloat32Array();
+    const opt = new optim.AdamW(
+      optim.loraPlusGroups(
+        { A: [{ param: a.param, grad: a.grad }], B: [{ param: b.param, grad: b.grad }] },
+        { lr: 1e-3, ratio, weightDecay: 0 },
+      ),
+    );
     opt.step();
     const da = Float64Array.from(a.param.toFloat32Array(), (v, i) => v - a0[i]);
     const db = Float64Array.from(b.param.toFloat32Array(), (v, i) => v - b0[i]);
-    expect(relErr(db, da.map((v) => v * ratio))).toBeLessThan(1e-5);
+    expect(
+      relErr(
+        db,
+        da.map((v) => v * ratio),
+      ),
+    ).toBeLessThan(1e-5);
     // first step: m̂ = g and v̂ = g², so A moves by lr·g/(|g| + eps) ≈ −lr·sign(g)
-    expect(relErr(da, Float64Array.from(g, (x) => (-1e-3 * x) / (Math.abs(x) + 1e-8)))).toBeLessThan(1e-5);
+    expect(
+      relErr(
+        da,
+        Float64Array.from(g, (x) => (-1e-3 * x) / (Math.abs(x) + 1e-8)),
+      ),
+    ).toBeLessThan(1e-5);
   });
 });
 
 describe('zeroGrad, state and dispose', () => {
   it('zeroGrad zeroes every grad, and nothing else', () => {
     const es = [entry([9, 9], 501), entry([130, 257], 503)];
-    const opt = new optim.AdamW([{ params: [{ param: es[0].param, grad: es[0].grad }] }, { params: [{ param: es[1].param, grad: es[1].grad }] }]);
+    const opt = new optim.AdamW([
+      { params: [{ param: es[0].param, grad: es[0].grad }] },
+      { params: [{ param: es[1].param, grad: es[1].grad }] },
+    ]);
     const before = es.map((e) => e.param.toFloat32Array());
     opt.zeroGrad();
     for (const e of es) {
@@ -329,37 +349,192 @@ describe('optim: errors', () => {
 
   type Case = [label: string, call: () => unknown, cls: string, message: string];
   const cases: Case[] = [
-    ['groups is not an array', () => new optim.AdamW(5 as never), 'TypeError', 'Expected an array of parameter groups or of { param, grad } for groups but received 5'],
-    ['groups is empty', () => new optim.AdamW([]), 'RangeError', 'Expected at least one parameter group or { param, grad } for groups but received []'],
-    ['lr is NaN', () => new optim.AdamW([{ params: [P], lr: NaN }]), 'RangeError', 'Expected a finite number >= 0 for groups[0].lr but received NaN'],
-    ['lr is negative', () => new optim.AdamW([{ params: [P] }, { params: [Q], lr: -1e-3 }]), 'RangeError', 'Expected a finite number >= 0 for groups[1].lr but received -0.001'],
-    ['lr is Infinity', () => new optim.AdamW([{ params: [P], lr: Infinity }]), 'RangeError', 'Expected a finite number >= 0 for groups[0].lr but received Infinity'],
-    ['lr is a string', () => new optim.AdamW([{ params: [P], lr: '1e-3' as never }]), 'TypeError', 'Expected a finite number >= 0 for groups[0].lr but received "1e-3"'],
-    ['beta2 is 1', () => new optim.AdamW([{ params: [P], betas: [0.9, 1] }]), 'RangeError', 'Expected a number in [0, 1) for groups[0].betas[1] but received 1'],
-    ['beta1 is negative', () => new optim.AdamW([{ params: [P], betas: [-0.1, 0.9] }]), 'RangeError', 'Expected a number in [0, 1) for groups[0].betas[0] but received -0.1'],
-    ['betas has one entry', () => new optim.AdamW([{ params: [P], betas: [0.9] as never }]), 'TypeError', 'Expected a pair [beta1, beta2] for groups[0].betas but received [0.9]'],
-    ['eps is negative', () => new optim.AdamW([{ params: [P], eps: -1e-8 }]), 'RangeError', 'Expected a finite number >= 0 for groups[0].eps but received -1e-8'],
-    ['weightDecay is NaN', () => new optim.AdamW([{ params: [P], weightDecay: NaN }]), 'RangeError', 'Expected a finite number >= 0 for groups[0].weightDecay but received NaN'],
-    ["torch's spelling weight_decay", () => new optim.AdamW([{ params: [P], weight_decay: 0.1 } as never]), 'TypeError', 'Expected a key among params, name, lr, betas, eps, weightDecay for groups[0] but received "weight_decay"'],
-    ['defaults.lr is NaN', () => new optim.AdamW([P], { lr: NaN }), 'RangeError', 'Expected a finite number >= 0 for defaults.lr but received NaN'],
-    ['defaults has an unknown key', () => new optim.AdamW([P], { momentum: 0.9 } as never), 'TypeError', 'Expected a key among lr, betas, eps, weightDecay for defaults but received "momentum"'],
-    ['params is not an array', () => new optim.AdamW([{ params: P as never }]), 'TypeError', 'Expected an array of { param, grad } for groups[0].params but received an object'],
-    ['a params entry is a bare tensor', () => new optim.AdamW([{ params: [P, e.param as never] }]), 'TypeError', 'Expected an object { param, grad } for groups[0].params[1] but received Tensor(float32, [3, 4], cpu)'],
-    ['param is bfloat16', () => new optim.AdamW([{ params: [{ param: e.param.astype('bfloat16'), grad: e.grad }] }]), 'TypeError', 'Expected a float32 Tensor for groups[0].params[0].param but received Tensor(bfloat16, [3, 4], cpu) (dtype is bfloat16)'],
-    ['grad is missing', () => new optim.AdamW([{ param: e.param } as never]), 'TypeError', 'Expected a Tensor for groups[0].grad but received undefined'],
-    ['grad has the wrong shape', () => new optim.AdamW([{ params: [Q, { param: e.param, grad: tensor(randomF32(12, 1), [4, 3]) }] }]), 'RangeError', 'Expected the shape of its param [3, 4] for groups[0].params[1].grad but received [4, 3]'],
-    ['grad is float16', () => new optim.AdamW([{ param: e.param, grad: e.grad.astype('float16') }]), 'TypeError', 'Expected a float32 Tensor for groups[0].grad but received Tensor(float16, [3, 4], cpu) (dtype is float16)'],
-    ['the same param twice', () => new optim.AdamW([{ params: [P] }, { params: [Q, P] }]), 'RangeError', 'Expected each parameter once, in one group for groups[1].params[1].param but received Tensor(float32, [3, 4], cpu) (it is also groups[0].params[0].param, or shares its memory)'],
-    ['a view of another param', () => new optim.AdamW([P, { param: e.param.reshape([12]), grad: tensor(randomF32(12, 2), [12]) }]), 'RangeError', 'Expected each parameter once, in one group for groups[1].param but received Tensor(float32, [12], cpu) (it is also groups[0].param, or shares its memory)'],
-    ['grad is its own param', () => new optim.AdamW([{ param: e.param, grad: e.param }]), 'RangeError', 'Expected a gradient apart from every parameter for groups[0].grad but received Tensor(float32, [3, 4], cpu) (it shares memory with groups[0].param)'],
-    ['param was disposed', () => new optim.AdamW([{ param: gone, grad: e.grad }]), 'TypeError', 'Expected a live Tensor for groups[0].param but received Tensor(float32, [3, 4], cpu, disposed) (it was disposed)'],
-    ['param on CUDA, grad on the CPU', () => new optim.AdamW([{ param: fake, grad: e.grad }]), 'RangeError', 'Expected a tensor on cuda (like its param) for groups[0].grad but received Tensor(float32, [3, 4], cpu)'],
-    ['loraPlusGroups without lr', () => optim.loraPlusGroups({ A: [P], B: [Q] }, {} as never), 'TypeError', 'Expected a finite number >= 0 for options.lr but received undefined'],
-    ['loraPlusGroups with ratio 0', () => optim.loraPlusGroups({ A: [P], B: [Q] }, { lr: 1e-3, ratio: 0 }), 'RangeError', 'Expected a finite number > 0 for options.ratio but received 0'],
-    ['loraPlusGroups with ratio NaN', () => optim.loraPlusGroups({ A: [P], B: [Q] }, { lr: 1e-3, ratio: NaN }), 'RangeError', 'Expected a finite number > 0 for options.ratio but received NaN'],
-    ['loraPlusGroups without B', () => optim.loraPlusGroups({ A: [P] } as never, { lr: 1e-3 }), 'TypeError', 'Expected an array of { param, grad } for params.B but received undefined'],
-    ['loraPlusGroups with bad betas', () => optim.loraPlusGroups({ A: [P], B: [Q] }, { lr: 1e-3, betas: [0.9, 1.5] }), 'RangeError', 'Expected a number in [0, 1) for options.betas[1] but received 1.5'],
-    ['loraPlusGroups with no options', () => optim.loraPlusGroups({ A: [P], B: [Q] }, undefined as never), 'TypeError', 'Expected an options object { lr, ratio?, ... } for options but received undefined'],
+    [
+      'groups is not an array',
+      () => new optim.AdamW(5 as never),
+      'TypeError',
+      'Expected an array of parameter groups or of { param, grad } for groups but received 5',
+    ],
+    [
+      'groups is empty',
+      () => new optim.AdamW([]),
+      'RangeError',
+      'Expected at least one parameter group or { param, grad } for groups but received []',
+    ],
+    [
+      'lr is NaN',
+      () => new optim.AdamW([{ params: [P], lr: NaN }]),
+      'RangeError',
+      'Expected a finite number >= 0 for groups[0].lr but received NaN',
+    ],
+    [
+      'lr is negative',
+      () => new optim.AdamW([{ params: [P] }, { params: [Q], lr: -1e-3 }]),
+      'RangeError',
+      'Expected a finite number >= 0 for groups[1].lr but received -0.001',
+    ],
+    [
+      'lr is Infinity',
+      () => new optim.AdamW([{ params: [P], lr: Infinity }]),
+      'RangeError',
+      'Expected a finite number >= 0 for groups[0].lr but received Infinity',
+    ],
+    [
+      'lr is a string',
+      () => new optim.AdamW([{ params: [P], lr: '1e-3' as never }]),
+      'TypeError',
+      'Expected a finite number >= 0 for groups[0].lr but received "1e-3"',
+    ],
+    [
+      'beta2 is 1',
+      () => new optim.AdamW([{ params: [P], betas: [0.9, 1] }]),
+      'RangeError',
+      'Expected a number in [0, 1) for groups[0].betas[1] but received 1',
+    ],
+    [
+      'beta1 is negative',
+      () => new optim.AdamW([{ params: [P], betas: [-0.1, 0.9] }]),
+      'RangeError',
+      'Expected a number in [0, 1) for groups[0].betas[0] but received -0.1',
+    ],
+    [
+      'betas has one entry',
+      () => new optim.AdamW([{ params: [P], betas: [0.9] as never }]),
+      'TypeError',
+      'Expected a pair [beta1, beta2] for groups[0].betas but received [0.9]',
+    ],
+    [
+      'eps is negative',
+      () => new optim.AdamW([{ params: [P], eps: -1e-8 }]),
+      'RangeError',
+      'Expected a finite number >= 0 for groups[0].eps but received -1e-8',
+    ],
+    [
+      'weightDecay is NaN',
+      () => new optim.AdamW([{ params: [P], weightDecay: NaN }]),
+      'RangeError',
+      'Expected a finite number >= 0 for groups[0].weightDecay but received NaN',
+    ],
+    [
+      "torch's spelling weight_decay",
+      () => new optim.AdamW([{ params: [P], weight_decay: 0.1 } as never]),
+      'TypeError',
+      'Expected a key among params, name, lr, betas, eps, weightDecay for groups[0] but received "weight_decay"',
+    ],
+    [
+      'defaults.lr is NaN',
+      () => new optim.AdamW([P], { lr: NaN }),
+      'RangeError',
+      'Expected a finite number >= 0 for defaults.lr but received NaN',
+    ],
+    [
+      'defaults has an unknown key',
+      () => new optim.AdamW([P], { momentum: 0.9 } as never),
+      'TypeError',
+      'Expected a key among lr, betas, eps, weightDecay for defaults but received "momentum"',
+    ],
+    [
+      'params is not an array',
+      () => new optim.AdamW([{ params: P as never }]),
+      'TypeError',
+      'Expected an array of { param, grad } for groups[0].params but received an object',
+    ],
+    [
+      'a params entry is a bare tensor',
+      () => new optim.AdamW([{ params: [P, e.param as never] }]),
+      'TypeError',
+      'Expected an object { param, grad } for groups[0].params[1] but received Tensor(float32, [3, 4], cpu)',
+    ],
+    [
+      'param is bfloat16',
+      () => new optim.AdamW([{ params: [{ param: e.param.astype('bfloat16'), grad: e.grad }] }]),
+      'TypeError',
+      'Expected a float32 Tensor for groups[0].params[0].param but received Tensor(bfloat16, [3, 4], cpu) (dtype is bfloat16)',
+    ],
+    [
+      'grad is missing',
+      () => new optim.AdamW([{ param: e.param } as never]),
+      'TypeError',
+      'Expected a Tensor for groups[0].grad but received undefined',
+    ],
+    [
+      'grad has the wrong shape',
+      () => new optim.AdamW([{ params: [Q, { param: e.param, grad: tensor(randomF32(12, 1), [4, 3]) }] }]),
+      'RangeError',
+      'Expected the shape of its param [3, 4] for groups[0].params[1].grad but received [4, 3]',
+    ],
+    [
+      'grad is float16',
+      () => new optim.AdamW([{ param: e.param, grad: e.grad.astype('float16') }]),
+      'TypeError',
+      'Expected a float32 Tensor for groups[0].grad but received Tensor(float16, [3, 4], cpu) (dtype is float16)',
+    ],
+    [
+      'the same param twice',
+      () => new optim.AdamW([{ params: [P] }, { params: [Q, P] }]),
+      'RangeError',
+      'Expected each parameter once, in one group for groups[1].params[1].param but received Tensor(float32, [3, 4], cpu) (it is also groups[0].params[0].param, or shares its memory)',
+    ],
+    [
+      'a view of another param',
+      () => new optim.AdamW([P, { param: e.param.reshape([12]), grad: tensor(randomF32(12, 2), [12]) }]),
+      'RangeError',
+      'Expected each parameter once, in one group for groups[1].param but received Tensor(float32, [12], cpu) (it is also groups[0].param, or shares its memory)',
+    ],
+    [
+      'grad is its own param',
+      () => new optim.AdamW([{ param: e.param, grad: e.param }]),
+      'RangeError',
+      'Expected a gradient apart from every parameter for groups[0].grad but received Tensor(float32, [3, 4], cpu) (it shares memory with groups[0].param)',
+    ],
+    [
+      'param was disposed',
+      () => new optim.AdamW([{ param: gone, grad: e.grad }]),
+      'TypeError',
+      'Expected a live Tensor for groups[0].param but received Tensor(float32, [3, 4], cpu, disposed) (it was disposed)',
+    ],
+    [
+      'param on CUDA, grad on the CPU',
+      () => new optim.AdamW([{ param: fake, grad: e.grad }]),
+      'RangeError',
+      'Expected a tensor on cuda (like its param) for groups[0].grad but received Tensor(float32, [3, 4], cpu)',
+    ],
+    [
+      'loraPlusGroups without lr',
+      () => optim.loraPlusGroups({ A: [P], B: [Q] }, {} as never),
+      'TypeError',
+      'Expected a finite number >= 0 for options.lr but received undefined',
+    ],
+    [
+      'loraPlusGroups with ratio 0',
+      () => optim.loraPlusGroups({ A: [P], B: [Q] }, { lr: 1e-3, ratio: 0 }),
+      'RangeError',
+      'Expected a finite number > 0 for options.ratio but received 0',
+    ],
+    [
+      'loraPlusGroups with ratio NaN',
+      () => optim.loraPlusGroups({ A: [P], B: [Q] }, { lr: 1e-3, ratio: NaN }),
+      'RangeError',
+      'Expected a finite number > 0 for options.ratio but received NaN',
+    ],
+    [
+      'loraPlusGroups without B',
+      () => optim.loraPlusGroups({ A: [P] } as never, { lr: 1e-3 }),
+      'TypeError',
+      'Expected an array of { param, grad } for params.B but received undefined',
+    ],
+    [
+      'loraPlusGroups with bad betas',
+      () => optim.loraPlusGroups({ A: [P], B: [Q] }, { lr: 1e-3, betas: [0.9, 1.5] }),
+      'RangeError',
+      'Expected a number in [0, 1) for options.betas[1] but received 1.5',
+    ],
+    [
+      'loraPlusGroups with no options',
+      () => optim.loraPlusGroups({ A: [P], B: [Q] }, undefined as never),
+      'TypeError',
+      'Expected an options object { lr, ratio?, ... } for options but received undefined',
+    ],
   ];
 
   it.each(cases)('%s', (_label, call, cls, message) => {
@@ -368,10 +543,20 @@ describe('optim: errors', () => {
   });
 
   it('a grad aliasing another param is refused even when the shapes agree', () => {
-    const a = entry([2, 6], 611), b = entry([12], 613);
-    expect(errorOf(() => new optim.AdamW([{ param: a.param, grad: a.grad }, { param: b.param, grad: a.param.reshape([12]) }]))).toEqual({
+    const a = entry([2, 6], 611),
+      b = entry([12], 613);
+    expect(
+      errorOf(
+        () =>
+          new optim.AdamW([
+            { param: a.param, grad: a.grad },
+            { param: b.param, grad: a.param.reshape([12]) },
+          ]),
+      ),
+    ).toEqual({
       cls: 'RangeError',
-      message: 'Expected a gradient apart from every parameter for groups[1].grad but received Tensor(float32, [12], cpu) (it shares memory with groups[0].param)',
+      message:
+        'Expected a gradient apart from every parameter for groups[1].grad but received Tensor(float32, [12], cpu) (it shares memory with groups[0].param)',
     });
   });
 
@@ -386,12 +571,16 @@ describe('optim: errors', () => {
   });
 
   it('at step(): a disposed param, or a grad replaced by a bad one, throws and changes nothing', () => {
-    const a = entry([6, 7], 621), b = entry([6, 7], 623);
+    const a = entry([6, 7], 621),
+      b = entry([6, 7], 623);
     const pb: optim.Param = { param: b.param, grad: b.grad };
     const opt = new optim.AdamW([{ param: a.param, grad: a.grad }, pb]);
     const a0 = a.param.toFloat32Array();
     pb.grad = tensor(randomF32(42, 5), [7, 6]);
-    expect(errorOf(() => opt.step())).toEqual({ cls: 'RangeError', message: 'Expected the shape of its param [6, 7] for groups[1].grad but received [7, 6]' });
+    expect(errorOf(() => opt.step())).toEqual({
+      cls: 'RangeError',
+      message: 'Expected the shape of its param [6, 7] for groups[1].grad but received [7, 6]',
+    });
     pb.grad = b.grad;
     b.param.dispose();
     expect(errorOf(() => opt.step())).toEqual({
@@ -404,8 +593,14 @@ describe('optim: errors', () => {
 
   it('a group hyperparameter set to a bad value throws and keeps the old one', () => {
     const opt = new optim.AdamW([{ params: [P], lr: 1e-3 }]);
-    expect(errorOf(() => (opt.groups[0].lr = NaN))).toEqual({ cls: 'RangeError', message: 'Expected a finite number >= 0 for groups[0].lr but received NaN' });
-    expect(errorOf(() => (opt.groups[0].betas = [1, 0.9]))).toEqual({ cls: 'RangeError', message: 'Expected a number in [0, 1) for groups[0].betas[0] but received 1' });
+    expect(errorOf(() => (opt.groups[0].lr = NaN))).toEqual({
+      cls: 'RangeError',
+      message: 'Expected a finite number >= 0 for groups[0].lr but received NaN',
+    });
+    expect(errorOf(() => (opt.groups[0].betas = [1, 0.9]))).toEqual({
+      cls: 'RangeError',
+      message: 'Expected a number in [0, 1) for groups[0].betas[0] but received 1',
+    });
     expect(opt.groups[0].lr).toBe(1e-3);
     expect(opt.groups[0].betas).toEqual([0.9, 0.999]);
     opt.dispose();

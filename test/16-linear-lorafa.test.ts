@@ -10,8 +10,14 @@ describe('linear', () => {
     [7, 130, 97, false],
     [33, 257, 45, true],
   ] as const)('T=%i in=%i out=%i bias=%s: forward and backward match float64', (T, I, O, withBias) => {
-    const xv = randomF32(T * I, 1), Wv = randomF32(O * I, 2, 0.1), bv = randomF32(O, 3), dyv = randomF32(T * O, 4);
-    const x = tensor(xv, [T, I]), W = tensor(Wv, [O, I]), bias = withBias ? tensor(bv, [O]) : undefined, dy = tensor(dyv, [T, O]);
+    const xv = randomF32(T * I, 1),
+      Wv = randomF32(O * I, 2, 0.1),
+      bv = randomF32(O, 3),
+      dyv = randomF32(T * O, 4);
+    const x = tensor(xv, [T, I]),
+      W = tensor(Wv, [O, I]),
+      bias = withBias ? tensor(bv, [O]) : undefined,
+      dy = tensor(dyv, [T, O]);
     const { y, saved } = linear.forward(x, W, { bias });
     const base = matmulNT(xv, Wv, T, O, I);
     const yRef = base.map((v, i) => v + (withBias ? bv[i % O] : 0));
@@ -30,8 +36,12 @@ describe('linear', () => {
   });
 
   it('dW agrees with central differences of L = sum(dy * y) (linear in W: exact up to rounding)', () => {
-    const T = 7, I = 13, O = 9;
-    const xv = randomF32(T * I, 5), Wv = randomF32(O * I, 6), dyv = randomF32(T * O, 7);
+    const T = 7,
+      I = 13,
+      O = 9;
+    const xv = randomF32(T * I, 5),
+      Wv = randomF32(O * I, 6),
+      dyv = randomF32(T * O, 7);
     const loss = (w: Float32Array) => {
       const y = linear.forward(tensor(xv, [T, I]), tensor(w, [O, I])).y.toFloat32Array();
       return y.reduce((s, v, i) => s + v * dyv[i], 0);
@@ -40,7 +50,8 @@ describe('linear', () => {
     const dW = linear.backward(tensor(dyv, [T, O]), saved).dW.toFloat32Array();
     for (const idx of [0, 17, 50, O * I - 1]) {
       const h = 0.5;
-      const plus = Wv.slice(), minus = Wv.slice();
+      const plus = Wv.slice(),
+        minus = Wv.slice();
       plus[idx] += h;
       minus[idx] -= h;
       const fd = (loss(plus) - loss(minus)) / (2 * h);
@@ -71,7 +82,8 @@ describe('linear', () => {
 
 /** M⁻¹ of a small symmetric positive definite matrix, by Gauss-Jordan in float64. */
 function inverse(m: Float64Array, n: number): Float64Array {
-  const a = Float64Array.from(m), inv = new Float64Array(n * n);
+  const a = Float64Array.from(m),
+    inv = new Float64Array(n * n);
   for (let i = 0; i < n; i++) inv[i * n + i] = 1;
   for (let c = 0; c < n; c++) {
     const p = a[c * n + c];
@@ -96,10 +108,16 @@ describe('LoRA-FA gradient projection', () => {
     [7, 45, 37, 1],
     [33, 130, 97, 8],
   ] as const)('T=%i in=%i out=%i r=%i: dB (A Aᵀ + 1e-8 I)⁻¹ / s² matches float64', (T, I, O, R) => {
-    const xv = randomF32(T * I, 11), Wv = randomF32(O * I, 12, 0.1), Av = randomF32(R * I, 13, 0.1), Bv = randomF32(O * R, 14);
+    const xv = randomF32(T * I, 11),
+      Wv = randomF32(O * I, 12, 0.1),
+      Av = randomF32(R * I, 13, 0.1),
+      Bv = randomF32(O * R, 14);
     const dyv = randomF32(T * O, 15);
     const s = 0.75;
-    const { saved } = lora.forward(tensor(xv, [T, I]), tensor(Wv, [O, I]), tensor(Av, [R, I]), tensor(Bv, [O, R]), { scale: s, frozenA: true });
+    const { saved } = lora.forward(tensor(xv, [T, I]), tensor(Wv, [O, I]), tensor(Av, [R, I]), tensor(Bv, [O, R]), {
+      scale: s,
+      frozenA: true,
+    });
     const { dB } = lora.backward(tensor(dyv, [T, O]), saved, { projectGradB: true });
     const ref = loraBackwardRef(dyv, xv, Wv, Av, Bv, s, null, T, I, O, R);
     const gram = matmulNT(Av, Av, R, R, I).map((v, i) => v + (i % (R + 1) === 0 ? 1e-8 : 0));
@@ -108,7 +126,13 @@ describe('LoRA-FA gradient projection', () => {
   });
 
   it('is refused for plain LoRA (forward without frozenA)', async () => {
-    const { saved } = lora.forward(tensor(randomF32(14, 1), [2, 7]), tensor(randomF32(21, 2), [3, 7]), tensor(randomF32(14, 3), [2, 7]), tensor(randomF32(6, 4), [3, 2]), { scale: 1 });
+    const { saved } = lora.forward(
+      tensor(randomF32(14, 1), [2, 7]),
+      tensor(randomF32(21, 2), [3, 7]),
+      tensor(randomF32(14, 3), [2, 7]),
+      tensor(randomF32(6, 4), [3, 2]),
+      { scale: 1 },
+    );
     const dy = tensor(randomF32(6, 5), [2, 3]);
     expect(errorOf(() => lora.backward(dy, saved, { projectGradB: true }))).toEqual({
       cls: 'RangeError',
@@ -118,10 +142,17 @@ describe('LoRA-FA gradient projection', () => {
   });
 
   it('async gives the same bits', async () => {
-    const args = [tensor(randomF32(33 * 45, 1), [33, 45]), tensor(randomF32(37 * 45, 2, 0.1), [37, 45]), tensor(randomF32(8 * 45, 3, 0.1), [8, 45]), tensor(randomF32(37 * 8, 4), [37, 8])] as const;
+    const args = [
+      tensor(randomF32(33 * 45, 1), [33, 45]),
+      tensor(randomF32(37 * 45, 2, 0.1), [37, 45]),
+      tensor(randomF32(8 * 45, 3, 0.1), [8, 45]),
+      tensor(randomF32(37 * 8, 4), [37, 8]),
+    ] as const;
     const dy = tensor(randomF32(33 * 37, 5), [33, 37]);
     const a = lora.backward(dy, lora.forward(...args, { scale: 2, frozenA: true }).saved, { projectGradB: true }).dB.toFloat32Array();
-    const b = (await lora.backwardAsync(dy, lora.forward(...args, { scale: 2, frozenA: true }).saved, { projectGradB: true })).dB.toFloat32Array();
+    const b = (
+      await lora.backwardAsync(dy, lora.forward(...args, { scale: 2, frozenA: true }).saved, { projectGradB: true })
+    ).dB.toFloat32Array();
     expect(Buffer.from(a.buffer).equals(Buffer.from(b.buffer))).toBe(true);
   });
 });
@@ -130,7 +161,13 @@ describe('lora.scaling', () => {
   it('alpha / r, or alpha / sqrt(r) with rsLoRA', () => {
     expect(lora.scaling(16, 8)).toBe(2);
     expect(lora.scaling(16, 64, { rslora: true })).toBe(2);
-    expect(errorOf(() => lora.scaling(16, 0))).toEqual({ cls: 'RangeError', message: 'Expected a positive integer for rank but received 0' });
-    expect(errorOf(() => lora.scaling(Number.NaN, 4))).toEqual({ cls: 'RangeError', message: 'Expected a finite number for alpha but received NaN' });
+    expect(errorOf(() => lora.scaling(16, 0))).toEqual({
+      cls: 'RangeError',
+      message: 'Expected a positive integer for rank but received 0',
+    });
+    expect(errorOf(() => lora.scaling(Number.NaN, 4))).toEqual({
+      cls: 'RangeError',
+      message: 'Expected a finite number for alpha but received NaN',
+    });
   });
 });

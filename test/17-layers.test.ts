@@ -5,7 +5,10 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import { Linear, linear, LoraLinear, lora, optim, tensor, vera, VeraLinear } from '../lib/index.js';
 import { errorOf, matmulNN, randomF32, relErr } from './helpers/reference.js';
 
-const T = 7, I = 45, O = 37, R = 8;
+const T = 7,
+  I = 45,
+  O = 37,
+  R = 8;
 
 function inputs(seed: number) {
   return {
@@ -37,10 +40,18 @@ describe('LoraLinear', () => {
     // a second pass adds
     layer.forward(x);
     layer.backward(dy);
-    expect(relErr(params[params.length - 1].grad.toFloat32Array(), g.dB.toFloat32Array().map((v) => 2 * v))).toBeLessThan(1e-6);
+    expect(
+      relErr(
+        params[params.length - 1].grad.toFloat32Array(),
+        g.dB.toFloat32Array().map((v) => 2 * v),
+      ),
+    ).toBeLessThan(1e-6);
     layer.zeroGrad();
     expect(params.every((p) => p.grad.toFloat32Array().every((v) => v === 0))).toBe(true);
-    expect(errorOf(() => layer.backward(dy))).toEqual({ cls: 'RangeError', message: 'Expected a training forward() before backward() for layer but received "no saved state"' });
+    expect(errorOf(() => layer.backward(dy))).toEqual({
+      cls: 'RangeError',
+      message: 'Expected a training forward() before backward() for layer but received "no saved state"',
+    });
   });
 
   it('merge() gives the same outputs without the adapter path; unmerge() restores W', () => {
@@ -51,7 +62,10 @@ describe('LoraLinear', () => {
     layer.merge();
     expect(layer.merged).toBe(true);
     expect(relErr(layer.forward(x, { training: false }).toFloat32Array(), before)).toBeLessThan(1e-5);
-    expect(errorOf(() => layer.forward(x))).toEqual({ cls: 'RangeError', message: 'Expected an unmerged layer to train (call unmerge() first) for layer but received "merged"' });
+    expect(errorOf(() => layer.forward(x))).toEqual({
+      cls: 'RangeError',
+      message: 'Expected an unmerged layer to train (call unmerge() first) for layer but received "merged"',
+    });
     layer.unmerge();
     expect(relErr(W.toFloat32Array(), W0)).toBeLessThan(1e-6);
   });
@@ -61,7 +75,9 @@ describe('LoraLinear', () => {
     const layer = new LoraLinear({ weight: W, bias, rank: R, alpha: 8, variant: 'delta-lora', A, B, delta: { lambda: 2, startStep: 1 } });
     const opt = new optim.AdamW(layer.parameters(), { lr: 1e-2, weightDecay: 0 });
     const step = () => {
-      const A0 = layer.A.toFloat32Array(), B0 = layer.B.toFloat32Array(), W0 = W.toFloat32Array();
+      const A0 = layer.A.toFloat32Array(),
+        B0 = layer.B.toFloat32Array(),
+        W0 = W.toFloat32Array();
       layer.forward(x);
       layer.backward(dy);
       opt.step();
@@ -89,7 +105,10 @@ describe('LoraLinear', () => {
       cls: 'RangeError',
       message: "Expected false unless variant is 'lora-fa' for options.projectGradB but received true",
     });
-    expect(errorOf(() => new LoraLinear({ weight: W, rank: 0 }))).toEqual({ cls: 'RangeError', message: 'Expected a positive integer for options.rank but received 0' });
+    expect(errorOf(() => new LoraLinear({ weight: W, rank: 0 }))).toEqual({
+      cls: 'RangeError',
+      message: 'Expected a positive integer for options.rank but received 0',
+    });
   });
 });
 
@@ -120,29 +139,38 @@ describe('VeraLinear', () => {
 describe('a merged layer', () => {
   afterEach(() => vi.restoreAllMocks());
 
-  it.each(['lora', 'vera'] as const)('%s: forward is linear.forward with the merged W, bit for bit, and never calls the adapter op', (method) => {
-    const { x, W, bias, dy, A, B } = inputs(7);
-    const layer =
-      method === 'lora'
-        ? new LoraLinear({ weight: W, bias, rank: R, alpha: 16, A, B })
-        : new VeraLinear({ weight: W, bias, projections: vera.projections({ rank: 16, maxIn: 64, maxOut: 64, seed: 9 }) });
-    if (layer instanceof VeraLinear) (layer.lambdaB.storage() as Float32Array).set(randomF32(O, 70));
-    layer.merge();
-    const adapterForward = method === 'lora' ? vi.spyOn(lora, 'forward') : vi.spyOn(vera, 'forward');
-    const linearForward = vi.spyOn(linear, 'forward');
-    const y = layer.forward(x, { training: false });
-    expect(adapterForward).not.toHaveBeenCalled();
-    expect(linearForward).toHaveBeenCalledTimes(1);
-    vi.restoreAllMocks();
-    const ref = linear.forward(x, W, { bias });
-    expect(Buffer.from(y.toFloat32Array().buffer)).toEqual(Buffer.from(ref.y.toFloat32Array().buffer));
-    // As before: a merged layer keeps nothing for backward and refuses to train.
-    expect(layer.savedBytes).toBe(0);
-    expect(errorOf(() => layer.backward(dy))).toEqual({ cls: 'RangeError', message: 'Expected a training forward() before backward() for layer but received "no saved state"' });
-    expect(errorOf(() => layer.forward(x))).toEqual({ cls: 'RangeError', message: 'Expected an unmerged layer to train (call unmerge() first) for layer but received "merged"' });
-    layer.unmerge();
-    expect(layer.merged).toBe(false);
-  });
+  it.each(['lora', 'vera'] as const)(
+    '%s: forward is linear.forward with the merged W, bit for bit, and never calls the adapter op',
+    (method) => {
+      const { x, W, bias, dy, A, B } = inputs(7);
+      const layer =
+        method === 'lora'
+          ? new LoraLinear({ weight: W, bias, rank: R, alpha: 16, A, B })
+          : new VeraLinear({ weight: W, bias, projections: vera.projections({ rank: 16, maxIn: 64, maxOut: 64, seed: 9 }) });
+      if (layer instanceof VeraLinear) (layer.lambdaB.storage() as Float32Array).set(randomF32(O, 70));
+      layer.merge();
+      const adapterForward = method === 'lora' ? vi.spyOn(lora, 'forward') : vi.spyOn(vera, 'forward');
+      const linearForward = vi.spyOn(linear, 'forward');
+      const y = layer.forward(x, { training: false });
+      expect(adapterForward).not.toHaveBeenCalled();
+      expect(linearForward).toHaveBeenCalledTimes(1);
+      vi.restoreAllMocks();
+      const ref = linear.forward(x, W, { bias });
+      expect(Buffer.from(y.toFloat32Array().buffer)).toEqual(Buffer.from(ref.y.toFloat32Array().buffer));
+      // As before: a merged layer keeps nothing for backward and refuses to train.
+      expect(layer.savedBytes).toBe(0);
+      expect(errorOf(() => layer.backward(dy))).toEqual({
+        cls: 'RangeError',
+        message: 'Expected a training forward() before backward() for layer but received "no saved state"',
+      });
+      expect(errorOf(() => layer.forward(x))).toEqual({
+        cls: 'RangeError',
+        message: 'Expected an unmerged layer to train (call unmerge() first) for layer but received "merged"',
+      });
+      layer.unmerge();
+      expect(layer.merged).toBe(false);
+    },
+  );
 });
 
 describe('training with an optimizer', () => {
@@ -157,7 +185,12 @@ describe('training with an optimizer', () => {
         const y = layer.forward(x).toFloat32Array();
         const t = target.toFloat32Array();
         losses.push(y.reduce((acc, v, i) => acc + (v - t[i]) ** 2, 0) / y.length);
-        layer.backward(tensor(y.map((v, i) => (2 * (v - t[i])) / y.length), [T, O]));
+        layer.backward(
+          tensor(
+            y.map((v, i) => (2 * (v - t[i])) / y.length),
+            [T, O],
+          ),
+        );
         opt.step();
         layer.afterOptimizerStep();
         opt.zeroGrad();

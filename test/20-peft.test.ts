@@ -23,7 +23,6 @@ const newDir = (name: string) => {
 
 // ---- the safetensors format, by hand ---------------------------------------------------------
 
-
 const f32 = (n: number, seed: number, std = 1) => randomF32(n, seed, std);
 
 /** Python's json.dumps(config, indent=2, sort_keys=True) for the fixture (strings, numbers, lists, objects). */
@@ -33,40 +32,118 @@ function pyJson(v: unknown, indent = ''): string {
   if (typeof v === 'number') return Number.isInteger(v) ? String(v) : String(v);
   const inner = indent + '  ';
   if (Array.isArray(v)) return v.length ? `[\n${v.map((x) => inner + pyJson(x, inner)).join(',\n')}\n${indent}]` : '[]';
-  const keys = Object.keys(v as object).filter((k) => (v as Record<string, unknown>)[k] !== undefined).sort();
-  return keys.length ? `{\n${keys.map((k) => `${inner}${JSON.stringify(k)}: ${pyJson((v as Record<string, unknown>)[k], inner)}`).join(',\n')}\n${indent}}` : '{}';
+  const keys = Object.keys(v as object)
+    .filter((k) => (v as Record<string, unknown>)[k] !== undefined)
+    .sort();
+  return keys.length
+    ? `{\n${keys.map((k) => `${inner}${JSON.stringify(k)}: ${pyJson((v as Record<string, unknown>)[k], inner)}`).join(',\n')}\n${indent}}`
+    : '{}';
 }
 
 // PEFT 0.14's LoraConfig and VeraConfig fields as save_pretrained writes them.
 const LORA_CONFIG_KEYS = [
-  'alpha_pattern', 'auto_mapping', 'base_model_name_or_path', 'bias', 'eva_config', 'exclude_modules', 'fan_in_fan_out',
-  'inference_mode', 'init_lora_weights', 'layer_replication', 'layers_pattern', 'layers_to_transform', 'loftq_config',
-  'lora_alpha', 'lora_bias', 'lora_dropout', 'megatron_config', 'megatron_core', 'modules_to_save', 'peft_type', 'r',
-  'rank_pattern', 'revision', 'target_modules', 'task_type', 'use_dora', 'use_rslora',
+  'alpha_pattern',
+  'auto_mapping',
+  'base_model_name_or_path',
+  'bias',
+  'eva_config',
+  'exclude_modules',
+  'fan_in_fan_out',
+  'inference_mode',
+  'init_lora_weights',
+  'layer_replication',
+  'layers_pattern',
+  'layers_to_transform',
+  'loftq_config',
+  'lora_alpha',
+  'lora_bias',
+  'lora_dropout',
+  'megatron_config',
+  'megatron_core',
+  'modules_to_save',
+  'peft_type',
+  'r',
+  'rank_pattern',
+  'revision',
+  'target_modules',
+  'task_type',
+  'use_dora',
+  'use_rslora',
 ];
 const VERA_CONFIG_KEYS = [
-  'auto_mapping', 'base_model_name_or_path', 'bias', 'd_initial', 'fan_in_fan_out', 'inference_mode', 'init_weights',
-  'layers_pattern', 'layers_to_transform', 'modules_to_save', 'peft_type', 'projection_prng_key', 'r', 'revision',
-  'save_projection', 'target_modules', 'task_type', 'vera_dropout',
+  'auto_mapping',
+  'base_model_name_or_path',
+  'bias',
+  'd_initial',
+  'fan_in_fan_out',
+  'inference_mode',
+  'init_weights',
+  'layers_pattern',
+  'layers_to_transform',
+  'modules_to_save',
+  'peft_type',
+  'projection_prng_key',
+  'r',
+  'revision',
+  'save_projection',
+  'target_modules',
+  'task_type',
+  'vera_dropout',
 ];
 
 function loraConfig(over: Record<string, unknown> = {}): Record<string, unknown> {
   return {
-    alpha_pattern: {}, auto_mapping: null, base_model_name_or_path: 'tiny-llama', bias: 'none', eva_config: null,
-    exclude_modules: null, fan_in_fan_out: false, inference_mode: true, init_lora_weights: true, layer_replication: null,
-    layers_pattern: null, layers_to_transform: null, loftq_config: {}, lora_alpha: 16, lora_bias: false, lora_dropout: 0.05,
-    megatron_config: null, megatron_core: 'megatron.core', modules_to_save: null, peft_type: 'LORA', r: 4, rank_pattern: {},
-    revision: null, target_modules: ['v_proj', 'q_proj'], task_type: 'CAUSAL_LM', use_dora: false, use_rslora: false,
+    alpha_pattern: {},
+    auto_mapping: null,
+    base_model_name_or_path: 'tiny-llama',
+    bias: 'none',
+    eva_config: null,
+    exclude_modules: null,
+    fan_in_fan_out: false,
+    inference_mode: true,
+    init_lora_weights: true,
+    layer_replication: null,
+    layers_pattern: null,
+    layers_to_transform: null,
+    loftq_config: {},
+    lora_alpha: 16,
+    lora_bias: false,
+    lora_dropout: 0.05,
+    megatron_config: null,
+    megatron_core: 'megatron.core',
+    modules_to_save: null,
+    peft_type: 'LORA',
+    r: 4,
+    rank_pattern: {},
+    revision: null,
+    target_modules: ['v_proj', 'q_proj'],
+    task_type: 'CAUSAL_LM',
+    use_dora: false,
+    use_rslora: false,
     ...over,
   };
 }
 
 function veraConfig(over: Record<string, unknown> = {}): Record<string, unknown> {
   return {
-    auto_mapping: null, base_model_name_or_path: 'tiny-llama', bias: 'none', d_initial: 0.1, fan_in_fan_out: false,
-    inference_mode: true, init_weights: true, layers_pattern: null, layers_to_transform: null, modules_to_save: null,
-    peft_type: 'VERA', projection_prng_key: 1234, r: 4, revision: null, save_projection: true, target_modules: ['q_proj', 'v_proj'],
-    task_type: 'CAUSAL_LM', vera_dropout: 0.0,
+    auto_mapping: null,
+    base_model_name_or_path: 'tiny-llama',
+    bias: 'none',
+    d_initial: 0.1,
+    fan_in_fan_out: false,
+    inference_mode: true,
+    init_weights: true,
+    layers_pattern: null,
+    layers_to_transform: null,
+    modules_to_save: null,
+    peft_type: 'VERA',
+    projection_prng_key: 1234,
+    r: 4,
+    revision: null,
+    save_projection: true,
+    target_modules: ['q_proj', 'v_proj'],
+    task_type: 'CAUSAL_LM',
+    vera_dropout: 0.0,
     ...over,
   };
 }
@@ -289,7 +366,11 @@ describe('LoRA variants', () => {
       [Q]: { A: f32(R * IN, 31, 0.2), B: f32(OUT[Q] * R, 32, 0.2), r: R },
       [V]: { A: f32(2 * IN, 33, 0.2), B: f32(OUT[V] * 2, 34, 0.2), r: 2 },
     };
-    const dir = writeAdapter(newDir('pattern'), loraConfig({ rank_pattern: { v_proj: 2 }, alpha_pattern: { 'self_attn\\.v_proj': 6 } }), loraEntries(data));
+    const dir = writeAdapter(
+      newDir('pattern'),
+      loraConfig({ rank_pattern: { v_proj: 2 }, alpha_pattern: { 'self_attn\\.v_proj': 6 } }),
+      loraEntries(data),
+    );
     using a = peft.loadAdapter(dir) as peft.LoraAdapter;
     expect([a.layers.get(Q)!.rank, a.layers.get(Q)!.alpha, a.layers.get(Q)!.scale]).toEqual([4, 16, 4]);
     expect([a.layers.get(V)!.rank, a.layers.get(V)!.alpha, a.layers.get(V)!.scale]).toEqual([2, 6, 3]);
@@ -320,7 +401,9 @@ describe('LoRA variants', () => {
 
   it('lora_bias and bias "all": trained biases replace the base bias, lora_B.bias adds scale·b', () => {
     const data = loraData(R, 50);
-    const lb = f32(OUT[Q], 51), trained = f32(OUT[Q], 52), norm = f32(IN, 53);
+    const lb = f32(OUT[Q], 51),
+      trained = f32(OUT[Q], 52),
+      norm = f32(IN, 53);
     const entries: FixtureTensor[] = [
       ...loraEntries(data),
       { name: `base_model.model.${Q}.lora_B.bias`, dtype: 'F32', shape: [OUT[Q]], data: lb },
@@ -331,7 +414,12 @@ describe('LoRA variants', () => {
     using a = peft.loadAdapter(dir) as peft.LoraAdapter;
     expect([...a.biases.keys()].sort()).toEqual(['model.layers.0.self_attn.q_proj', 'model.norm']);
     const merged = peft.mergedBias(a, Q, tensor(bias[Q], [OUT[Q]]))!;
-    expect(relErr(merged.toFloat32Array(), Float64Array.from(trained, (t, i) => t + 4 * lb[i]))).toBeLessThan(1e-7);
+    expect(
+      relErr(
+        merged.toFloat32Array(),
+        Float64Array.from(trained, (t, i) => t + 4 * lb[i]),
+      ),
+    ).toBeLessThan(1e-7);
     expect(peft.mergedBias(a, V, tensor(bias[V], [OUT[V]]))).toBeUndefined();
     const layer = peft.loraLayer(a, Q, tensor(Wv[Q], [OUT[Q], IN]), tensor(bias[Q], [OUT[Q]]));
     const y = layer.forward(tensor(x, [T, IN]), { training: false });
@@ -357,7 +445,19 @@ describe('LoRA variants', () => {
     const data = loraData(R, 60);
     // LoraLinear layers have A, B and scale (alpha 8 / r 4 = 2): alpha is recovered from the scale.
     const layers = new Map(
-      [Q, V].map((m) => [m, new LoraLinear({ weight: tensor(Wv[m], [OUT[m], IN]), rank: R, alpha: 8, A: tensor(data[m].A, [R, IN]), B: tensor(data[m].B, [OUT[m], R]) })] as const),
+      [Q, V].map(
+        (m) =>
+          [
+            m,
+            new LoraLinear({
+              weight: tensor(Wv[m], [OUT[m], IN]),
+              rank: R,
+              alpha: 8,
+              A: tensor(data[m].A, [R, IN]),
+              B: tensor(data[m].B, [OUT[m], R]),
+            }),
+          ] as const,
+      ),
     );
     const out = newDir('from-node');
     peft.saveAdapter(out, { kind: 'lora', layers }, { baseModel: 'tiny' });
@@ -432,7 +532,9 @@ function torchProjections(seed: number, r: number, maxIn: number, maxOut: number
   const next = mt19937(seed);
   const fill = (n: number, fan: number) => {
     const bound = Math.sqrt(3) * (Math.sqrt(2) / Math.sqrt(fan));
-    const from = Math.fround(-bound), to = Math.fround(bound), d = Math.fround(to - from);
+    const from = Math.fround(-bound),
+      to = Math.fround(bound),
+      d = Math.fround(to - from);
     return Float32Array.from({ length: n }, () => {
       const v = Math.fround(((next() & 0xffffff) / 2 ** 24) * d + from);
       return v === to ? from : v;
@@ -443,7 +545,8 @@ function torchProjections(seed: number, r: number, maxIn: number, maxOut: number
 }
 
 describe('VeRA adapter directory', () => {
-  const MAXIN = IN, MAXOUT = OUT[Q];
+  const MAXIN = IN,
+    MAXOUT = OUT[Q];
   const lambda: Record<string, { d: Float32Array; b: Float32Array }> = {
     [Q]: { d: f32(R, 70), b: f32(OUT[Q], 71) },
     [V]: { d: f32(R, 72), b: f32(OUT[V], 73) },
@@ -455,7 +558,8 @@ describe('VeRA adapter directory', () => {
 
   /** W + (λb ⊙ B[:out])(λd ⊙ A[:, :in]) in float64 (transposed into W [in, out] with fifo). */
   function veraMergedRef(W: Float32Array, m: string, A: Float32Array, B: Float32Array, fifo = false): Float64Array {
-    const out = OUT[m], res = Float64Array.from(W);
+    const out = OUT[m],
+      res = Float64Array.from(W);
     for (let o = 0; o < out; o++)
       for (let i = 0; i < IN; i++) {
         let s = 0;
@@ -489,7 +593,8 @@ describe('VeRA adapter directory', () => {
   });
 
   describe('with saved projections (save_projection: true)', () => {
-    const projA = f32(R * MAXIN, 74), projB = f32(MAXOUT * R, 75);
+    const projA = f32(R * MAXIN, 74),
+      projB = f32(MAXOUT * R, 75);
     const dir = writeAdapter(newDir('vera'), veraConfig({ unknown_future_field: [1, 2] }), [
       { name: 'base_model.vera_A', dtype: 'F32', shape: [R, MAXIN], data: projA },
       { name: 'base_model.vera_B', dtype: 'F32', shape: [MAXOUT, R], data: projB },
@@ -575,7 +680,16 @@ describe('VeRA adapter directory', () => {
       expect(errorOf(() => peft.loadAdapter(dir, { baseShapes: new Map([[Q, [OUT[Q], IN]]]) })).message).toMatch(
         /^Expected an entry for every adapted module \(.*\) for options\.baseShapes but received none for "model\.layers\.0\.self_attn\.v_proj"$/,
       );
-      expect(errorOf(() => peft.loadAdapter(dir, { baseShapes: new Map([[Q, [OUT[Q], IN]], [V, [OUT[V] + 1, IN]]]) }))).toEqual({
+      expect(
+        errorOf(() =>
+          peft.loadAdapter(dir, {
+            baseShapes: new Map([
+              [Q, [OUT[Q], IN]],
+              [V, [OUT[V] + 1, IN]],
+            ]),
+          }),
+        ),
+      ).toEqual({
         cls: 'RangeError',
         message: `Expected [out, in] with out = 8 (the length of its vera_lambda_b) for options.baseShapes.get("${V}") but received [9, 24]`,
       });
@@ -604,9 +718,13 @@ describe('VeRA adapter directory', () => {
       // lowrank's own vera.projections draw from Philox: PEFT could not regenerate them
       const philox = vera.projections({ rank: R, maxIn: MAXIN, maxOut: MAXOUT, seed: SEED });
       const layers = (a as peft.VeraAdapter).layers;
-      const e = errorOf(() => peft.saveAdapter(newDir('vera-philox'), { kind: 'vera', layers, projections: philox, seed: SEED, saveProjection: false }));
+      const e = errorOf(() =>
+        peft.saveAdapter(newDir('vera-philox'), { kind: 'vera', layers, projections: philox, seed: SEED, saveProjection: false }),
+      );
       expect(e.cls).toBe('RangeError');
-      expect(e.message).toMatch(/^Expected projections equal to PEFT's for projection_prng_key 1234 \(torch's MT19937 stream, as peft\.veraProjections makes them\) for adapter\.projections but received /);
+      expect(e.message).toMatch(
+        /^Expected projections equal to PEFT's for projection_prng_key 1234 \(torch's MT19937 stream, as peft\.veraProjections makes them\) for adapter\.projections but received /,
+      );
       // ... and with saveProjection true they are stored and reload bit for bit
       const kept = newDir('vera-philox-saved');
       peft.saveAdapter(kept, { kind: 'vera', layers, projections: philox, seed: SEED });
@@ -615,7 +733,9 @@ describe('VeRA adapter directory', () => {
       // peft.veraProjections gives the ones PEFT regenerates
       const theirs = peft.veraProjections({ seed: SEED, rank: R, maxIn: MAXIN, maxOut: MAXOUT });
       expect(theirs.A.toFloat32Array()).toEqual(peftVeraProjections(SEED, R, MAXIN, MAXOUT).A.toFloat32Array());
-      expect(() => peft.saveAdapter(newDir('vera-peft-seed'), { kind: 'vera', layers, projections: theirs, seed: SEED, saveProjection: false })).not.toThrow();
+      expect(() =>
+        peft.saveAdapter(newDir('vera-peft-seed'), { kind: 'vera', layers, projections: theirs, seed: SEED, saveProjection: false }),
+      ).not.toThrow();
     });
   });
 });
@@ -625,7 +745,8 @@ describe('VeRA adapter directory', () => {
 describe('errors name the file and the key', () => {
   const data = loraData(R, 80);
   const good = loraEntries(data);
-  const fixture = (name: string, config: Record<string, unknown> | string, entries: FixtureTensor[] = good) => writeAdapter(newDir(name), config, entries);
+  const fixture = (name: string, config: Record<string, unknown> | string, entries: FixtureTensor[] = good) =>
+    writeAdapter(newDir(name), config, entries);
   const cfgFile = (d: string) => path.join(d, 'adapter_config.json');
   const stFile = (d: string) => path.join(d, 'adapter_model.safetensors');
 
@@ -665,8 +786,12 @@ describe('errors name the file and the key', () => {
       message: 'Expected "LORA" or "VERA" for peft_type in the adapter_config.json being saved but received "IA3"',
     });
     const other = { kind: 'ia3', layers: new Map() } as unknown as peft.Adapter;
-    expect(errorOf(() => peft.saveAdapter(newDir('ia3-kind'), other)).message).toMatch(/^Expected an adapter \(\{ kind: 'lora' \| 'vera', layers, \.\.\. \}\) for adapter but received /);
-    expect(errorOf(() => peft.mergeWeight(other, Q, tensor(new Float32Array(4), [2, 2]))).message).toMatch(/^Expected an adapter from peft\.loadAdapter for adapter but received /);
+    expect(errorOf(() => peft.saveAdapter(newDir('ia3-kind'), other)).message).toMatch(
+      /^Expected an adapter \(\{ kind: 'lora' \| 'vera', layers, \.\.\. \}\) for adapter but received /,
+    );
+    expect(errorOf(() => peft.mergeWeight(other, Q, tensor(new Float32Array(4), [2, 2]))).message).toMatch(
+      /^Expected an adapter from peft\.loadAdapter for adapter but received /,
+    );
     // each row's kind is checked by the functions of one method
     const veraLike = { kind: 'vera', layers: new Map() } as unknown as peft.LoraAdapter;
     expect(errorOf(() => peft.loraLayer(veraLike, Q, tensor(new Float32Array(4), [2, 2])))).toEqual({
@@ -679,17 +804,31 @@ describe('errors name the file and the key', () => {
     const bad = fixture('bad-json', '{"peft_type": "LORA", "r": 4,');
     const e = errorOf(() => peft.loadAdapter(bad));
     expect(e.cls).toBe('RangeError');
-    expect(e.message).toMatch(new RegExp(`^Expected a JSON object for ${cfgFile(bad).replace(/[.]/g, '\\.')} but received text that is not JSON \\(.+\\)$`));
+    expect(e.message).toMatch(
+      new RegExp(`^Expected a JSON object for ${cfgFile(bad).replace(/[.]/g, '\\.')} but received text that is not JSON \\(.+\\)$`),
+    );
     const cases: Array<[Record<string, unknown>, string, string]> = [
-      [loraConfig({ peft_type: 'IA3' }), 'RangeError', 'Expected "LORA" or "VERA" for peft_type in FILE but received "IA3" (lowrank reads LoRA and VeRA adapters)'],
+      [
+        loraConfig({ peft_type: 'IA3' }),
+        'RangeError',
+        'Expected "LORA" or "VERA" for peft_type in FILE but received "IA3" (lowrank reads LoRA and VeRA adapters)',
+      ],
       [loraConfig({ peft_type: undefined }), 'TypeError', 'Expected "LORA" or "VERA" for peft_type in FILE but received undefined'],
       [loraConfig({ r: '4' }), 'TypeError', 'Expected a positive integer for r in FILE but received "4"'],
       [loraConfig({ r: 0 }), 'RangeError', 'Expected a positive integer for r in FILE but received 0'],
       [loraConfig({ lora_alpha: 'x' }), 'TypeError', 'Expected a finite number for lora_alpha in FILE but received "x"'],
       [loraConfig({ use_rslora: 1 }), 'TypeError', 'Expected a boolean for use_rslora in FILE but received 1'],
       [loraConfig({ bias: 'some' }), 'RangeError', 'Expected one of "none", "all", "lora_only" for bias in FILE but received "some"'],
-      [loraConfig({ use_dora: true }), 'RangeError', 'Expected false for use_dora in FILE but received true (DoRA adapters (lora_magnitude_vector) are not supported)'],
-      [loraConfig({ rank_pattern: { v_proj: 'two' } }), 'TypeError', 'Expected a positive integer for rank_pattern["v_proj"] in FILE but received "two"'],
+      [
+        loraConfig({ use_dora: true }),
+        'RangeError',
+        'Expected false for use_dora in FILE but received true (DoRA adapters (lora_magnitude_vector) are not supported)',
+      ],
+      [
+        loraConfig({ rank_pattern: { v_proj: 'two' } }),
+        'TypeError',
+        'Expected a positive integer for rank_pattern["v_proj"] in FILE but received "two"',
+      ],
     ];
     for (const [config, cls, message] of cases) {
       const d = fixture('bad-config', config);
@@ -699,11 +838,26 @@ describe('errors name the file and the key', () => {
 
   it('missing tensors, shape mismatches, foreign keys', () => {
     const cases: Array<[FixtureTensor[], Record<string, unknown>, string, string]> = [
-      [good.filter((e) => !e.name.endsWith(`${V}.lora_B.weight`)), loraConfig(), 'RangeError', `Expected base_model.model.${V}.lora_B.weight beside .lora_A.weight for FILE but received no such key`],
-      [good.filter((e) => !e.name.endsWith(`${Q}.lora_A.weight`)), loraConfig(), 'RangeError', `Expected base_model.model.${Q}.lora_A.weight beside .lora_B.weight for FILE but received no such key`],
-      [good, loraConfig({ r: 8 }), 'RangeError', `Expected shape [r, in] with r = 8 in adapter_config.json for base_model.model.${Q}.lora_A.weight in FILE but received [4, 24]`],
       [
-        good.map((e) => (e.name.endsWith(`${V}.lora_B.weight`) ? { ...e, shape: [OUT[V] * R / 2, 2] } : e)),
+        good.filter((e) => !e.name.endsWith(`${V}.lora_B.weight`)),
+        loraConfig(),
+        'RangeError',
+        `Expected base_model.model.${V}.lora_B.weight beside .lora_A.weight for FILE but received no such key`,
+      ],
+      [
+        good.filter((e) => !e.name.endsWith(`${Q}.lora_A.weight`)),
+        loraConfig(),
+        'RangeError',
+        `Expected base_model.model.${Q}.lora_A.weight beside .lora_B.weight for FILE but received no such key`,
+      ],
+      [
+        good,
+        loraConfig({ r: 8 }),
+        'RangeError',
+        `Expected shape [r, in] with r = 8 in adapter_config.json for base_model.model.${Q}.lora_A.weight in FILE but received [4, 24]`,
+      ],
+      [
+        good.map((e) => (e.name.endsWith(`${V}.lora_B.weight`) ? { ...e, shape: [(OUT[V] * R) / 2, 2] } : e)),
         loraConfig(),
         'RangeError',
         `Expected shape [out, r] with r = 4 in adapter_config.json for base_model.model.${V}.lora_B.weight in FILE but received [16, 2]`,
@@ -726,7 +880,12 @@ describe('errors name the file and the key', () => {
         'RangeError',
         `Expected a floating-point tensor (F32, BF16 or F16) for base_model.model.${Q}.step in FILE but received "I64"`,
       ],
-      [[], loraConfig(), 'RangeError', 'Expected at least one adapted layer (<module>.lora_A.weight) for FILE but received 0 tensors and no such key'],
+      [
+        [],
+        loraConfig(),
+        'RangeError',
+        'Expected at least one adapted layer (<module>.lora_A.weight) for FILE but received 0 tensors and no such key',
+      ],
     ];
     for (const [entries, config, cls, message] of cases) {
       const d = fixture('bad-tensors', config, entries);
@@ -767,7 +926,8 @@ describe('errors name the file and the key', () => {
   });
 
   it('saveAdapter refuses an int32 tensor by name', () => {
-    const A = tensor(new Int32Array(R * IN), [R, IN]), B = tensor(new Float32Array(OUT[Q] * R), [OUT[Q], R]);
+    const A = tensor(new Int32Array(R * IN), [R, IN]),
+      B = tensor(new Float32Array(OUT[Q] * R), [OUT[Q], R]);
     expect(errorOf(() => peft.saveAdapter(newDir('int32-save'), { kind: 'lora', layers: new Map([[Q, { A, B }]]) }))).toEqual({
       cls: 'TypeError',
       message: `Expected a float32, bfloat16 or float16 Tensor for adapter.layers["${Q}"].A but received Tensor(int32, [${R}, ${IN}], cpu) (dtype is int32)`,
@@ -785,7 +945,15 @@ describe('properties', () => {
       fc.property(fc.jsonValue(), (v) => {
         const text = peft.pythonJson(v);
         const canonical = (x: unknown): unknown =>
-          Array.isArray(x) ? x.map(canonical) : x && typeof x === 'object' ? Object.fromEntries(Object.keys(x).sort().map((k) => [k, canonical((x as Record<string, unknown>)[k])])) : x;
+          Array.isArray(x)
+            ? x.map(canonical)
+            : x && typeof x === 'object'
+              ? Object.fromEntries(
+                  Object.keys(x)
+                    .sort()
+                    .map((k) => [k, canonical((x as Record<string, unknown>)[k])]),
+                )
+              : x;
         expect(JSON.stringify(canonical(JSON.parse(text)))).toBe(JSON.stringify(canonical(v)));
         expect(/[^\x20-\x7e\n]/.test(text)).toBe(false); // ensure_ascii
       }),
@@ -796,7 +964,8 @@ describe('properties', () => {
   it('any adapter_config.json is loaded or refused with a TypeError / RangeError "Expected ..."', () => {
     const dir = newDir('fuzz');
     writeFileSync(path.join(dir, 'adapter_model.safetensors'), safetensorsBytes(loraEntries(loraData(R, 90))));
-    const field = (good: fc.Arbitrary<unknown>) => fc.oneof({ weight: 3, arbitrary: good }, { weight: 1, arbitrary: fc.jsonValue({ maxDepth: 2 }) });
+    const field = (good: fc.Arbitrary<unknown>) =>
+      fc.oneof({ weight: 3, arbitrary: good }, { weight: 1, arbitrary: fc.jsonValue({ maxDepth: 2 }) });
     const config = fc.record(
       {
         peft_type: field(fc.constantFrom('LORA', 'VERA')),
@@ -818,7 +987,14 @@ describe('properties', () => {
       fc.property(config, (c) => {
         writeFileSync(path.join(dir, 'adapter_config.json'), JSON.stringify(c));
         try {
-          peft.loadAdapter(dir, { baseShapes: new Map([[Q, [OUT[Q], IN]], [V, [OUT[V], IN]]]) }).dispose();
+          peft
+            .loadAdapter(dir, {
+              baseShapes: new Map([
+                [Q, [OUT[Q], IN]],
+                [V, [OUT[V], IN]],
+              ]),
+            })
+            .dispose();
           peft.describeAdapter(dir);
         } catch (e) {
           expect(e instanceof TypeError || e instanceof RangeError, String(e)).toBe(true);

@@ -20,7 +20,10 @@ afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
 beforeAll(() => {
   // Refresh dist/ (tsc emits even when another file has a type error; the CLI test needs only its own files).
-  const r = spawnSync(process.execPath, [path.join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.json'], { cwd: root, encoding: 'utf8' });
+  const r = spawnSync(process.execPath, [path.join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.json'], {
+    cwd: root,
+    encoding: 'utf8',
+  });
   if (r.status !== 0) console.warn(`tsc reported problems (dist/ was still written):\n${r.stdout}${r.stderr}`);
 });
 
@@ -31,10 +34,10 @@ function cli(args: string[], env: Record<string, string> = {}) {
 
 // ---- fixtures --------------------------------------------------------------------------------
 
-
-
-const IN = 32, R = 4;
-const Q = 'model.layers.0.self_attn.q_proj', V = 'model.layers.0.self_attn.v_proj';
+const IN = 32,
+  R = 4;
+const Q = 'model.layers.0.self_attn.q_proj',
+  V = 'model.layers.0.self_attn.v_proj';
 const OUT: Record<string, number> = { [Q]: 32, [V]: 16 };
 const Wq = randomF32(OUT[Q] * IN, 1, 0.2);
 const Wv = toBf16Bits(randomF32(OUT[V] * IN, 2, 0.2)); // v_proj stored as bfloat16
@@ -73,7 +76,10 @@ function writeShardedBase(dir: string, shards: FixtureTensor[][]): void {
       total += e.data.byteLength;
     }
   });
-  writeFileSync(path.join(dir, 'model.safetensors.index.json'), JSON.stringify({ metadata: { total_size: total }, weight_map: weightMap }, null, 2));
+  writeFileSync(
+    path.join(dir, 'model.safetensors.index.json'),
+    JSON.stringify({ metadata: { total_size: total }, weight_map: weightMap }, null, 2),
+  );
 }
 
 const A: Record<string, Float32Array> = { [Q]: randomF32(R * IN, 10, 0.2), [V]: randomF32(R * IN, 11, 0.2) };
@@ -83,8 +89,17 @@ const SCALE = 16 / R;
 function writeLoraAdapter(dir: string): string {
   mkdirSync(dir, { recursive: true });
   const config = {
-    base_model_name_or_path: 'tiny-llama', bias: 'none', fan_in_fan_out: false, inference_mode: true, lora_alpha: 16,
-    lora_dropout: 0.0, peft_type: 'LORA', r: R, target_modules: ['q_proj', 'v_proj'], task_type: 'CAUSAL_LM', use_rslora: false,
+    base_model_name_or_path: 'tiny-llama',
+    bias: 'none',
+    fan_in_fan_out: false,
+    inference_mode: true,
+    lora_alpha: 16,
+    lora_dropout: 0.0,
+    peft_type: 'LORA',
+    r: R,
+    target_modules: ['q_proj', 'v_proj'],
+    task_type: 'CAUSAL_LM',
+    use_rslora: false,
   };
   writeFileSync(path.join(dir, 'adapter_config.json'), JSON.stringify(config, null, 2));
   writeFileSync(
@@ -128,7 +143,9 @@ describe('lowrank --help', () => {
     const help = cli(['--help']);
     expect(help.status).toBe(0);
     for (const c of ['merge', 'inspect', 'demo', 'bench']) expect(help.stdout).toMatch(new RegExp(`^  ${c} `, 'm'));
-    expect(cli(['--version']).stdout.trim()).toBe((JSON.parse(readFileSync(path.join(root, 'package.json'), 'utf8')) as { version: string }).version);
+    expect(cli(['--version']).stdout.trim()).toBe(
+      (JSON.parse(readFileSync(path.join(root, 'package.json'), 'utf8')) as { version: string }).version,
+    );
   });
 
   it.each([
@@ -154,7 +171,10 @@ describe('lowrank inspect', () => {
     expect(r.stdout).toMatch(/^ {2}target modules {8}q_proj, v_proj$/m);
     expect(r.stdout).toMatch(/^ {2}trainable parameters {2}448$/m); // 2·4·32 + 32·4 + 16·4
     expect(r.stdout).toMatch(new RegExp(`^  ${Q.replace(/\./g, '\\.')} +\\[4, 32\\] +\\[32, 4\\] +4 +4$`, 'm'));
-    const json = JSON.parse(cli(['inspect', adapterDir, '--json']).stdout) as Pick<peft.AdapterSummary, 'kind' | 'rank' | 'alpha' | 'scale' | 'layers'>;
+    const json = JSON.parse(cli(['inspect', adapterDir, '--json']).stdout) as Pick<
+      peft.AdapterSummary,
+      'kind' | 'rank' | 'alpha' | 'scale' | 'layers'
+    >;
     expect([json.kind, json.rank, json.alpha, json.scale, json.layers.length]).toEqual(['lora', 4, 16, 4, 2]);
   });
 
@@ -205,7 +225,11 @@ describe('lowrank merge', () => {
     expect(r.stdout).toMatch(/^merge: 100% \(6\/6 tensors, /m);
     expect(r.stdout).toMatch(/^merged 2 adapted weights; copied 4 tensors unchanged \(6 in all\)$/m);
     expect(r.stdout).toMatch(/^peak RSS .+ \(largest tensor 8\.00 KiB\)$/m);
-    expect(readdirSync(out).sort()).toEqual(['model-00001-of-00002.safetensors', 'model-00002-of-00002.safetensors', 'model.safetensors.index.json']);
+    expect(readdirSync(out).sort()).toEqual([
+      'model-00001-of-00002.safetensors',
+      'model-00002-of-00002.safetensors',
+      'model.safetensors.index.json',
+    ]);
     const index: unknown = JSON.parse(readFileSync(path.join(out, 'model.safetensors.index.json'), 'utf8'));
     const inIndex: unknown = JSON.parse(readFileSync(path.join(baseDir, 'model.safetensors.index.json'), 'utf8'));
     expect(index).toEqual(inIndex);
@@ -247,7 +271,14 @@ describe('lowrank merge', () => {
     };
     writeFileSync(
       path.join(dir, 'adapter_config.json'),
-      JSON.stringify({ peft_type: 'VERA', r: R, projection_prng_key: 7, save_projection: false, target_modules: ['q_proj', 'v_proj'], d_initial: 0.1 }),
+      JSON.stringify({
+        peft_type: 'VERA',
+        r: R,
+        projection_prng_key: 7,
+        save_projection: false,
+        target_modules: ['q_proj', 'v_proj'],
+        d_initial: 0.1,
+      }),
     );
     writeFileSync(
       path.join(dir, 'adapter_model.safetensors'),
@@ -263,22 +294,36 @@ describe('lowrank merge', () => {
     const r = cli(['merge', '--base', baseDir, '--adapter', dir, '--out', out, '--json']);
     expect(r.status, r.stderr).toBe(0);
     const proj = peft.veraProjections({ seed: 7, rank: R, maxIn: IN, maxOut: OUT[Q] });
-    const pa = proj.A.toFloat32Array(), pb = proj.B.toFloat32Array();
+    const pa = proj.A.toFloat32Array(),
+      pb = proj.B.toFloat32Array();
     const ref = Float64Array.from(Wq);
     for (let o = 0; o < OUT[Q]; o++)
-      for (let i = 0; i < IN; i++) for (let j = 0; j < R; j++) ref[o * IN + i] += lambda[Q].b[o] * pb[o * R + j] * lambda[Q].d[j] * pa[j * IN + i];
+      for (let i = 0; i < IN; i++)
+        for (let j = 0; j < R; j++) ref[o * IN + i] += lambda[Q].b[o] * pb[o * R + j] * lambda[Q].d[j] * pa[j * IN + i];
     expect(relErr(parseSafetensors(out).f32(`${Q}.weight`), ref)).toBeLessThan(1e-6);
   });
 
   it('bad arguments exit 2 with an "Expected ..." message', () => {
     const cases: Array<[string[], string]> = [
       [['merge', '--base', baseDir], 'lowrank merge: Expected --adapter <dir> for lowrank merge but received nothing'],
-      [['merge', '--base', baseDir, '--adapter', adapterDir, '--out', 'x.safetensors', '--dtype', 'float64'], 'lowrank merge: Expected float32, bfloat16, float16 for --dtype but received "float64"'],
-      [['merge', '--bas', baseDir], 'lowrank merge: Expected one of --base, --adapter, --out, --dtype, --device, --json, --quiet, --help for an option of lowrank merge but received "--bas"'],
+      [
+        ['merge', '--base', baseDir, '--adapter', adapterDir, '--out', 'x.safetensors', '--dtype', 'float64'],
+        'lowrank merge: Expected float32, bfloat16, float16 for --dtype but received "float64"',
+      ],
+      [
+        ['merge', '--bas', baseDir],
+        'lowrank merge: Expected one of --base, --adapter, --out, --dtype, --device, --json, --quiet, --help for an option of lowrank merge but received "--bas"',
+      ],
       [['merge', '--base', '--adapter', adapterDir], 'lowrank merge: Expected a value for --base but received the option "--adapter"'],
-      [['inspect'], 'lowrank inspect: Expected one path (an adapter directory or a .safetensors file) for lowrank inspect but received none'],
+      [
+        ['inspect'],
+        'lowrank inspect: Expected one path (an adapter directory or a .safetensors file) for lowrank inspect but received none',
+      ],
       [['frobnicate'], 'lowrank: Expected a command (merge, inspect, demo, bench) but received "frobnicate"'],
-      [['demo', '--stepz', '3'], 'lowrank demo: Expected one of --steps, --out, --device, --quiet, --help for an option of lowrank demo but received "--stepz"'],
+      [
+        ['demo', '--stepz', '3'],
+        'lowrank demo: Expected one of --steps, --out, --device, --quiet, --help for an option of lowrank demo but received "--stepz"',
+      ],
     ];
     for (const [args, message] of cases) {
       const r = cli(args);
@@ -300,9 +345,14 @@ describe('lowrank merge', () => {
     );
     const none = cli(['merge', '--base', path.join(tmp, 'nope'), '--adapter', adapterDir, '--out', path.join(tmp, 'n.safetensors')]);
     expect(none.status).toBe(1);
-    expect(none.stderr.trim()).toBe(`lowrank merge: Expected a .safetensors file or a model directory for --base but received "${path.join(tmp, 'nope')}" (no such file or directory)`);
+    expect(none.stderr.trim()).toBe(
+      `lowrank merge: Expected a .safetensors file or a model directory for --base but received "${path.join(tmp, 'nope')}" (no such file or directory)`,
+    );
     // The library function the command runs throws what it prints (test/24-checkpoint.test.ts tests the library).
-    for (const [r, base] of [[missing, other], [none, path.join(tmp, 'nope')]] as const) {
+    for (const [r, base] of [
+      [missing, other],
+      [none, path.join(tmp, 'nope')],
+    ] as const) {
       const e = errorOf(() => checkpoint.mergeCheckpoint({ base, adapter: adapterDir, out: path.join(tmp, 'lib.safetensors') }));
       expect(`lowrank merge: ${e.message}`).toBe(r.stderr.trim());
       expect(e.cls).toBe('RangeError');
@@ -314,7 +364,9 @@ describe('lowrank merge', () => {
 describe('lowrank merge memory', () => {
   // 64 MiB in 16 tensors of 4 MiB: a merge that held the checkpoint would grow by 64 MiB or more.
   it('a 64 MiB base: peak RSS under 2 × the largest tensor + 150 MiB, growth under 2 × the largest + 32 MiB', () => {
-    const N = 1024, LAYERS = 4, MiB = 1024 * 1024;
+    const N = 1024,
+      LAYERS = 4,
+      MiB = 1024 * 1024;
     const dir = path.join(tmp, 'big');
     mkdirSync(dir, { recursive: true });
     const fill = (seed: number) => {
@@ -325,11 +377,18 @@ describe('lowrank merge memory', () => {
     const names = Array.from({ length: LAYERS }, (_, l) =>
       ['self_attn.q_proj', 'self_attn.v_proj', 'mlp.up_proj', 'mlp.down_proj'].map((p) => `model.layers.${l}.${p}.weight`),
     ).flat();
-    writeFileSync(path.join(dir, 'model.safetensors'), safetensorsBytes(names.map((name, i) => ({ name, dtype: 'F32', shape: [N, N], data: fill(i) }))));
+    writeFileSync(
+      path.join(dir, 'model.safetensors'),
+      safetensorsBytes(names.map((name, i) => ({ name, dtype: 'F32', shape: [N, N], data: fill(i) }))),
+    );
     const adapter = path.join(tmp, 'big-adapter');
     mkdirSync(adapter, { recursive: true });
-    writeFileSync(path.join(adapter, 'adapter_config.json'), JSON.stringify({ peft_type: 'LORA', r: 8, lora_alpha: 16, target_modules: ['q_proj', 'v_proj'] }));
-    const a = randomF32(8 * N, 30, 0.02), b = randomF32(N * 8, 31, 0.02);
+    writeFileSync(
+      path.join(adapter, 'adapter_config.json'),
+      JSON.stringify({ peft_type: 'LORA', r: 8, lora_alpha: 16, target_modules: ['q_proj', 'v_proj'] }),
+    );
+    const a = randomF32(8 * N, 30, 0.02),
+      b = randomF32(N * 8, 31, 0.02);
     writeFileSync(
       path.join(adapter, 'adapter_model.safetensors'),
       safetensorsBytes(
@@ -358,7 +417,8 @@ describe('lowrank merge memory', () => {
     expect(growth).toBeLessThan(2 * report.largestTensorBytes + 32 * MiB);
     // spot-check a merged row against W + s·B A, and an unchanged tensor
     const merged = parseSafetensors(out);
-    const row = 777, W = fill(names.indexOf('model.layers.2.self_attn.v_proj.weight'));
+    const row = 777,
+      W = fill(names.indexOf('model.layers.2.self_attn.v_proj.weight'));
     const got = merged.f32('model.layers.2.self_attn.v_proj.weight').subarray(row * N, (row + 1) * N);
     const ref = Float64Array.from({ length: N }, (_, i) => {
       let s = 0;
@@ -366,7 +426,11 @@ describe('lowrank merge memory', () => {
       return W[row * N + i] + 2 * s;
     });
     expect(relErr(got, ref)).toBeLessThan(1e-6);
-    expect(Buffer.from(merged.bytes('model.layers.3.mlp.up_proj.weight')).equals(Buffer.from(fill(names.indexOf('model.layers.3.mlp.up_proj.weight')).buffer))).toBe(true);
+    expect(
+      Buffer.from(merged.bytes('model.layers.3.mlp.up_proj.weight')).equals(
+        Buffer.from(fill(names.indexOf('model.layers.3.mlp.up_proj.weight')).buffer),
+      ),
+    ).toBe(true);
     rmSync(dir, { recursive: true, force: true });
     rmSync(out, { force: true });
   });

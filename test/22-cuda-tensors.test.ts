@@ -18,13 +18,16 @@ function bytesOf(t: Tensor): Buffer {
 
 /** Host tensors `got` and `want` hold the same bytes; the first differing element in the message. */
 function expectSameBits(got: Tensor, want: Tensor, label: string): void {
-  const a = bytesOf(got), b = bytesOf(want);
+  const a = bytesOf(got),
+    b = bytesOf(want);
   if (a.equals(b)) return;
   const width = got.dtype === 'float32' ? 4 : 2;
   let i = 0;
   while (i < Math.min(a.length, b.length) && a[i] === b[i]) i++;
   const at = Math.floor(i / width) * width;
-  expect.fail(`${label}: ${a.length} vs ${b.length} bytes; element ${at / width} is ${a.subarray(at, at + width).toString('hex')} vs ${b.subarray(at, at + width).toString('hex')}`);
+  expect.fail(
+    `${label}: ${a.length} vs ${b.length} bytes; element ${at / width} is ${a.subarray(at, at + width).toString('hex')} vs ${b.subarray(at, at + width).toString('hex')}`,
+  );
 }
 
 /**
@@ -36,7 +39,10 @@ function awkward(n: number, seed: number): Float32Array {
   const next = mulberry32(seed);
   const out = new Float32Array(n);
   const u = new Uint32Array(out.buffer);
-  const special = [0x00000000, 0x80000000, 0x7f800000, 0xff800000, 0x7fc00000, 0x7f800001, 0xffc12345, 0x3f808000, 0x3f818000, 0x3f801000, 0x477ff000, 0x477fefff, 0x33000000, 0x33000001, 0x387fc000, 0x00000001, 0x7f7fffff];
+  const special = [
+    0x00000000, 0x80000000, 0x7f800000, 0xff800000, 0x7fc00000, 0x7f800001, 0xffc12345, 0x3f808000, 0x3f818000, 0x3f801000, 0x477ff000,
+    0x477fefff, 0x33000000, 0x33000001, 0x387fc000, 0x00000001, 0x7f7fffff,
+  ];
   for (let i = 0; i < n; i++) {
     if (i < special.length) {
       u[i] = special[i];
@@ -90,12 +96,30 @@ describe('without a usable CUDA device', () => {
     const cases: Array<[() => unknown, string]> = [
       [() => native().cudaFree({ block: {} as never }), 'Expected a live CUDA tensor for block but received an object'],
       [() => native().cudaFree({ block: 5 as never }), 'Expected a live CUDA tensor for block but received 5'],
-      [() => native().cudaUpload({ block: new Float32Array(4) as never, src: new Float32Array(4) }), 'Expected a live CUDA tensor for block but received a typed array (host memory)'],
-      [() => native().cudaDownload({ block: null as never, dst: new Float32Array(4) }), 'Expected a live CUDA tensor for block but received null'],
-      [() => native().cudaCopy({ dst: undefined as never, src: {} as never, bytes: 4 }), 'Expected a live CUDA tensor for dst but received undefined'],
-      [() => native().convert({ src: { data: {} as never, dtype: 0 }, dst: { data: {} as never, dtype: 1 } }), 'Expected a typed array or a live CUDA tensor for src.data but received an object'],
-      [() => native().fill({ dst: { data: {} as never, dtype: 0 }, value: 0 }), 'Expected a typed array or a live CUDA tensor for dst.data but received an object'],
-      [() => native().addInto({ dst: { data: {} as never, dtype: 0 }, src: { data: new Float32Array(4), dtype: 0 } }), 'Expected a typed array or a live CUDA tensor for dst.data but received an object'],
+      [
+        () => native().cudaUpload({ block: new Float32Array(4) as never, src: new Float32Array(4) }),
+        'Expected a live CUDA tensor for block but received a typed array (host memory)',
+      ],
+      [
+        () => native().cudaDownload({ block: null as never, dst: new Float32Array(4) }),
+        'Expected a live CUDA tensor for block but received null',
+      ],
+      [
+        () => native().cudaCopy({ dst: undefined as never, src: {} as never, bytes: 4 }),
+        'Expected a live CUDA tensor for dst but received undefined',
+      ],
+      [
+        () => native().convert({ src: { data: {} as never, dtype: 0 }, dst: { data: {} as never, dtype: 1 } }),
+        'Expected a typed array or a live CUDA tensor for src.data but received an object',
+      ],
+      [
+        () => native().fill({ dst: { data: {} as never, dtype: 0 }, value: 0 }),
+        'Expected a typed array or a live CUDA tensor for dst.data but received an object',
+      ],
+      [
+        () => native().addInto({ dst: { data: {} as never, dtype: 0 }, src: { data: new Float32Array(4), dtype: 0 } }),
+        'Expected a typed array or a live CUDA tensor for dst.data but received an object',
+      ],
       [() => native().cudaSetTf32(1 as never), 'Expected a boolean for allow but received 1'],
     ];
     for (const [call, message] of cases) expect(errorOf(call)).toEqual({ cls: 'TypeError', message });
@@ -107,7 +131,10 @@ describe('without a usable CUDA device', () => {
 
   it('synchronize() returns at once when nothing can be queued on a device, and setTf32 checks its argument', () => {
     if (!cuda.available) expect(() => synchronize()).not.toThrow();
-    expect(errorOf(() => setTf32('yes' as never))).toEqual({ cls: 'TypeError', message: 'Expected a boolean for allow but received "yes"' });
+    expect(errorOf(() => setTf32('yes' as never))).toEqual({
+      cls: 'TypeError',
+      message: 'Expected a boolean for allow but received "yes"',
+    });
   });
 
   it('memory statistics and emptyCache() never need a device', () => {
@@ -226,7 +253,8 @@ describe.skipIf(!cuda.available)('on a CUDA device', () => {
 
   it('fill and add on the device: gradients accumulate without the host', () => {
     for (const n of [1, 7, 33, 100003]) {
-      const a = randn([n], { seed: n, device: 'cuda' }), b = randn([n], { seed: n + 1, device: 'cuda' });
+      const a = randn([n], { seed: n, device: 'cuda' }),
+        b = randn([n], { seed: n + 1, device: 'cuda' });
       const want = a.toFloat32Array().map((v, i) => v + b.toFloat32Array()[i]);
       native().addInto({ dst: { data: a.deviceHandle(), dtype: 0 }, src: { data: b.deviceHandle(), dtype: 0 } });
       expect(a.toFloat32Array()).toEqual(want);
@@ -270,7 +298,14 @@ describe.skipIf(!cuda.available)('on a CUDA device', () => {
     const t = tensor([1, 2, 3, 4, 5, 6], [2, 3], { device: 'cuda' });
     t.dispose();
     const DISPOSED = 'Expected a live Tensor for tensor but received Tensor(float32, [2, 3], cuda, disposed) (it was disposed)';
-    for (const call of [() => t.toFloat32Array(), () => t.to('cpu'), () => t.astype('float16'), () => t.clone(), () => t.reshape([3, 2]), () => t.deviceHandle()])
+    for (const call of [
+      () => t.toFloat32Array(),
+      () => t.to('cpu'),
+      () => t.astype('float16'),
+      () => t.clone(),
+      () => t.reshape([3, 2]),
+      () => t.deviceHandle(),
+    ])
       expect(errorOf(call)).toEqual({ cls: 'TypeError', message: DISPOSED });
     await expect(t.data()).rejects.toThrow(DISPOSED);
   });
@@ -279,7 +314,8 @@ describe.skipIf(!cuda.available)('on a CUDA device', () => {
     const t = tensor([1, 2], [2], { device: 'cuda' });
     expect(errorOf(() => t.storage('W'))).toEqual({
       cls: 'RangeError',
-      message: "Expected a tensor in host memory for W but received Tensor(float32, [2], cuda) (this operation runs on the CPU; move it with .to('cpu'))",
+      message:
+        "Expected a tensor in host memory for W but received Tensor(float32, [2], cuda) (this operation runs on the CPU; move it with .to('cpu'))",
     });
     t.dispose();
   });
@@ -308,7 +344,8 @@ describe.skipIf(!cuda.available)('on a CUDA device', () => {
   });
 
   it('clone() and to("cuda") copy: later writes to the source do not show', () => {
-    const a = randomF32(33, 13), b = randomF32(33, 14);
+    const a = randomF32(33, 13),
+      b = randomF32(33, 14);
     const t = tensor(a, [33], { device: 'cuda' });
     const c = t.clone();
     const d = t.to('cuda');
@@ -370,7 +407,9 @@ describe.skipIf(!cuda.available)('on a CUDA device', () => {
       cls: 'RangeError',
       message: 'Expected a CUDA tensor of at least 32 bytes for dst but received one of 16 bytes',
     });
-    expect(errorOf(() => native().convert({ src: { data: t.deviceHandle(), dtype: 0 }, dst: { data: u.deviceHandle(), dtype: 0 } }))).toEqual({
+    expect(
+      errorOf(() => native().convert({ src: { data: t.deviceHandle(), dtype: 0 }, dst: { data: u.deviceHandle(), dtype: 0 } })),
+    ).toEqual({
       cls: 'RangeError',
       message: 'Expected a CUDA tensor of at least 32 bytes for dst but received one of 16 bytes',
     });
@@ -387,7 +426,8 @@ describe.skipIf(!cuda.available)('on a CUDA device', () => {
 });
 
 describe.skipIf(!cuda.available)('int32 on a CUDA device', () => {
-  const INT32_MIN = -(2 ** 31), INT32_MAX = 2 ** 31 - 1;
+  const INT32_MIN = -(2 ** 31),
+    INT32_MAX = 2 ** 31 - 1;
   const values = (n: number) => {
     const next = mulberry32(n);
     const out = Int32Array.from({ length: n }, () => Math.floor(next() * 2 ** 32) - 2 ** 31);
@@ -400,7 +440,10 @@ describe.skipIf(!cuda.available)('int32 on a CUDA device', () => {
       const host = values(n);
       const d = tensor(host, [n], { device: 'cuda' });
       expect([d.dtype, d.device, d.nbytes]).toEqual(['int32', 'cuda', n * 4]);
-      const c = d.clone(), r = d.reshape([1, n]), m = c.to('cuda'), back = m.to('cpu');
+      const c = d.clone(),
+        r = d.reshape([1, n]),
+        m = c.to('cuda'),
+        back = m.to('cpu');
       for (const t of [d, c, r, m, back]) expect(t.toInt32Array(), `n = ${n}`).toEqual(host);
       expect(back.storage()).toBeInstanceOf(Int32Array);
       const copied = tensor(Array.from(host.subarray(0, 7)), [Math.min(n, 7)], { dtype: 'int32', device: 'cuda' });
@@ -427,7 +470,9 @@ describe.skipIf(!cuda.available)('int32 on a CUDA device', () => {
 
   it('CUDA ops refuse int32 with the usual dtype message', () => {
     const x = zeros([2, 3], { dtype: 'int32', device: 'cuda' });
-    const W = zeros([4, 3], { device: 'cuda' }), A = zeros([2, 3], { device: 'cuda' }), B = zeros([4, 2], { device: 'cuda' });
+    const W = zeros([4, 3], { device: 'cuda' }),
+      A = zeros([2, 3], { device: 'cuda' }),
+      B = zeros([4, 2], { device: 'cuda' });
     expect(errorOf(() => lora.forward(x, W, A, B, { scale: 1 }))).toEqual({
       cls: 'TypeError',
       message: 'Expected a float32, bfloat16 or float16 Tensor for x but received Tensor(int32, [2, 3], cuda) (dtype is int32)',

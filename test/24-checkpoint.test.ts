@@ -13,8 +13,10 @@ import { parseSafetensors, safetensorsBytes } from './helpers/safetensors-fixtur
 const tmp = mkdtempSync(path.join(os.tmpdir(), 'lowrank-checkpoint-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
-const IN = 24, R = 4;
-const Q = 'model.layers.0.self_attn.q_proj', V = 'model.layers.0.self_attn.v_proj';
+const IN = 24,
+  R = 4;
+const Q = 'model.layers.0.self_attn.q_proj',
+  V = 'model.layers.0.self_attn.v_proj';
 const OUT: Record<string, number> = { [Q]: 20, [V]: 12 };
 const W: Record<string, Float32Array> = { [Q]: randomF32(OUT[Q] * IN, 1, 0.2), [V]: randomF32(OUT[V] * IN, 2, 0.2) };
 const embed = randomF32(16 * IN, 3);
@@ -33,7 +35,10 @@ writeFileSync(
 
 const loraDir = path.join(tmp, 'lora');
 const loraLayers = new Map(
-  [Q, V].map((m, i) => [m, { A: tensor(randomF32(R * IN, 10 + i, 0.3), [R, IN]), B: tensor(randomF32(OUT[m] * R, 20 + i, 0.3), [OUT[m], R]) }] as const),
+  [Q, V].map(
+    (m, i) =>
+      [m, { A: tensor(randomF32(R * IN, 10 + i, 0.3), [R, IN]), B: tensor(randomF32(OUT[m] * R, 20 + i, 0.3), [OUT[m], R]) }] as const,
+  ),
 );
 peft.saveAdapter(loraDir, { kind: 'lora', layers: loraLayers, rank: R, alpha: 8 });
 
@@ -52,35 +57,48 @@ function mergedInMemory(module: string, merge: (Wt: ReturnType<typeof tensor>) =
 }
 
 describe('checkpoint.mergeCheckpoint', () => {
-  it.each(['lora', 'vera'] as const)('%s: merged weights equal lora.merge / vera.merge in memory bit for bit; the rest is copied', (method) => {
-    const out = path.join(tmp, `merged-${method}.safetensors`);
-    const progress: MergeProgress[] = [];
-    const report = checkpoint.mergeCheckpoint({ base: baseFile, adapter: method === 'lora' ? loraDir : veraDir, out, onProgress: (p) => progress.push(p) });
-    expect(report).toMatchObject({ merged: 2, biases: 0, replaced: 0, copied: 2, converted: 0, tensors: 4, outputs: [out] });
-    expect(report.bytesWritten).toBe(report.bytesRead);
-    expect(progress.map((p) => p.tensors)).toEqual([1, 2, 3, 4]);
-    expect(progress.every((p) => p.totalTensors === 4 && p.totalBytes === report.bytesRead)).toBe(true);
-    expect(progress.at(-1)!.bytes).toBe(report.bytesRead);
-
-    const merged = parseSafetensors(out);
-    expect(merged.names).toEqual(['model.embed_tokens.weight', `${Q}.weight`, `${V}.weight`, 'model.norm.weight'].sort());
-    for (const m of [Q, V]) {
-      const want = mergedInMemory(m, (Wt) => {
-        if (method === 'lora') lora.merge(Wt, loraLayers.get(m)!.A, loraLayers.get(m)!.B, 8 / R);
-        else vera.merge(Wt, projections, veraLayers.get(m)!.lambdaD, veraLayers.get(m)!.lambdaB);
+  it.each(['lora', 'vera'] as const)(
+    '%s: merged weights equal lora.merge / vera.merge in memory bit for bit; the rest is copied',
+    (method) => {
+      const out = path.join(tmp, `merged-${method}.safetensors`);
+      const progress: MergeProgress[] = [];
+      const report = checkpoint.mergeCheckpoint({
+        base: baseFile,
+        adapter: method === 'lora' ? loraDir : veraDir,
+        out,
+        onProgress: (p) => progress.push(p),
       });
-      expect(Buffer.compare(merged.bytes(`${m}.weight`), want), m).toBe(0);
-    }
-    expect(Buffer.compare(merged.bytes('model.embed_tokens.weight'), Buffer.from(embed.buffer))).toBe(0);
-    expect(Buffer.compare(merged.bytes('model.norm.weight'), Buffer.from(norm.buffer))).toBe(0);
-  });
+      expect(report).toMatchObject({ merged: 2, biases: 0, replaced: 0, copied: 2, converted: 0, tensors: 4, outputs: [out] });
+      expect(report.bytesWritten).toBe(report.bytesRead);
+      expect(progress.map((p) => p.tensors)).toEqual([1, 2, 3, 4]);
+      expect(progress.every((p) => p.totalTensors === 4 && p.totalBytes === report.bytesRead)).toBe(true);
+      expect(progress.at(-1)!.bytes).toBe(report.bytesRead);
+
+      const merged = parseSafetensors(out);
+      expect(merged.names).toEqual(['model.embed_tokens.weight', `${Q}.weight`, `${V}.weight`, 'model.norm.weight'].sort());
+      for (const m of [Q, V]) {
+        const want = mergedInMemory(m, (Wt) => {
+          if (method === 'lora') lora.merge(Wt, loraLayers.get(m)!.A, loraLayers.get(m)!.B, 8 / R);
+          else vera.merge(Wt, projections, veraLayers.get(m)!.lambdaD, veraLayers.get(m)!.lambdaB);
+        });
+        expect(Buffer.compare(merged.bytes(`${m}.weight`), want), m).toBe(0);
+      }
+      expect(Buffer.compare(merged.bytes('model.embed_tokens.weight'), Buffer.from(embed.buffer))).toBe(0);
+      expect(Buffer.compare(merged.bytes('model.norm.weight'), Buffer.from(norm.buffer))).toBe(0);
+    },
+  );
 
   it('a directory out mirrors a one-file base as model.safetensors; dtype converts every tensor', () => {
     const out = path.join(tmp, 'merged-dir');
     const report = checkpoint.mergeCheckpoint({ base: tmp, adapter: loraDir, out, dtype: 'bfloat16' });
     expect(report).toMatchObject({ merged: 2, converted: 2, copied: 0, outputs: [path.join(out, checkpoint.MODEL_NAME)] });
     expect(report.bytesWritten).toBe(report.bytesRead / 2);
-    expect(Object.values(parseSafetensors(report.outputs[0]).header).map((h) => (h as { dtype: string }).dtype)).toEqual(['BF16', 'BF16', 'BF16', 'BF16']);
+    expect(Object.values(parseSafetensors(report.outputs[0]).header).map((h) => (h as { dtype: string }).dtype)).toEqual([
+      'BF16',
+      'BF16',
+      'BF16',
+      'BF16',
+    ]);
   });
 
   it('bad inputs throw the errors lowrank merge prints, and write nothing', () => {

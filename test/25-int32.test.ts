@@ -3,7 +3,24 @@
 // (and, exactly or not at all, as float32); every float op refuses them with the usual message.
 import fc from 'fast-check';
 import { afterAll, describe, expect, it } from 'vitest';
-import { emptyPool, Linear, linear, lora, LoraLinear, memory, optim, poolInfo, rand, randn, setPoolBudget, tensor, vera, VeraLinear, zeros, type Tensor } from '../lib/index.js';
+import {
+  emptyPool,
+  Linear,
+  linear,
+  lora,
+  LoraLinear,
+  memory,
+  optim,
+  poolInfo,
+  rand,
+  randn,
+  setPoolBudget,
+  tensor,
+  vera,
+  VeraLinear,
+  zeros,
+  type Tensor,
+} from '../lib/index.js';
 import { errorOf } from './helpers/reference.js';
 
 afterAll(() => {
@@ -38,12 +55,30 @@ describe('int32 tensors', () => {
     expect(Array.from(t.toInt32Array())).toEqual([0, 0, 7, INT32_MIN, INT32_MAX]);
     t.dispose();
     const range = 'an integer in [-2147483648, 2147483647]';
-    expect(errorOf(() => tensor([1, 1.5], [2], { dtype: 'int32' }))).toEqual({ cls: 'RangeError', message: `Expected ${range} for data[1] but received 1.5` });
-    expect(errorOf(() => tensor([2 ** 31], [1], { dtype: 'int32' }))).toEqual({ cls: 'RangeError', message: `Expected ${range} for data[0] but received 2147483648` });
-    expect(errorOf(() => tensor([0, 0, INT32_MIN - 1], [3], { dtype: 'int32' }))).toEqual({ cls: 'RangeError', message: `Expected ${range} for data[2] but received -2147483649` });
-    expect(errorOf(() => tensor([NaN], [1], { dtype: 'int32' }))).toEqual({ cls: 'RangeError', message: `Expected ${range} for data[0] but received NaN` });
-    expect(errorOf(() => tensor([Infinity], [1], { dtype: 'int32' }))).toEqual({ cls: 'RangeError', message: `Expected ${range} for data[0] but received Infinity` });
-    expect(errorOf(() => tensor([1, '2'] as never, [2], { dtype: 'int32' }))).toEqual({ cls: 'TypeError', message: `Expected ${range} for data[1] but received "2"` });
+    expect(errorOf(() => tensor([1, 1.5], [2], { dtype: 'int32' }))).toEqual({
+      cls: 'RangeError',
+      message: `Expected ${range} for data[1] but received 1.5`,
+    });
+    expect(errorOf(() => tensor([2 ** 31], [1], { dtype: 'int32' }))).toEqual({
+      cls: 'RangeError',
+      message: `Expected ${range} for data[0] but received 2147483648`,
+    });
+    expect(errorOf(() => tensor([0, 0, INT32_MIN - 1], [3], { dtype: 'int32' }))).toEqual({
+      cls: 'RangeError',
+      message: `Expected ${range} for data[2] but received -2147483649`,
+    });
+    expect(errorOf(() => tensor([NaN], [1], { dtype: 'int32' }))).toEqual({
+      cls: 'RangeError',
+      message: `Expected ${range} for data[0] but received NaN`,
+    });
+    expect(errorOf(() => tensor([Infinity], [1], { dtype: 'int32' }))).toEqual({
+      cls: 'RangeError',
+      message: `Expected ${range} for data[0] but received Infinity`,
+    });
+    expect(errorOf(() => tensor([1, '2'] as never, [2], { dtype: 'int32' }))).toEqual({
+      cls: 'TypeError',
+      message: `Expected ${range} for data[1] but received "2"`,
+    });
   });
 
   it('int32 data of the wrong kind or length is refused', () => {
@@ -75,8 +110,13 @@ describe('int32 tensors', () => {
     expect(z.storage()).toBeInstanceOf(Int32Array);
     expect(Array.from(z.toInt32Array())).toEqual(new Array(12).fill(0));
     expect(z.describe()).toBe('Tensor(int32, [3, 4], cpu)');
-    const src = tensor(Int32Array.from({ length: 12 }, (_, i) => i * 1_000_003 - 7), [3, 4]);
-    const c = src.clone(), r = src.reshape([2, 6]), m = src.to('cpu');
+    const src = tensor(
+      Int32Array.from({ length: 12 }, (_, i) => i * 1_000_003 - 7),
+      [3, 4],
+    );
+    const c = src.clone(),
+      r = src.reshape([2, 6]),
+      m = src.to('cpu');
     for (const t of [c, r, m]) {
       expect(t.dtype).toBe('int32');
       expect(t.toInt32Array()).toEqual(src.toInt32Array());
@@ -122,7 +162,10 @@ describe('int32 tensors', () => {
     const i = zeros([32, 32], { dtype: 'int32' });
     expect(i.storage()).toBeInstanceOf(Int32Array);
     expect(i.toInt32Array().every((x) => x === 0)).toBe(true); // zeroed although reused
-    const j = tensor(Int32Array.from({ length: 1024 }, (_, k) => k - 512), [1024]).clone();
+    const j = tensor(
+      Int32Array.from({ length: 1024 }, (_, k) => k - 512),
+      [1024],
+    ).clone();
     expect(j.storage()).toBeInstanceOf(Int32Array);
     expect(poolInfo().bytes).toBe(0);
     j.dispose();
@@ -141,11 +184,14 @@ describe('int32 tensors', () => {
     const big = tensor([1, 2, 2 ** 24 + 1], [3], { dtype: 'int32' });
     const refusal = {
       cls: 'RangeError',
-      message: 'Expected int32 values in [-16777216, 16777216] (exact in float32) for tensor[2] but received 16777217 (read int32 values with toInt32Array())',
+      message:
+        'Expected int32 values in [-16777216, 16777216] (exact in float32) for tensor[2] but received 16777217 (read int32 values with toInt32Array())',
     };
     expect(errorOf(() => big.toFloat32Array())).toEqual(refusal);
     await expect(big.data()).rejects.toThrow(refusal.message);
-    expect(errorOf(() => tensor([INT32_MIN], [1], { dtype: 'int32' }).toFloat32Array()).message).toContain('for tensor[0] but received -2147483648');
+    expect(errorOf(() => tensor([INT32_MIN], [1], { dtype: 'int32' }).toFloat32Array()).message).toContain(
+      'for tensor[0] but received -2147483648',
+    );
     exact.dispose();
     big.dispose();
   });
@@ -154,7 +200,8 @@ describe('int32 tensors', () => {
     const f = tensor([1, 2], [2]);
     expect(errorOf(() => f.toInt32Array())).toEqual({
       cls: 'TypeError',
-      message: 'Expected an int32 Tensor for tensor but received Tensor(float32, [2], cpu) (dtype is float32; read it with toFloat32Array())',
+      message:
+        'Expected an int32 Tensor for tensor but received Tensor(float32, [2], cpu) (dtype is float32; read it with toFloat32Array())',
     });
     expect(errorOf(() => f.astype('int32'))).toEqual({
       cls: 'TypeError',
@@ -167,7 +214,8 @@ describe('int32 tensors', () => {
         cls: 'TypeError',
         message: `Expected 'int32' for dtype but received "${to}" (an int32 tensor does not convert to a float dtype; read its values with toInt32Array() or toFloat32Array())`,
       });
-    const random = "Expected 'float32', 'bfloat16' or 'float16' for options.dtype but received \"int32\" (random values are floating-point)";
+    const random =
+      "Expected 'float32', 'bfloat16' or 'float16' for options.dtype but received \"int32\" (random values are floating-point)";
     expect(errorOf(() => randn([2], { dtype: 'int32', seed: 1 }))).toEqual({ cls: 'RangeError', message: random });
     expect(errorOf(() => rand([2], { dtype: 'int32', seed: 1 }))).toEqual({ cls: 'RangeError', message: random });
     f.dispose();
@@ -179,12 +227,17 @@ describe('float ops refuse int32 with the usual dtype message', () => {
   const i = (shape: number[]) => zeros(shape, { dtype: 'int32' });
   const f = (shape: number[]) => zeros(shape);
   const proj = vera.projections({ rank: 2, maxIn: 3, maxOut: 4, seed: 1 });
-  const refuse = (what: string, name: string, t: string) => ({ cls: 'TypeError', message: `Expected a ${what} Tensor for ${name} but received Tensor(int32, ${t}, cpu) (dtype is int32)` });
+  const refuse = (what: string, name: string, t: string) => ({
+    cls: 'TypeError',
+    message: `Expected a ${what} Tensor for ${name} but received Tensor(int32, ${t}, cpu) (dtype is int32)`,
+  });
 
   it('lora.forward x and A, lora.merge W', () => {
     expect(errorOf(() => lora.forward(i([2, 3]), f([4, 3]), f([2, 3]), f([4, 2]), { scale: 1 }))).toEqual(refuse('float32', 'x', '[2, 3]'));
     expect(errorOf(() => lora.forward(f([2, 3]), f([4, 3]), i([2, 3]), f([4, 2]), { scale: 1 }))).toEqual(refuse('float32', 'A', '[2, 3]'));
-    expect(errorOf(() => lora.forward(f([2, 3]), i([4, 3]), f([2, 3]), f([4, 2]), { scale: 1 }))).toEqual(refuse('float32 or bfloat16', 'W', '[4, 3]'));
+    expect(errorOf(() => lora.forward(f([2, 3]), i([4, 3]), f([2, 3]), f([4, 2]), { scale: 1 }))).toEqual(
+      refuse('float32 or bfloat16', 'W', '[4, 3]'),
+    );
     expect(errorOf(() => lora.merge(i([4, 3]), f([2, 3]), f([4, 2]), 1))).toEqual(refuse('float32 or bfloat16', 'W', '[4, 3]'));
   });
 
@@ -199,7 +252,10 @@ describe('float ops refuse int32 with the usual dtype message', () => {
   });
 
   it('layers refuse an int32 weight at construction', () => {
-    const layerRefusal = { cls: 'TypeError', message: 'Expected a float32, bfloat16 or float16 Tensor for options.weight but received Tensor(int32, [4, 3], cpu) (dtype is int32)' };
+    const layerRefusal = {
+      cls: 'TypeError',
+      message: 'Expected a float32, bfloat16 or float16 Tensor for options.weight but received Tensor(int32, [4, 3], cpu) (dtype is int32)',
+    };
     expect(errorOf(() => new LoraLinear({ weight: i([4, 3]), rank: 2 }))).toEqual(layerRefusal);
     expect(errorOf(() => new VeraLinear({ weight: i([4, 3]), projections: proj }))).toEqual(layerRefusal);
     expect(errorOf(() => new Linear({ weight: i([4, 3]) }))).toEqual(layerRefusal);
@@ -218,7 +274,9 @@ describe('float ops refuse int32 with the usual dtype message', () => {
 describe('property: int32 round trips', () => {
   const extremes = fc.constantFrom(INT32_MIN, INT32_MAX, 0, -1, 1, INT32_MIN + 1, INT32_MAX - 1);
   const values = (n: number) =>
-    fc.array(fc.oneof(fc.integer({ min: INT32_MIN, max: INT32_MAX }), extremes), { minLength: n, maxLength: n }).map((v) => Int32Array.from(v));
+    fc
+      .array(fc.oneof(fc.integer({ min: INT32_MIN, max: INT32_MAX }), extremes), { minLength: n, maxLength: n })
+      .map((v) => Int32Array.from(v));
   const sized = fc.constantFrom(1, 7, 33, 4097).chain((n) => fc.tuple(fc.constant(n), values(n)));
 
   it('tensor(numbers, { dtype: int32 }) accepts exactly the integers in int32 range, else names the first other element', () => {
@@ -252,7 +310,10 @@ describe('property: int32 round trips', () => {
         const t = tensor(data, [n]);
         const made: Tensor[] = [t];
         try {
-          const c = t.clone(), r = t.reshape([1, n, 1]), m = t.to('cpu'), cr = c.reshape([n]).clone();
+          const c = t.clone(),
+            r = t.reshape([1, n, 1]),
+            m = t.to('cpu'),
+            cr = c.reshape([n]).clone();
           made.push(c, r, m, cr);
           for (const x of [t, c, r, m, cr]) {
             expect(x.dtype).toBe('int32');

@@ -43,7 +43,11 @@ export function usageOf(spec: CommandSpec): string {
 }
 
 /** Parses argv against a command's options; every mistake is a UsageError in the house format. */
-export function parseCommand(name: string, spec: CommandSpec, argv: string[]): { values: Record<string, string | boolean | undefined>; positionals: string[] } {
+export function parseCommand(
+  name: string,
+  spec: CommandSpec,
+  argv: string[],
+): { values: Record<string, string | boolean | undefined>; positionals: string[] } {
   const options = Object.fromEntries(Object.entries(spec.options).map(([k, o]) => [k, { type: o.type }]));
   const { tokens } = parseArgs({ args: argv, options, strict: false, allowPositionals: true, tokens: true });
   const known = Object.keys(spec.options).map((k) => `--${k}`);
@@ -56,15 +60,21 @@ export function parseCommand(name: string, spec: CommandSpec, argv: string[]): {
     }
     if (t.kind === 'option-terminator') continue;
     const o = spec.options[t.name];
-    if (!o) throw new UsageError(`Expected one of ${known.join(', ')} for an option of lowrank ${name} but received ${JSON.stringify(t.rawName)}`);
+    if (!o)
+      throw new UsageError(
+        `Expected one of ${known.join(', ')} for an option of lowrank ${name} but received ${JSON.stringify(t.rawName)}`,
+      );
     if (o.type === 'boolean') {
       if (t.value !== undefined) throw new UsageError(`Expected no value for ${t.rawName} but received ${JSON.stringify(t.value)}`);
       values[t.name] = true;
       continue;
     }
     if (t.value === undefined || (!t.inlineValue && t.value.startsWith('--')))
-      throw new UsageError(`Expected a value for ${t.rawName} but received ${t.value === undefined ? 'nothing' : `the option ${JSON.stringify(t.value)}`}`);
-    if (o.values && !o.values.includes(t.value)) throw new UsageError(`Expected ${o.values.join(', ')} for ${t.rawName} but received ${JSON.stringify(t.value)}`);
+      throw new UsageError(
+        `Expected a value for ${t.rawName} but received ${t.value === undefined ? 'nothing' : `the option ${JSON.stringify(t.value)}`}`,
+      );
+    if (o.values && !o.values.includes(t.value))
+      throw new UsageError(`Expected ${o.values.join(', ')} for ${t.rawName} but received ${JSON.stringify(t.value)}`);
     if (values[t.name] !== undefined) throw new UsageError(`Expected ${t.rawName} once but received it twice`);
     values[t.name] = t.value;
   }
@@ -81,6 +91,7 @@ export function parseCommand(name: string, spec: CommandSpec, argv: string[]): {
 
 export function required(values: Record<string, unknown>, name: string, spec: CommandSpec, key: string): string {
   const v = values[key];
-  if (typeof v !== 'string') throw new UsageError(`Expected --${key} ${spec.options[key]?.arg ?? '<value>'} for lowrank ${name} but received nothing`);
+  if (typeof v !== 'string')
+    throw new UsageError(`Expected --${key} ${spec.options[key]?.arg ?? '<value>'} for lowrank ${name} but received nothing`);
   return v;
 }

@@ -156,7 +156,13 @@ function build(method: Method, base: Weights, seed: number): Model {
       break;
     }
     case 'VeRA': {
-      projections = vera.projections({ rank: VERA_RANK, maxIn: Math.max(D, H), maxOut: Math.max(H, C), seed: BigInt(seed), device: w.W1.device });
+      projections = vera.projections({
+        rank: VERA_RANK,
+        maxIn: Math.max(D, H),
+        maxOut: Math.max(H, C),
+        seed: BigInt(seed),
+        device: w.W1.device,
+      });
       layer1 = new VeraLinear({ weight: w.W1, bias: w.b1, projections });
       layer2 = new VeraLinear({ weight: w.W2, bias: w.b2, projections });
       const params = [...layer1.parameters(), ...layer2.parameters()];
@@ -289,7 +295,8 @@ function pretrain(teacher: Weights, steps: number, device: Device): Weights {
     W2: randn([C, H], { seed: 103, std: Math.sqrt(1 / H), device }),
     b2: randn([C], { seed: 104, std: 0.01, device }),
   };
-  const layer1 = new Linear({ weight: w.W1, bias: w.b1 }), layer2 = new Linear({ weight: w.W2, bias: w.b2 });
+  const layer1 = new Linear({ weight: w.W1, bias: w.b1 }),
+    layer2 = new Linear({ weight: w.W2, bias: w.b2 });
   const optimizer = new AdamW([...layer1.parameters(), ...layer2.parameters()], { lr: 3e-3, weightDecay: 0 });
   const m: Model = { layer1, layer2, optimizer, checkpointBytes: 0, dispose() {} };
   const data = batches(teacher, 64, 5000, device);
@@ -303,14 +310,16 @@ function pretrain(teacher: Weights, steps: number, device: Device): Weights {
 
 function teacherWith(base: Weights, change: Tensor): Weights {
   const t = cloneWeights(base);
-  const w = t.W1.storage() as Float32Array, c = change.storage() as Float32Array;
+  const w = t.W1.storage() as Float32Array,
+    c = change.storage() as Float32Array;
   for (let i = 0; i < w.length; i++) w[i] += c[i];
   return t;
 }
 
 /** U Vᵀ with U [H, 2], V [D, 2]: a rank-2 change of the first layer. */
 function lowRankChange(scale: number): Tensor {
-  const U = randn([H, 2], { seed: 201 }).storage() as Float32Array, V = randn([D, 2], { seed: 202 }).storage() as Float32Array;
+  const U = randn([H, 2], { seed: 201 }).storage() as Float32Array,
+    V = randn([D, 2], { seed: 202 }).storage() as Float32Array;
   const out = new Float32Array(H * D);
   for (let i = 0; i < H; i++) for (let j = 0; j < D; j++) out[i * D + j] = scale * (U[i * 2] * V[j * 2] + U[i * 2 + 1] * V[j * 2 + 1]);
   return tensor(out, [H, D]);
@@ -373,7 +382,10 @@ export function demo(opts: DemoOptions): { tasks: Array<{ name: string; rows: Ro
     const test = batches(task.teacher, 1, 90_000 + k, device, 4096)[0];
     const rows: Row[] = [];
     for (const method of METHODS) {
-      const bar = opts.quiet || !process.stdout.isTTY ? null : new SingleBar({ format: `  ${method.padEnd(16)} {bar} {value}/{total} steps`, hideCursor: true });
+      const bar =
+        opts.quiet || !process.stdout.isTTY
+          ? null
+          : new SingleBar({ format: `  ${method.padEnd(16)} {bar} {value}/{total} steps`, hideCursor: true });
       bar?.start(opts.steps, 0);
       rows.push(runMethod(method, base, train, test, opts.steps, bar));
       bar?.stop();
@@ -429,7 +441,9 @@ Options:
     process.exit(0);
   }
   const steps = Number(values.steps);
-  if (!Number.isSafeInteger(steps) || steps < 1) throw new RangeError(`Expected a positive integer for --steps but received ${values.steps}`);
-  if (values.device !== 'cpu' && values.device !== 'cuda') throw new RangeError(`Expected cpu or cuda for --device but received ${values.device}`);
+  if (!Number.isSafeInteger(steps) || steps < 1)
+    throw new RangeError(`Expected a positive integer for --steps but received ${values.steps}`);
+  if (values.device !== 'cpu' && values.device !== 'cuda')
+    throw new RangeError(`Expected cpu or cuda for --device but received ${values.device}`);
   return { steps, out: values.out, device: values.device, quiet: values.quiet };
 }

@@ -22,12 +22,17 @@ export type InspectResult = peft.AdapterSummary | SafetensorsSummary;
 /** Summarises an adapter directory (or a file inside one) or a plain .safetensors file. */
 export function inspect(target: string): InspectResult {
   if (typeof target !== 'string' || target === '') throw invalidType('a path', 'the path to inspect', target);
-  if (!existsSync(target)) throw invalidRange('an adapter directory or a .safetensors file', 'the path to inspect', target, 'no such file or directory');
+  if (!existsSync(target))
+    throw invalidRange('an adapter directory or a .safetensors file', 'the path to inspect', target, 'no such file or directory');
   const isDir = statSync(target).isDirectory();
   // A model directory (no adapter_config.json): its one model.safetensors.
   if (isDir && !existsSync(path.join(target, peft.CONFIG_NAME)) && existsSync(path.join(target, 'model.safetensors')))
     return inspect(path.join(target, 'model.safetensors'));
-  if (isDir || path.basename(target) === peft.CONFIG_NAME || (path.basename(target) === peft.WEIGHTS_NAME && existsSync(path.join(path.dirname(target), peft.CONFIG_NAME))))
+  if (
+    isDir ||
+    path.basename(target) === peft.CONFIG_NAME ||
+    (path.basename(target) === peft.WEIGHTS_NAME && existsSync(path.join(path.dirname(target), peft.CONFIG_NAME)))
+  )
     return peft.describeAdapter(target);
   const f = SafetensorsFile.open(target);
   try {
@@ -37,7 +42,15 @@ export function inspect(target: string): InspectResult {
       return { name: e.name, dtype: e.dtype, shape: [...e.shape], bytes: e.end - e.begin };
     });
     const parameters = f.entries.reduce((n, e) => n + (e.end - e.begin) / DTYPE_BYTES[e.dtype], 0);
-    return { kind: 'safetensors', file: path.resolve(target), bytes: statSync(target).size, metadata: { ...f.metadata }, entries, parameters, dtypes };
+    return {
+      kind: 'safetensors',
+      file: path.resolve(target),
+      bytes: statSync(target).size,
+      metadata: { ...f.metadata },
+      entries,
+      parameters,
+      dtypes,
+    };
   } finally {
     f.close();
   }
@@ -46,7 +59,8 @@ export function inspect(target: string): InspectResult {
 export function formatBytes(n: number): string {
   if (n < 1024) return `${n} B`;
   const units = ['KiB', 'MiB', 'GiB', 'TiB'];
-  let v = n / 1024, u = 0;
+  let v = n / 1024,
+    u = 0;
   while (v >= 1024 && u < units.length - 1) [v, u] = [v / 1024, u + 1];
   return `${v.toFixed(v < 10 ? 2 : 1)} ${units[u]}`;
 }
@@ -59,7 +73,12 @@ export function formatInspect(r: InspectResult): string {
   const row = (k: string, v: string) => lines.push(`  ${k.padEnd(22)}${v}`);
   if (r.kind === 'safetensors') {
     lines.push(`${r.file}: safetensors, ${r.entries.length} tensors, ${num(r.parameters)} parameters, ${formatBytes(r.bytes)}`);
-    row('dtypes', Object.entries(r.dtypes).map(([d, n]) => `${d} × ${n}`).join(', ') || '(none)');
+    row(
+      'dtypes',
+      Object.entries(r.dtypes)
+        .map(([d, n]) => `${d} × ${n}`)
+        .join(', ') || '(none)',
+    );
     const meta = Object.entries(r.metadata);
     row('metadata', meta.length ? meta.map(([k, v]) => `${k}=${JSON.stringify(v)}`).join(', ') : '(none)');
     const width = Math.min(72, Math.max(4, ...r.entries.map((e) => e.name.length)));
@@ -77,9 +96,21 @@ export function formatInspect(r: InspectResult): string {
     row('scale', `${num(r.scale!)} (alpha / ${r.rslora ? 'sqrt(r)' : 'r'})`);
   } else {
     row('projection seed', String(r.seed));
-    row('projections', r.projections ? `saved: vera_A ${formatShape(r.projections.A)}, vera_B ${formatShape(r.projections.B)}` : 'not saved (regenerated from the seed)');
+    row(
+      'projections',
+      r.projections
+        ? `saved: vera_A ${formatShape(r.projections.A)}, vera_B ${formatShape(r.projections.B)}`
+        : 'not saved (regenerated from the seed)',
+    );
   }
-  row('target modules', r.targetModules === null ? '(none recorded)' : typeof r.targetModules === 'string' ? `regex ${JSON.stringify(r.targetModules)}` : r.targetModules.join(', '));
+  row(
+    'target modules',
+    r.targetModules === null
+      ? '(none recorded)'
+      : typeof r.targetModules === 'string'
+        ? `regex ${JSON.stringify(r.targetModules)}`
+        : r.targetModules.join(', '),
+  );
   if (r.baseModel) row('base model', r.baseModel);
   if (r.fanInFanOut) row('fan_in_fan_out', 'true (base weights stored [in, out])');
   row('layers', String(r.layers.length));
@@ -93,8 +124,11 @@ export function formatInspect(r: InspectResult): string {
   lines.push(`  ${'module'.padEnd(width)}  ${r.kind === 'lora' ? 'lora_A      lora_B      r    scale' : 'vera_lambda_d  vera_lambda_b'}`);
   for (const l of r.layers) {
     if (r.kind === 'lora') {
-      const A = formatShape(l.shapes['lora_A.weight']), B = formatShape(l.shapes['lora_B.weight']);
-      lines.push(`  ${l.module.padEnd(width)}  ${A.padEnd(10)}  ${B.padEnd(10)}  ${String(l.rank).padEnd(3)}  ${num(l.scale!)}${l.shapes['lora_B.bias'] ? '  +lora_B.bias' : ''}`);
+      const A = formatShape(l.shapes['lora_A.weight']),
+        B = formatShape(l.shapes['lora_B.weight']);
+      lines.push(
+        `  ${l.module.padEnd(width)}  ${A.padEnd(10)}  ${B.padEnd(10)}  ${String(l.rank).padEnd(3)}  ${num(l.scale!)}${l.shapes['lora_B.bias'] ? '  +lora_B.bias' : ''}`,
+      );
     } else {
       lines.push(`  ${l.module.padEnd(width)}  ${formatShape(l.shapes.vera_lambda_d).padEnd(13)}  ${formatShape(l.shapes.vera_lambda_b)}`);
     }

@@ -104,7 +104,9 @@ function runBench(argv: string[]): Promise<number> {
   }
   const script = fileURLToPath(new URL('../../bench/run.mjs', import.meta.url));
   if (!existsSync(script))
-    throw new RangeError(`Expected the benchmark script for lowrank bench but received no ${script} (it ships with the source repository, not the npm package)`);
+    throw new RangeError(
+      `Expected the benchmark script for lowrank bench but received no ${script} (it ships with the source repository, not the npm package)`,
+    );
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [script, ...argv], { stdio: 'inherit', cwd: packageRoot });
     child.on('error', reject);

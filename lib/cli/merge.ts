@@ -11,14 +11,23 @@ export const MERGE = {
   usage: 'lowrank merge --base <model> --adapter <dir> --out <path> [options]',
   summary: 'merge a PEFT LoRA / VeRA adapter into a base checkpoint, one tensor at a time',
   options: {
-    base: { type: 'string', arg: '<path>', help: 'model.safetensors, model.safetensors.index.json, or a directory holding either (shards)' },
+    base: {
+      type: 'string',
+      arg: '<path>',
+      help: 'model.safetensors, model.safetensors.index.json, or a directory holding either (shards)',
+    },
     adapter: { type: 'string', arg: '<dir>', help: 'a PEFT adapter directory (adapter_config.json + adapter_model.safetensors)' },
     out: {
       type: 'string',
       arg: '<path>',
       help: 'a .safetensors file (one file, shards joined), or a directory (mirrors the base: same shard names + index)',
     },
-    dtype: { type: 'string', values: ['float32', 'bfloat16', 'float16'], arg: '<dtype>', help: 'convert every floating-point tensor (default: keep each one\'s dtype)' },
+    dtype: {
+      type: 'string',
+      values: ['float32', 'bfloat16', 'float16'],
+      arg: '<dtype>',
+      help: "convert every floating-point tensor (default: keep each one's dtype)",
+    },
     device: { type: 'string', values: ['cpu', 'cuda'], arg: '<device>', help: 'where to compute the deltas (default cpu)' },
     json: { type: 'boolean', help: 'print the report as JSON (and no progress)' },
     quiet: { type: 'boolean', help: 'print nothing but errors' },

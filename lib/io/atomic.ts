@@ -5,16 +5,7 @@
 // finished are removed when the process exits normally or through process.exit(); after a hard
 // kill (SIGKILL, power loss) a `.<name>.<pid>.<random>.tmp` file may remain beside the target.
 import { randomBytes } from 'node:crypto';
-import {
-  closeSync,
-  fchmodSync,
-  fsyncSync,
-  openSync,
-  renameSync,
-  statSync,
-  unlinkSync,
-  writeSync,
-} from 'node:fs';
+import { closeSync, fchmodSync, fsyncSync, openSync, renameSync, statSync, unlinkSync, writeSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { invalidType } from '../errors.js';
 

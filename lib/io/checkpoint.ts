@@ -40,7 +40,6 @@ import { SafetensorsFile, SafetensorsWriter, type SafetensorsDtype, type TensorE
 export const INDEX_NAME = 'model.safetensors.index.json';
 export const MODEL_NAME = 'model.safetensors';
 
-
 export interface MergeProgress {
   /** Tensors written so far, and in all. */
   tensors: number;
@@ -105,7 +104,8 @@ export function resolveBase(base: string): BaseCheckpoint {
   const p = path.resolve(base);
   if (!existsSync(p)) throw invalidRange('a .safetensors file or a model directory', '--base', base, 'no such file or directory');
   if (statSync(p).isDirectory()) {
-    const index = path.join(p, INDEX_NAME), single = path.join(p, MODEL_NAME);
+    const index = path.join(p, INDEX_NAME),
+      single = path.join(p, MODEL_NAME);
     if (existsSync(index)) return readIndex(index);
     if (existsSync(single)) return { shards: [single] };
     throw invalidRange(`a directory with ${INDEX_NAME} or ${MODEL_NAME}`, '--base', base, 'it has neither');
@@ -123,7 +123,8 @@ function readIndex(file: string): BaseCheckpoint {
   }
   const index = parsed as BaseCheckpoint['index'];
   const map = index?.weight_map;
-  if (typeof map !== 'object' || map === null || Array.isArray(map)) throw invalidType('an object of tensor names to shard files', `weight_map in ${file}`, map);
+  if (typeof map !== 'object' || map === null || Array.isArray(map))
+    throw invalidType('an object of tensor names to shard files', `weight_map in ${file}`, map);
   const shards: string[] = [];
   for (const [name, shard] of Object.entries(map)) {
     if (typeof shard !== 'string' || shard === '' || path.isAbsolute(shard) || shard.split(/[\\/]/).includes('..'))
@@ -131,7 +132,9 @@ function readIndex(file: string): BaseCheckpoint {
     const full = path.join(path.dirname(file), shard);
     if (!shards.includes(full)) shards.push(full);
   }
-  for (const s of shards) if (!existsSync(s)) throw invalidRangeText('shard files that exist', `weight_map in ${file}`, `${JSON.stringify(path.basename(s))} (no such file)`);
+  for (const s of shards)
+    if (!existsSync(s))
+      throw invalidRangeText('shard files that exist', `weight_map in ${file}`, `${JSON.stringify(path.basename(s))} (no such file)`);
   return { shards, index };
 }
 
@@ -186,11 +189,26 @@ export function matchNames(wanted: Iterable<string>, available: Iterable<string>
 function checkMatch(m: NameMatch, what: string): void {
   if (m.ambiguous.length) {
     const [w, list] = m.ambiguous[0];
-    throw invalidRangeText(`one base tensor for the adapter's ${what}`, JSON.stringify(w), `${list.length}: ${list.slice(0, 4).map((s) => JSON.stringify(s)).join(', ')}`);
+    throw invalidRangeText(
+      `one base tensor for the adapter's ${what}`,
+      JSON.stringify(w),
+      `${list.length}: ${list
+        .slice(0, 4)
+        .map((s) => JSON.stringify(s))
+        .join(', ')}`,
+    );
   }
   if (m.missing.length) {
-    const list = m.missing.slice(0, 3).map((s) => JSON.stringify(s)).join(', ') + (m.missing.length > 3 ? `, … (${m.missing.length} in all)` : '');
-    throw invalidRangeText(`a base tensor for every ${what} of the adapter (with or without leading components such as "model.")`, '--base', `none for ${list}`);
+    const list =
+      m.missing
+        .slice(0, 3)
+        .map((s) => JSON.stringify(s))
+        .join(', ') + (m.missing.length > 3 ? `, … (${m.missing.length} in all)` : '');
+    throw invalidRangeText(
+      `a base tensor for every ${what} of the adapter (with or without leading components such as "model.")`,
+      '--base',
+      `none for ${list}`,
+    );
   }
 }
 
@@ -247,7 +265,8 @@ function checkDevice(device: unknown): 'cpu' | 'cuda' {
   if (device === undefined || device === 'cpu') return 'cpu';
   if (device !== 'cuda') throw invalidRange('cpu or cuda', '--device', device);
   const cuda = backends().cuda;
-  if (!cuda.available) throw invalidRange('an available device', '--device', device, `CUDA is unavailable: ${cuda.reason ?? 'unknown reason'}`);
+  if (!cuda.available)
+    throw invalidRange('an available device', '--device', device, `CUDA is unavailable: ${cuda.reason ?? 'unknown reason'}`);
   return 'cuda';
 }
 
@@ -320,14 +339,20 @@ class CudaMerger {
  * a failed merge leaves no half-written file.
  */
 export function mergeCheckpoint(options: MergeCheckpointOptions): MergeReport {
-  if (typeof options !== 'object' || options === null) throw invalidType('an options object { base, adapter, out, dtype?, device?, onProgress? }', 'options', options);
-  if (options.onProgress !== undefined && typeof options.onProgress !== 'function') throw invalidType('a function', 'options.onProgress', options.onProgress);
+  if (typeof options !== 'object' || options === null)
+    throw invalidType('an options object { base, adapter, out, dtype?, device?, onProgress? }', 'options', options);
+  if (options.onProgress !== undefined && typeof options.onProgress !== 'function')
+    throw invalidType('a function', 'options.onProgress', options.onProgress);
   const o = options;
   const started = performance.now();
   const startRssBytes = process.memoryUsage.rss();
   const device = checkDevice(o.device);
-  if (!LITTLE_ENDIAN) throw new RangeError('Expected a little-endian host for lowrank merge but received a big-endian one (it copies safetensors data as stored)');
-  if (o.dtype !== undefined && !(FLOAT_DTYPES as readonly unknown[]).includes(o.dtype)) throw invalidRange('float32, bfloat16 or float16', '--dtype', o.dtype);
+  if (!LITTLE_ENDIAN)
+    throw new RangeError(
+      'Expected a little-endian host for lowrank merge but received a big-endian one (it copies safetensors data as stored)',
+    );
+  if (o.dtype !== undefined && !(FLOAT_DTYPES as readonly unknown[]).includes(o.dtype))
+    throw invalidRange('float32, bfloat16 or float16', '--dtype', o.dtype);
   if (typeof o.out !== 'string' || o.out === '') throw invalidType('a path', '--out', o.out);
   const base = resolveBase(o.base);
   const summary = peft.describeAdapter(o.adapter);
@@ -339,12 +364,18 @@ export function mergeCheckpoint(options: MergeCheckpointOptions): MergeReport {
   try {
     // Headers of every shard: where each tensor lives.
     const where = new Map<string, { file: SafetensorsFile; entry: TensorEntry }>();
-    let largest = 0, totalBytes = 0;
+    let largest = 0,
+      totalBytes = 0;
     for (const shard of base.shards) {
       const f = SafetensorsFile.open(shard);
       files.push(f);
       for (const entry of f.entries) {
-        if (where.has(entry.name)) throw invalidRangeText('distinct tensor names across shards', '--base', `${JSON.stringify(entry.name)} in ${where.get(entry.name)!.file.path} and ${shard}`);
+        if (where.has(entry.name))
+          throw invalidRangeText(
+            'distinct tensor names across shards',
+            '--base',
+            `${JSON.stringify(entry.name)} in ${where.get(entry.name)!.file.path} and ${shard}`,
+          );
         where.set(entry.name, { file: f, entry });
         largest = Math.max(largest, entry.end - entry.begin);
         totalBytes += entry.end - entry.begin;
@@ -360,10 +391,15 @@ export function mergeCheckpoint(options: MergeCheckpointOptions): MergeReport {
 
     // Adapter modules → base tensors.
     const names = [...where.keys()];
-    const weightMatch = matchNames(summary.layers.map((l) => `${l.module}.weight`), names);
+    const weightMatch = matchNames(
+      summary.layers.map((l) => `${l.module}.weight`),
+      names,
+    );
     checkMatch(weightMatch, 'adapted layer (<module>.weight)');
     const biasMatch = matchNames(
-      [...new Set([...summary.biases, ...summary.layers.filter((l) => l.shapes['lora_B.bias']).map((l) => l.module)])].map((m) => `${m}.bias`),
+      [...new Set([...summary.biases, ...summary.layers.filter((l) => l.shapes['lora_B.bias']).map((l) => l.module)])].map(
+        (m) => `${m}.bias`,
+      ),
       names,
     );
     checkMatch(biasMatch, 'trained bias (<module>.bias)');
@@ -390,7 +426,8 @@ export function mergeCheckpoint(options: MergeCheckpointOptions): MergeReport {
       // LoRA knows in (lora_A's columns); VeRA only that in fits the projections.
       const maxIn = adapter.kind === 'vera' ? adapter.projections.A.shape[1] : (l.in as number);
       const [outAxis, inAxis] = fifo ? [1, 0] : [0, 1];
-      const fits = e.shape.length === 2 && e.shape[outAxis] === l.out && (l.in !== undefined ? e.shape[inAxis] === l.in : e.shape[inAxis] <= maxIn);
+      const fits =
+        e.shape.length === 2 && e.shape[outAxis] === l.out && (l.in !== undefined ? e.shape[inAxis] === l.in : e.shape[inAxis] <= maxIn);
       if (!fits)
         throw invalidRangeText(
           `shape ${fifo ? '[in, out]' : '[out, in]'} with out = ${l.out} and in ${l.in !== undefined ? `= ${l.in}` : `<= ${maxIn}`} (the adapter's ${l.module})`,
@@ -402,19 +439,29 @@ export function mergeCheckpoint(options: MergeCheckpointOptions): MergeReport {
     for (const [wanted, name] of biasMatch.matched) {
       const module = wanted.slice(0, -'.bias'.length);
       const e = where.get(name)!.entry;
-      if (!floatDTypeOfSafetensors(e.dtype) || e.shape.length !== 1) throw invalidRangeText('a 1-D floating-point bias', `${name} in ${where.get(name)!.file.path}`, `${e.dtype} ${formatShape(e.shape)}`);
+      if (!floatDTypeOfSafetensors(e.dtype) || e.shape.length !== 1)
+        throw invalidRangeText(
+          'a 1-D floating-point bias',
+          `${name} in ${where.get(name)!.file.path}`,
+          `${e.dtype} ${formatShape(e.shape)}`,
+        );
       actions.set(name, { kind: 'bias', module });
     }
     for (const [wanted, name] of savedMatch.matched) {
       const t = adapter.modulesToSave.get(wanted)!;
       const e = where.get(name)!.entry;
       if (e.shape.length !== t.shape.length || e.shape.some((d, i) => d !== t.shape[i]))
-        throw invalidRangeText(`shape ${formatShape(e.shape)} (the base's ${name})`, `the adapter's modules_to_save tensor ${JSON.stringify(wanted)}`, formatShape(t.shape));
+        throw invalidRangeText(
+          `shape ${formatShape(e.shape)} (the base's ${name})`,
+          `the adapter's modules_to_save tensor ${JSON.stringify(wanted)}`,
+          formatShape(t.shape),
+        );
       actions.set(name, { kind: 'replace', tensor: t });
     }
 
     // Output files.
-    const outDtype = (e: TensorEntry): SafetensorsDtype => (o.dtype && floatDTypeOfSafetensors(e.dtype) ? safetensorsName(o.dtype) : e.dtype);
+    const outDtype = (e: TensorEntry): SafetensorsDtype =>
+      o.dtype && floatDTypeOfSafetensors(e.dtype) ? safetensorsName(o.dtype) : e.dtype;
     const outPath = path.resolve(o.out);
     const single = outPath.endsWith('.safetensors');
     const plan: Array<{ path: string; names: string[]; metadata: Record<string, string> }> = [];
@@ -424,10 +471,15 @@ export function mergeCheckpoint(options: MergeCheckpointOptions): MergeReport {
     } else {
       mkdirSync(outPath, { recursive: true });
       for (const f of files)
-        plan.push({ path: path.join(outPath, base.index ? path.basename(f.path) : MODEL_NAME), names: f.entries.map((e) => e.name), metadata: f.metadata });
+        plan.push({
+          path: path.join(outPath, base.index ? path.basename(f.path) : MODEL_NAME),
+          names: f.entries.map((e) => e.name),
+          metadata: f.metadata,
+        });
     }
     for (const p of plan)
-      if (base.shards.some((s) => path.resolve(s) === p.path)) throw invalidRange('an output path other than the base checkpoint', '--out', o.out, `${p.path} is a base file`);
+      if (base.shards.some((s) => path.resolve(s) === p.path))
+        throw invalidRange('an output path other than the base checkpoint', '--out', o.out, `${p.path} is a base file`);
 
     const report: MergeReport = {
       merged: 0,
@@ -456,26 +508,33 @@ export function mergeCheckpoint(options: MergeCheckpointOptions): MergeReport {
     const need = { raw: CHUNK_BYTES, wide: 0, narrow: 0, piece: 0 };
     for (const [name, action] of actions) {
       const e = where.get(name)!.entry;
-      const n = elements(e), S = floatDTypeOfSafetensors(e.dtype)!, D = floatDTypeOfSafetensors(outDtype(e))!;
+      const n = elements(e),
+        S = floatDTypeOfSafetensors(e.dtype)!,
+        D = floatDTypeOfSafetensors(outDtype(e))!;
       need.raw = Math.max(need.raw, e.end - e.begin);
       const work = workDtype(action.kind, S, D);
       if (action.kind === 'merge' && work !== S) need.wide = Math.max(need.wide, 4 * n);
       if (work !== D) need.narrow = Math.max(need.narrow, n * dtypeBytes(D));
     }
     for (const { entry: e } of where.values())
-      if (!actions.has(e.name) && outDtype(e) !== e.dtype) need.piece = Math.max(need.piece, Math.min(elements(e), CHUNK_ELEMENTS) * dtypeBytes(floatDTypeOfSafetensors(outDtype(e))!));
-    const raw = new ArrayBuffer(need.raw), wide = new ArrayBuffer(need.wide), narrow = new ArrayBuffer(need.narrow), piece = new ArrayBuffer(need.piece);
+      if (!actions.has(e.name) && outDtype(e) !== e.dtype)
+        need.piece = Math.max(need.piece, Math.min(elements(e), CHUNK_ELEMENTS) * dtypeBytes(floatDTypeOfSafetensors(outDtype(e))!));
+    const raw = new ArrayBuffer(need.raw),
+      wide = new ArrayBuffer(need.wide),
+      narrow = new ArrayBuffer(need.narrow),
+      piece = new ArrayBuffer(need.piece);
     const fds = new Map(files.map((f) => [f, openSync(f.path, 'r')] as const));
     const readInto = (f: SafetensorsFile, e: TensorEntry, offset: number, bytes: number) => {
       const dst = new Uint8Array(raw, 0, bytes);
-      for (let done = 0; done < bytes; ) {
+      for (let done = 0; done < bytes;) {
         const n = readSync(fds.get(f)!, dst, done, bytes - done, f.headerBytes + e.begin + offset + done);
         if (n === 0) throw invalidRangeText(`${e.end - e.begin} bytes of data`, `${e.name} in ${f.path}`, 'a file that ends early');
         done += n;
       }
       return dst;
     };
-    const view = (buffer: ArrayBuffer, dtype: FloatDType, n: number) => (dtype === 'float32' ? new Float32Array(buffer, 0, n) : new Uint16Array(buffer, 0, n));
+    const view = (buffer: ArrayBuffer, dtype: FloatDType, n: number) =>
+      dtype === 'float32' ? new Float32Array(buffer, 0, n) : new Uint16Array(buffer, 0, n);
     try {
       for (const p of plan) {
         const declared = p.names.map((name) => {
@@ -500,7 +559,9 @@ export function mergeCheckpoint(options: MergeCheckpointOptions): MergeReport {
             report.copied += 1;
           } else if (!action) {
             // Unchanged but converted to --dtype: piece by piece.
-            const S = floatDTypeOfSafetensors(entry.dtype)!, D = floatDTypeOfSafetensors(target)!, n = elements(entry);
+            const S = floatDTypeOfSafetensors(entry.dtype)!,
+              D = floatDTypeOfSafetensors(target)!,
+              n = elements(entry);
             for (let i = 0; i < n; i += CHUNK_ELEMENTS) {
               const m = Math.min(CHUNK_ELEMENTS, n - i);
               const src = readInto(file, entry, i * dtypeBytes(S), m * dtypeBytes(S));
@@ -511,7 +572,9 @@ export function mergeCheckpoint(options: MergeCheckpointOptions): MergeReport {
             }
             report.converted += 1;
           } else {
-            const S = floatDTypeOfSafetensors(entry.dtype)!, D = floatDTypeOfSafetensors(target)!, n = elements(entry);
+            const S = floatDTypeOfSafetensors(entry.dtype)!,
+              D = floatDTypeOfSafetensors(target)!,
+              n = elements(entry);
             readInto(file, entry, 0, bytes);
             const work = workDtype(action.kind, S, D);
             const wrappers: Tensor[] = [];
@@ -532,7 +595,12 @@ export function mergeCheckpoint(options: MergeCheckpointOptions): MergeReport {
                 }
                 if (merger) merger.merge(action.module, W);
                 else peft.mergeWeight(adapter, action.module, W);
-                if (!allFinite(W)) throw invalidRangeText('finite values after merging', name, `non-finite values (the adapter's ${action.module} overflows)`);
+                if (!allFinite(W))
+                  throw invalidRangeText(
+                    'finite values after merging',
+                    name,
+                    `non-finite values (the adapter's ${action.module} overflows)`,
+                  );
                 result = W;
                 report.merged += 1;
               } else if (action.kind === 'bias') {

@@ -34,29 +34,43 @@ import { formatShape, MAX_ELEMENTS, Tensor } from '../tensor.js';
 import { AtomicWriter } from './atomic.js';
 
 export type SafetensorsDtype =
-  | 'BOOL'
-  | 'U8'
-  | 'I8'
-  | 'F8_E5M2'
-  | 'F8_E4M3'
-  | 'I16'
-  | 'U16'
-  | 'F16'
-  | 'BF16'
-  | 'I32'
-  | 'U32'
-  | 'F32'
-  | 'F64'
-  | 'I64'
-  | 'U64';
+  'BOOL' | 'U8' | 'I8' | 'F8_E5M2' | 'F8_E4M3' | 'I16' | 'U16' | 'F16' | 'BF16' | 'I32' | 'U32' | 'F32' | 'F64' | 'I64' | 'U64';
 
 /** The dtypes in the safetensors crate's `Dtype` declaration order (its `Ord`). */
 export const DTYPES: readonly SafetensorsDtype[] = Object.freeze([
-  'BOOL', 'U8', 'I8', 'F8_E5M2', 'F8_E4M3', 'I16', 'U16', 'F16', 'BF16', 'I32', 'U32', 'F32', 'F64', 'I64', 'U64',
+  'BOOL',
+  'U8',
+  'I8',
+  'F8_E5M2',
+  'F8_E4M3',
+  'I16',
+  'U16',
+  'F16',
+  'BF16',
+  'I32',
+  'U32',
+  'F32',
+  'F64',
+  'I64',
+  'U64',
 ] as const);
 
 export const DTYPE_BYTES: Record<SafetensorsDtype, number> = Object.freeze({
-  BOOL: 1, U8: 1, I8: 1, F8_E5M2: 1, F8_E4M3: 1, I16: 2, U16: 2, F16: 2, BF16: 2, I32: 4, U32: 4, F32: 4, F64: 8, I64: 8, U64: 8,
+  BOOL: 1,
+  U8: 1,
+  I8: 1,
+  F8_E5M2: 1,
+  F8_E4M3: 1,
+  I16: 2,
+  U16: 2,
+  F16: 2,
+  BF16: 2,
+  I32: 4,
+  U32: 4,
+  F32: 4,
+  F64: 8,
+  I64: 8,
+  U64: 8,
 });
 
 /** The largest header the reader accepts (the safetensors crate's MAX_HEADER_SIZE). */
@@ -119,7 +133,11 @@ type JsonObject = Map<string, JsonValue>;
 const MAX_DEPTH = 64;
 const NUMBER = /-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?/y;
 const LONE_SURROGATE = /\p{Cs}/u;
-const LITERALS = [['true', true], ['false', false], ['null', null]] as const;
+const LITERALS = [
+  ['true', true],
+  ['false', false],
+  ['null', null],
+] as const;
 const ESCAPES: Record<string, string> = { '"': '"', '\\': '\\', '/': '/', b: '\b', f: '\f', n: '\n', r: '\r', t: '\t' };
 
 class JsonParser {
@@ -235,7 +253,7 @@ class JsonParser {
     let out = '';
     let escaped = false;
     for (;;) {
-      if (i >= s.length) this.#fail('a closing \'"\'', i);
+      if (i >= s.length) this.#fail("a closing '\"'", i);
       const c = s.charCodeAt(i);
       if (c === 0x22) break;
       if (c < 0x20) this.#fail('control characters escaped inside strings', i);
@@ -314,8 +332,7 @@ export function parseHeader(bytes: Uint8Array, fileSize: number, source?: string
   if (source !== undefined && typeof source !== 'string') throw invalidType('a string', 'source', source);
   const where = source === undefined ? 'the safetensors data' : quote(source);
 
-  if (fileSize < 8)
-    throw invalidRangeText('a file of at least 8 bytes (the header length)', where, plural(fileSize, 'byte'));
+  if (fileSize < 8) throw invalidRangeText('a file of at least 8 bytes (the header length)', where, plural(fileSize, 'byte'));
   if (bytes.length < 8) throw invalidRangeText("the file's first 8 bytes", 'bytes', plural(bytes.length, 'byte'));
   const n64 = new DataView(bytes.buffer, bytes.byteOffset, 8).getBigUint64(0, true);
   if (n64 > BigInt(MAX_HEADER_BYTES))
@@ -360,8 +377,7 @@ export function parseHeader(bytes: Uint8Array, fileSize: number, source?: string
   for (const e of entries) {
     const label = (): string => `tensor ${quote(e.name)} in ${where}`;
     const offsets = (): string => `[${e.begin}, ${e.end}]`;
-    if (e.end > bufferBytes)
-      throw invalidRangeText(`data_offsets within the data buffer [0, ${bufferBytes}]`, label(), offsets());
+    if (e.end > bufferBytes) throw invalidRangeText(`data_offsets within the data buffer [0, ${bufferBytes}]`, label(), offsets());
     if (e.begin !== covered) {
       const what = previous ? `${covered} (the end of tensor ${quote(previous.name)})` : '0 (the start of the data buffer)';
       const why = e.begin < covered ? `it overlaps tensor ${quote(previous!.name)}` : `bytes ${covered}..${e.begin} belong to no tensor`;
@@ -399,14 +415,12 @@ function readMetadata(value: JsonValue, where: string): Record<string, string> {
 
 function readEntry(name: string, value: JsonValue, where: string): TensorEntry {
   const label = `tensor ${quote(name)} in ${where}`;
-  if (!(value instanceof Map))
-    throw typeText('an object { dtype, shape, data_offsets }', label, describeJson(value));
+  if (!(value instanceof Map)) throw typeText('an object { dtype, shape, data_offsets }', label, describeJson(value));
   const dtype = value.get('dtype');
   if (typeof dtype !== 'string') throw typeText('a dtype string', `the dtype of ${label}`, describeJson(dtype));
   if (!RANK.has(dtype)) throw invalidRangeText(`one of ${DTYPES.join(', ')}`, `the dtype of ${label}`, describeJson(dtype));
   const shapeValue = value.get('shape');
-  if (!Array.isArray(shapeValue))
-    throw typeText('an array of non-negative integers', `the shape of ${label}`, describeJson(shapeValue));
+  if (!Array.isArray(shapeValue)) throw typeText('an array of non-negative integers', `the shape of ${label}`, describeJson(shapeValue));
   const shape = shapeValue.map((d, i) => jsonIndex(d, `shape[${i}] of ${label}`));
   const offsets = value.get('data_offsets');
   if (!Array.isArray(offsets) || offsets.length !== 2)
@@ -468,9 +482,7 @@ export class SafetensorsFile {
     this.fileSize = fileSize;
     this.headerBytes = header.headerBytes;
     this.metadata = Object.freeze(header.metadata);
-    this.entries = Object.freeze(
-      header.entries.map((e) => Object.freeze({ ...e, shape: Object.freeze(e.shape) as number[] })),
-    );
+    this.entries = Object.freeze(header.entries.map((e) => Object.freeze({ ...e, shape: Object.freeze(e.shape) as number[] })));
     this.#byName = new Map(this.entries.map((e) => [e.name, e]));
     openFiles.register(this, fd, this);
   }
@@ -863,11 +875,7 @@ function tensorBytes(t: Tensor, name: string): Uint8Array {
  * `entries` is an object of Tensors, or an array of { name, tensor } or { name, dtype, shape,
  * bytes } (raw little-endian bytes, to copy tensors of any dtype untouched).
  */
-export function writeSafetensors(
-  path: string,
-  entries: WriteEntry[] | Record<string, Tensor>,
-  metadata?: Record<string, string>,
-): void {
+export function writeSafetensors(path: string, entries: WriteEntry[] | Record<string, Tensor>, metadata?: Record<string, string>): void {
   if (typeof path !== 'string' || path.length === 0) throw invalidType('a non-empty path string', 'path', path);
   const list: Array<[label: string, entry: WriteEntry]> = [];
   if (Array.isArray(entries)) entries.forEach((e: unknown, i) => list.push([`entries[${i}]`, e as WriteEntry]));

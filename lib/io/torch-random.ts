@@ -92,7 +92,7 @@ const bits = new Int32Array(f32.buffer);
 function nextFloat32(v: number, up: boolean): number {
   if (v === 0) return up ? 2 ** -149 : -(2 ** -149);
   f32[0] = v;
-  bits[0] += (v > 0) === up ? 1 : -1;
+  bits[0] += v > 0 === up ? 1 : -1;
   return f32[0];
 }
 
@@ -106,11 +106,11 @@ export function _roundSumToFloat32(p: number, f: number): number {
   if (r === s) return r; // the exact sum is within half a float64 ulp of a float32: r
   // The exact error of s (Knuth's TwoSum); s rounds correctly unless it is a float32 midpoint.
   const pp = s - f;
-  const e = (p - pp) + (f - (s - pp));
+  const e = p - pp + (f - (s - pp));
   if (e === 0) return r;
   const other = nextFloat32(r, s > r);
   if (s - r !== other - s) return r;
-  return (e > 0) === (other > r) ? other : r;
+  return e > 0 === other > r ? other : r;
 }
 
 export interface UniformOptions {

@@ -74,7 +74,14 @@ export class LoraLinear extends AdapterLayer<LoraSaved> {
       this.A = checkTensorOption(o.A, 'options.A');
       this.B = checkTensorOption(o.B, 'options.B');
     } else {
-      ({ A: this.A, B: this.B } = lora.init({ inFeatures: inDim, outFeatures: out, rank, method: o.init, seed: o.seed, device: this.weight.device }));
+      ({ A: this.A, B: this.B } = lora.init({
+        inFeatures: inDim,
+        outFeatures: out,
+        rank,
+        method: o.init,
+        seed: o.seed,
+        device: this.weight.device,
+      }));
     }
     this.#projectGradB = bool(o.projectGradB, 'options.projectGradB', false);
     if (this.#projectGradB && variant !== 'lora-fa') throw invalidRange("false unless variant is 'lora-fa'", 'options.projectGradB', true);
@@ -82,8 +89,7 @@ export class LoraLinear extends AdapterLayer<LoraSaved> {
     this.#lambda = delta.lambda === undefined ? deltaLora.DEFAULTS.lambda : finite(delta.lambda, 'options.delta.lambda');
     this.#startStep = delta.startStep === undefined ? deltaLora.DEFAULTS.startStep : finite(delta.startStep, 'options.delta.startStep');
     // parameters(): [lora_A, lora_B]; LoRA-FA: [lora_B]. savedBytes: T·(in + r)·4; LoRA-FA: T·r·4.
-    this.params =
-      variant === 'lora-fa' ? [parameter('lora_B', this.B)] : [parameter('lora_A', this.A), parameter('lora_B', this.B)];
+    this.params = variant === 'lora-fa' ? [parameter('lora_B', this.B)] : [parameter('lora_A', this.A), parameter('lora_B', this.B)];
   }
 
   /** y = x Wᵀ + b + s·(D(x) Aᵀ) Bᵀ. With `training` (default true) it keeps what backward needs. */

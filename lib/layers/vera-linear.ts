@@ -39,14 +39,20 @@ export class VeraLinear extends AdapterLayer<VeraSaved> {
     if (this.weight.shape.length !== 2) throw invalidRange('a 2-D weight [out, in]', 'options.weight', this.weight);
     const [out] = this.weight.shape as [number, number];
     this.bias = o.bias === undefined ? undefined : checkTensorOption(o.bias, 'options.bias');
-    if (typeof o.projections !== 'object' || o.projections === null) throw invalidRange('the shared VeRA projections', 'options.projections', o.projections);
+    if (typeof o.projections !== 'object' || o.projections === null)
+      throw invalidRange('the shared VeRA projections', 'options.projections', o.projections);
     this.projections = o.projections;
     const rank = checkTensorOption(o.projections.A, 'options.projections.A').shape[0];
     if (o.lambdaD !== undefined || o.lambdaB !== undefined) {
       this.lambdaD = checkTensorOption(o.lambdaD, 'options.lambdaD');
       this.lambdaB = checkTensorOption(o.lambdaB, 'options.lambdaB');
     } else {
-      ({ lambdaD: this.lambdaD, lambdaB: this.lambdaB } = vera.init({ outFeatures: out, rank, dInitial: o.dInitial, device: this.weight.device }));
+      ({ lambdaD: this.lambdaD, lambdaB: this.lambdaB } = vera.init({
+        outFeatures: out,
+        rank,
+        dInitial: o.dInitial,
+        device: this.weight.device,
+      }));
     }
     // parameters(): [vera_lambda_d, vera_lambda_b]. savedBytes: T·r·4 (u only).
     this.params = [parameter('vera_lambda_d', this.lambdaD), parameter('vera_lambda_b', this.lambdaB)];

@@ -57,7 +57,8 @@ export function indices(t: unknown, name: string, dims: readonly number[], label
 
 /** A tensor of the same shape as `like` (named `likeName` in the message). */
 export function sameShape(t: Tensor, name: string, like: Tensor, likeName: string): void {
-  const s = t.shape, l = like.shape;
+  const s = t.shape,
+    l = like.shape;
   if (s.length === l.length && s.every((d, i) => d === l[i])) return;
   throw invalidRangeText(`a shape of ${formatShape(l)} (like ${likeName})`, name, formatShape(s));
 }

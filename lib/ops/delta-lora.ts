@@ -55,8 +55,7 @@ function prepare(W: Tensor, before: DeltaLoraAdapter, after: DeltaLoraAdapter, o
   });
   const b = parts(pairs.before, 'before');
   const a = parts(pairs.after, 'after');
-  if (W.shape.length !== 2 || W.shape[0] < 1 || W.shape[1] < 1)
-    throw invalidRange('a 2-D weight [out, in] with out, in >= 1', 'W', W);
+  if (W.shape.length !== 2 || W.shape[0] < 1 || W.shape[1] < 1) throw invalidRange('a 2-D weight [out, in] with out, in >= 1', 'W', W);
   const [out, inDim] = W.shape as [number, number];
   // after.A fixes the rank; every other matrix must agree with it and with W.
   if (a.At.shape.length !== 2 || a.At.shape[0] < 1) throw invalidRange('a 2-D adapter [r, in] with rank r >= 1', 'after.A', a.At);
@@ -85,7 +84,12 @@ export function update(W: Tensor, before: DeltaLoraAdapter, after: DeltaLoraAdap
  * update off the event loop; the result equals update's bit for bit. The tensors must not
  * change until it settles. On CUDA the update is queued on the device in order, as update's is.
  */
-export async function updateAsync(W: Tensor, before: DeltaLoraAdapter, after: DeltaLoraAdapter, opts: DeltaLoraUpdateOptions): Promise<void> {
+export async function updateAsync(
+  W: Tensor,
+  before: DeltaLoraAdapter,
+  after: DeltaLoraAdapter,
+  opts: DeltaLoraUpdateOptions,
+): Promise<void> {
   const { args, tensors } = prepare(W, before, after, opts);
   await runAsync('deltaLoraUpdate', args, tensors);
 }

@@ -13,7 +13,8 @@ export function fillZeros(t: Tensor, name: string): void {
 
 /** dst += src, element by element (float32 tensors of one size on one device). */
 export function addInto(dst: Tensor, src: Tensor, dstName: string, srcName: string): void {
-  const d = checked(dst, dstName, 'float32'), s = checked(src, srcName, 'float32');
+  const d = checked(dst, dstName, 'float32'),
+    s = checked(src, srcName, 'float32');
   if (d.device !== s.device) {
     // the one in CUDA memory is refused as host memory is expected (the CPU path)
     f32(d, dstName);

@@ -16,8 +16,7 @@ export interface LinearSaved {
 }
 
 function dims(x: Tensor, W: Tensor) {
-  if (W.shape.length !== 2 || W.shape[0] < 1 || W.shape[1] < 1)
-    throw invalidRange('a 2-D weight [out, in] with out, in >= 1', 'W', W);
+  if (W.shape.length !== 2 || W.shape[0] < 1 || W.shape[1] < 1) throw invalidRange('a 2-D weight [out, in] with out, in >= 1', 'W', W);
   const [out, inDim] = W.shape as [number, number];
   return { ...rowsOf(x, inDim), in: inDim, out };
 }
@@ -29,7 +28,8 @@ function prepareForward(x: Tensor, W: Tensor, opts: { bias?: Tensor } | undefine
     [W, 'W'],
     [o.bias, 'options.bias'],
   ]);
-  const xs = operand(x, 'x', 'activation'), Ws = weight(W, 'W');
+  const xs = operand(x, 'x', 'activation'),
+    Ws = weight(W, 'W');
   const d = dims(x, W);
   const bias = biasOf(o.bias, d.out);
   const y = Tensor.empty([...d.leading, d.out], x.dtype, device);

@@ -124,8 +124,7 @@ export interface LoraGrads {
 
 /** W [out, in], A [r, in], B [out, r] with every dimension >= 1; returns (out, in, r). */
 function adapterShapes(W: Tensor, A: Tensor, B: Tensor): { out: number; inDim: number; r: number } {
-  if (W.shape.length !== 2 || W.shape[0] < 1 || W.shape[1] < 1)
-    throw invalidRange('a 2-D weight [out, in] with out, in >= 1', 'W', W);
+  if (W.shape.length !== 2 || W.shape[0] < 1 || W.shape[1] < 1) throw invalidRange('a 2-D weight [out, in] with out, in >= 1', 'W', W);
   const [out, inDim] = W.shape as [number, number];
   if (A.shape.length !== 2 || A.shape[0] < 1) throw invalidRange('a 2-D adapter [r, in] with rank r >= 1', 'A', A);
   const r = A.shape[0];
@@ -144,7 +143,10 @@ function prepareForward(x: Tensor, W: Tensor, A: Tensor, B: Tensor, opts: LoraFo
     [B, 'B'],
     [bias, 'options.bias'],
   ]);
-  const xs = operand(x, 'x', 'activation'), Ws = weight(W, 'W'), As = operand(A, 'A', 'float32'), Bs = operand(B, 'B', 'float32');
+  const xs = operand(x, 'x', 'activation'),
+    Ws = weight(W, 'W'),
+    As = operand(A, 'A', 'float32'),
+    Bs = operand(B, 'B', 'float32');
   const { out, inDim, r } = adapterShapes(W, A, B);
   const { t, leading } = rowsOf(x, inDim);
   const biasS = biasOf(bias, out);
@@ -189,7 +191,9 @@ function prepareMerge(W: Tensor, A: Tensor, B: Tensor, scale: number, safe: bool
     [A, 'A'],
     [B, 'B'],
   ]);
-  const Ws = weight(W, 'W'), As = operand(A, 'A', 'float32'), Bs = operand(B, 'B', 'float32');
+  const Ws = weight(W, 'W'),
+    As = operand(A, 'A', 'float32'),
+    Bs = operand(B, 'B', 'float32');
   const { out, inDim, r } = adapterShapes(W, A, B);
   return { device, args: { W: Ws, A: As, B: Bs, out, in: inDim, r, scale: finite(scale, 'scale'), safe } };
 }

@@ -8,7 +8,8 @@ import { bool, finiteF32, options } from '../validate.js';
 import { checked, indices, live, nativeOf, output, sameDevice, sameShape } from './check.js';
 import { run, runAsync } from './run.js';
 
-const INT32_MIN = -(2 ** 31), INT32_MAX = 2 ** 31 - 1;
+const INT32_MIN = -(2 ** 31),
+  INT32_MAX = 2 ** 31 - 1;
 
 /**
  * t ← value in place, for a tensor of any dtype: a float tensor takes the value rounded to its
@@ -29,7 +30,8 @@ export function addInto(dst: Tensor, src: Tensor): Tensor {
     [dst, 'dst'],
     [src, 'src'],
   ]);
-  const d = checked(dst, 'dst', 'float32'), s = checked(src, 'src', 'float32');
+  const d = checked(dst, 'dst', 'float32'),
+    s = checked(src, 'src', 'float32');
   sameShape(s, 'src', d, 'dst');
   run('addInto', { dst: nativeOf(d, 'dst'), src: nativeOf(s, 'src') });
   return d;
@@ -64,9 +66,11 @@ function activationBackward(op: `${Activation}Backward`, dy: Tensor, x: Tensor):
     [dy, 'dy'],
     [x, 'x'],
   ]);
-  const d = checked(dy, 'dy', 'float32'), c = checked(x, 'x', 'float32');
+  const d = checked(dy, 'dy', 'float32'),
+    c = checked(x, 'x', 'float32');
   sameShape(d, 'dy', c, 'x');
-  const xs = nativeOf(c, 'x'), dys = nativeOf(d, 'dy');
+  const xs = nativeOf(c, 'x'),
+    dys = nativeOf(d, 'dy');
   const dx = Tensor.empty(c.shape, 'float32', c.device);
   run(op, { x: xs, dy: dys, dx: output(dx) });
   return dx;
@@ -115,10 +119,12 @@ export function add(a: Tensor, b: Tensor, opts?: { alpha?: number; out?: Tensor 
     [b, 'b'],
     [o.out, 'options.out'],
   ]);
-  const p = checked(a, 'a', 'float32'), q = checked(b, 'b', 'float32');
+  const p = checked(a, 'a', 'float32'),
+    q = checked(b, 'b', 'float32');
   sameShape(q, 'b', p, 'a');
   const alpha = finiteF32(o.alpha, 'options.alpha', 1);
-  const as = nativeOf(p, 'a'), bs = nativeOf(q, 'b');
+  const as = nativeOf(p, 'a'),
+    bs = nativeOf(q, 'b');
   const out = outputLike(o.out, p, 'a');
   run('add', { a: as, b: bs, out: nativeOf(out, 'options.out'), alpha });
   return out;
@@ -158,11 +164,11 @@ function prepareCrossEntropy(logits: Tensor, labels: Tensor, opts: { grad?: bool
     [labels, 'labels'],
   ]);
   const z = checked(logits, 'logits', 'float32');
-  if (z.shape.length !== 2 || z.shape[0] < 1 || z.shape[1] < 1)
-    throw invalidRange('a 2-D tensor [T, C] with T, C >= 1', 'logits', z);
+  if (z.shape.length !== 2 || z.shape[0] < 1 || z.shape[1] < 1) throw invalidRange('a 2-D tensor [T, C] with T, C >= 1', 'logits', z);
   const [t, c] = z.shape as [number, number];
   const l = indices(labels, 'labels', [t], ['T']);
-  const zs = nativeOf(z, 'logits'), ls = nativeOf(l, 'labels');
+  const zs = nativeOf(z, 'logits'),
+    ls = nativeOf(l, 'labels');
   const loss = Tensor.empty([1], 'float32', z.device);
   const dlogits = grad ? Tensor.empty([t, c], 'float32', z.device) : undefined;
   const args = { t, c, logits: zs, labels: ls, loss: output(loss), dlogits: dlogits ? output(dlogits) : null };
@@ -193,7 +199,11 @@ export function softmaxCrossEntropy(logits: Tensor, labels: Tensor, opts?: { gra
 }
 
 /** softmaxCrossEntropy off the event loop (on CUDA: queued on the device in order). */
-export async function softmaxCrossEntropyAsync(logits: Tensor, labels: Tensor, opts?: { grad?: boolean }): Promise<SoftmaxCrossEntropyResult> {
+export async function softmaxCrossEntropyAsync(
+  logits: Tensor,
+  labels: Tensor,
+  opts?: { grad?: boolean },
+): Promise<SoftmaxCrossEntropyResult> {
   const { args, result, held, discard } = prepareCrossEntropy(logits, labels, opts);
   try {
     await runAsync('softmaxCrossEntropy', args, held);

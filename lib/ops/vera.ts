@@ -267,8 +267,7 @@ export interface VeraGrads {
 
 /** Checks the shapes of W [out, in], proj (A [r, maxIn], B [maxOut, r]), λd [r], λb [out]; returns the dimensions. */
 function layerShapes(W: Tensor, proj: VeraProjectionPair, lambdaD: Tensor, lambdaB: Tensor) {
-  if (W.shape.length !== 2 || W.shape[0] < 1 || W.shape[1] < 1)
-    throw invalidRange('a 2-D weight [out, in] with out, in >= 1', 'W', W);
+  if (W.shape.length !== 2 || W.shape[0] < 1 || W.shape[1] < 1) throw invalidRange('a 2-D weight [out, in] with out, in >= 1', 'W', W);
   const [out, inDim] = W.shape as [number, number];
   const { A, B } = proj;
   if (A.shape.length !== 2 || A.shape[0] < 1 || A.shape[1] < 1)
@@ -278,11 +277,7 @@ function layerShapes(W: Tensor, proj: VeraProjectionPair, lambdaD: Tensor, lambd
     throw invalidRange(`a 2-D projection [maxOut, r] with r = ${r} (proj.A's rows) and maxOut >= 1`, 'proj.B', B);
   const maxOut = B.shape[0];
   if (out > maxOut || inDim > maxIn)
-    throw invalidRange(
-      `a weight [out, in] with out <= ${maxOut} and in <= ${maxIn} (the projections' maxOut and maxIn)`,
-      'W',
-      W,
-    );
+    throw invalidRange(`a weight [out, in] with out <= ${maxOut} and in <= ${maxIn} (the projections' maxOut and maxIn)`, 'W', W);
   shapeIs(lambdaD, 'lambdaD', [r], ['r']);
   shapeIs(lambdaB, 'lambdaB', [out], ['out']);
   return { out, inDim, r, maxIn, maxOut };
@@ -319,9 +314,11 @@ function prepareForward(
     [lambdaB, 'lambdaB'],
     [bias, 'options.bias'],
   ]);
-  const xs = operand(x, 'x', 'activation'), Ws = weight(W, 'W');
+  const xs = operand(x, 'x', 'activation'),
+    Ws = weight(W, 'W');
   const P = projParts(pair);
-  const lds = operand(lambdaD, 'lambdaD', 'float32'), lbs = operand(lambdaB, 'lambdaB', 'float32');
+  const lds = operand(lambdaD, 'lambdaD', 'float32'),
+    lbs = operand(lambdaB, 'lambdaB', 'float32');
   const { out, inDim, r, maxIn, maxOut } = layerShapes(W, pair, lambdaD, lambdaB);
   const { t, leading } = rowsOf(x, inDim);
   const biasS = biasOf(bias, out);
@@ -329,7 +326,19 @@ function prepareForward(
   const dims: NativeVeraDims = { t, in: inDim, out, r, maxIn, maxOut };
   const y = Tensor.empty([...leading, out], x.dtype, device);
   const u = Tensor.empty([t, r], 'float32', device);
-  const args = { ...dims, x: xs, W: Ws, bias: biasS, ...P, lambdaD: lds, lambdaB: lbs, y: output(y), u: output(u), p: drop.p, seed: drop.seed };
+  const args = {
+    ...dims,
+    x: xs,
+    W: Ws,
+    bias: biasS,
+    ...P,
+    lambdaD: lds,
+    lambdaB: lbs,
+    y: output(y),
+    u: output(u),
+    p: drop.p,
+    seed: drop.seed,
+  };
   const saved = new VeraSaved(u, W, pair, lambdaD, lambdaB, dims, leading, drop, x.dtype);
   return { device, args, result: { y, saved } };
 }
@@ -415,7 +424,8 @@ function prepareMerge(W: Tensor, proj: VeraProjectionPair, lambdaD: Tensor, lamb
   ]);
   const Ws = weight(W, 'W');
   const P = projParts(pair);
-  const lds = operand(lambdaD, 'lambdaD', 'float32'), lbs = operand(lambdaB, 'lambdaB', 'float32');
+  const lds = operand(lambdaD, 'lambdaD', 'float32'),
+    lbs = operand(lambdaB, 'lambdaB', 'float32');
   const { out, inDim, r, maxIn, maxOut } = layerShapes(W, pair, lambdaD, lambdaB);
   return { device, args: { W: Ws, ...P, lambdaD: lds, lambdaB: lbs, out, in: inDim, r, maxIn, maxOut, sign, safe } };
 }
@@ -435,10 +445,22 @@ async function mergeOffLoop(W: Tensor, proj: VeraProjectionPair, lambdaD: Tensor
   await runAsync('veraMerge', args, [W, proj.A, proj.B, lambdaD, lambdaB]);
 }
 
-export async function mergeAsync(W: Tensor, proj: VeraProjectionPair, lambdaD: Tensor, lambdaB: Tensor, opts?: MergeOptions): Promise<void> {
+export async function mergeAsync(
+  W: Tensor,
+  proj: VeraProjectionPair,
+  lambdaD: Tensor,
+  lambdaB: Tensor,
+  opts?: MergeOptions,
+): Promise<void> {
   await mergeOffLoop(W, proj, lambdaD, lambdaB, opts, 1);
 }
 
-export async function unmergeAsync(W: Tensor, proj: VeraProjectionPair, lambdaD: Tensor, lambdaB: Tensor, opts?: MergeOptions): Promise<void> {
+export async function unmergeAsync(
+  W: Tensor,
+  proj: VeraProjectionPair,
+  lambdaD: Tensor,
+  lambdaB: Tensor,
+  opts?: MergeOptions,
+): Promise<void> {
   await mergeOffLoop(W, proj, lambdaD, lambdaB, opts, -1);
 }

@@ -16,9 +16,9 @@ namespace {
   Napi::Value js##_op(const Napi::CallbackInfo& info) {                               \
     return dispatch<ops::Args>(info, #js, &lowrank::cpu::name, &lowrank::cuda::name); \
   }
-#define LOWRANK_CPU_OP(js, name, Args)                                       \
-  Napi::Value js##_op(const Napi::CallbackInfo& info) {                      \
-    return dispatch<ops::Args>(info, #js, &lowrank::cpu::name, nullptr);     \
+#define LOWRANK_CPU_OP(js, name, Args)                                   \
+  Napi::Value js##_op(const Napi::CallbackInfo& info) {                  \
+    return dispatch<ops::Args>(info, #js, &lowrank::cpu::name, nullptr); \
   }
 #include "../core/ops.def"
 

@@ -53,7 +53,9 @@ Napi::Value SetIsa(const Napi::CallbackInfo& info) {
     if (info.Length() < 1 || !info[0].IsString()) throw lowrank::TypeError("setIsa expects a string");
     const std::string name = info[0].As<Napi::String>().Utf8Value();
     if (!cpu::set_gemm_isa(name.c_str()))
-      throw lowrank::RangeError("Expected 'avx512', 'avx2', 'scalar' or '' (best) that this CPU supports for isa but received '" + name + "'");
+      throw lowrank::RangeError(
+          "Expected 'avx512', 'avx2', 'scalar' or '' (best) that this CPU supports for isa but received '" + name +
+          "'");
     return Napi::String::New(info.Env(), cpu::gemm_isa());
   });
 }

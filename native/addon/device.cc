@@ -71,7 +71,8 @@ DeviceBlock* block_field(const Napi::Object& obj, const char* key) { return live
 size_t size_field(const Napi::Object& obj, const char* key, const char* op, bool has_default, size_t fallback = 0) {
   const Napi::Value v = obj.Get(key);
   if (has_default && v.IsUndefined()) return fallback;
-  if (!v.IsNumber()) throw lowrank::TypeError(std::string(op) + ": expected a number for " + key + " but received " + received(v));
+  if (!v.IsNumber())
+    throw lowrank::TypeError(std::string(op) + ": expected a number for " + key + " but received " + received(v));
   const double d = v.As<Napi::Number>().DoubleValue();
   // Below 2^53: the integers a double holds exactly.
   if (!(d >= 0 && d <= 9007199254740991.0) || d != static_cast<double>(static_cast<int64_t>(d))) {

@@ -12,8 +12,10 @@ namespace {
 class Job : public Napi::AsyncWorker {
  public:
   Job(Napi::Env env, Napi::Object keep, std::function<void()> work)
-      : Napi::AsyncWorker(env, "lowrank"), deferred_(Napi::Promise::Deferred::New(env)),
-        keep_(Napi::Persistent(keep)), work_(std::move(work)) {}
+      : Napi::AsyncWorker(env, "lowrank"),
+        deferred_(Napi::Promise::Deferred::New(env)),
+        keep_(Napi::Persistent(keep)),
+        work_(std::move(work)) {}
 
   Napi::Promise promise() { return deferred_.Promise(); }
 
@@ -360,7 +362,8 @@ Napi::Value resolved(Napi::Env env) {
 void refuse_cuda(const char* op, bool cpu_only, bool test_block) {
   if (cpu_only) throw lowrank::RangeError(std::string(op) + ": runs on the CPU only but received CUDA tensors");
   if (!cuda::kCompiled) throw lowrank::RangeError(std::string(op) + ": CUDA backend not compiled in");
-  if (test_block) throw lowrank::RangeError(std::string(op) + ": a test block stands in for device memory and is never run on");
+  if (test_block)
+    throw lowrank::RangeError(std::string(op) + ": a test block stands in for device memory and is never run on");
   throw lowrank::RangeError(std::string(op) + ": cannot run on CUDA");
 }
 

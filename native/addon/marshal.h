@@ -120,7 +120,9 @@ class Unpacker {
   void inout(const char* name, TensorRef& t, ops::Kind k) { tensor(name, t, k, -1, false); }
   void inout(const char* name, TensorRef& t, ops::Kind k, ops::Shape s) { tensor(name, t, k, count(s), false); }
   void optional_input(const char* name, TensorRef& t, ops::Kind k, ops::Shape s) { tensor(name, t, k, count(s), true); }
-  void optional_output(const char* name, TensorRef& t, ops::Kind k, ops::Shape s) { tensor(name, t, k, count(s), true); }
+  void optional_output(const char* name, TensorRef& t, ops::Kind k, ops::Shape s) {
+    tensor(name, t, k, count(s), true);
+  }
   void labels(const char* name, TensorRef& t, ops::Shape s, int64_t /*bound*/) {
     tensor(name, t, ops::kInt32, count(s), false);
   }

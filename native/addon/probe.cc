@@ -24,7 +24,8 @@ Napi::Value ProbeBandwidth(const Napi::CallbackInfo& info) {
       throw lowrank::TypeError("probeBandwidth expects (bytes, rounds)");
     const int64_t bytes = info[0].As<Napi::Number>().Int64Value();
     const int rounds = info[1].As<Napi::Number>().Int32Value();
-    LR_CHECK("probeBandwidth", bytes >= (1 << 20) && bytes <= (int64_t{1} << 33) && rounds >= 1, "bytes in [1 MiB, 8 GiB], rounds >= 1");
+    LR_CHECK("probeBandwidth", bytes >= (1 << 20) && bytes <= (int64_t{1} << 33) && rounds >= 1,
+             "bytes in [1 MiB, 8 GiB], rounds >= 1");
     return Napi::Number::New(info.Env(), cpu::measure_copy_bandwidth(bytes, rounds));
   });
 }

@@ -68,8 +68,10 @@ Napi::Value Gemm(const Napi::CallbackInfo& info) {
       // Stored extents: A is m x k (k x m when transposed), B is k x n (n x k when transposed).
       const int64_t a_rows = term.a.trans ? term.k : g.m, a_cols = term.a.trans ? g.m : term.k;
       const int64_t b_rows = term.b.trans ? g.n : term.k, b_cols = term.b.trans ? term.k : g.n;
-      LR_CHECK("gemm", term.a.ld >= a_cols && A.size >= static_cast<size_t>((a_rows - 1) * term.a.ld + a_cols), "a too small");
-      LR_CHECK("gemm", term.b.ld >= b_cols && B.size >= static_cast<size_t>((b_rows - 1) * term.b.ld + b_cols), "b too small");
+      LR_CHECK("gemm", term.a.ld >= a_cols && A.size >= static_cast<size_t>((a_rows - 1) * term.a.ld + a_cols),
+               "a too small");
+      LR_CHECK("gemm", term.b.ld >= b_cols && B.size >= static_cast<size_t>((b_rows - 1) * term.b.ld + b_cols),
+               "b too small");
       if (t.Has("aDropout") && t.Get("aDropout").IsObject()) {
         Napi::Object d = t.Get("aDropout").As<Napi::Object>();
         drops[i] = Dropout::make(f64(d, "p"), u64(d, "seed"));

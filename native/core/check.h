@@ -19,8 +19,7 @@ struct TypeError : std::runtime_error {
 };
 
 template <typename A, typename B>
-[[noreturn]] void check_eq_fail(const char* what, const A& a, const char* a_expr, const B& b,
-                                const char* b_expr) {
+[[noreturn]] void check_eq_fail(const char* what, const A& a, const char* a_expr, const B& b, const char* b_expr) {
   std::ostringstream s;
   s << what << ": expected " << a_expr << " == " << b_expr << " but got " << a << " vs " << b;
   throw RangeError(s.str());
@@ -28,8 +27,8 @@ template <typename A, typename B>
 
 }  // namespace lowrank
 
-#define LR_CHECK_EQ(what, a, b)                                       \
-  do {                                                                \
+#define LR_CHECK_EQ(what, a, b)                                      \
+  do {                                                               \
     if (!((a) == (b))) ::lowrank::check_eq_fail(what, a, #a, b, #b); \
   } while (0)
 

@@ -61,8 +61,8 @@ LR_HD uint16_t f32_to_f16(float f) {
     return static_cast<uint16_t>(sign | 0x7e00u | ((ax >> 13) & 0x3ffu));
   }
   if (ax >= 0x477ff000u) return static_cast<uint16_t>(sign | 0x7c00u);  // >= 65520 rounds to inf
-  if (ax < 0x38800000u) {                                              // below 2^-14: subnormal
-    if (ax < 0x33000000u) return static_cast<uint16_t>(sign);          // <= 2^-25 rounds to 0
+  if (ax < 0x38800000u) {                                               // below 2^-14: subnormal
+    if (ax < 0x33000000u) return static_cast<uint16_t>(sign);           // <= 2^-25 rounds to 0
     const uint32_t e = ax >> 23;
     const uint32_t m = (ax & 0x7fffffu) | 0x800000u;
     const uint32_t shift = 126u - e;  // 14..24

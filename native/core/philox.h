@@ -21,8 +21,7 @@ LR_HD void philox_mulhilo(uint32_t a, uint32_t b, uint32_t* hi, uint32_t* lo) {
 }
 
 // One block of four 32-bit words for counter (c0..c3) and key (k0, k1).
-LR_HD Philox4 philox4x32_10(uint32_t c0, uint32_t c1, uint32_t c2, uint32_t c3, uint32_t k0,
-                            uint32_t k1) {
+LR_HD Philox4 philox4x32_10(uint32_t c0, uint32_t c1, uint32_t c2, uint32_t c3, uint32_t k0, uint32_t k1) {
   constexpr uint32_t kM0 = 0xD2511F53u, kM1 = 0xCD9E8D57u;
   constexpr uint32_t kW0 = 0x9E3779B9u, kW1 = 0xBB67AE85u;
   for (int round = 0; round < 10; ++round) {
@@ -45,9 +44,8 @@ LR_HD Philox4 philox4x32_10(uint32_t c0, uint32_t c1, uint32_t c2, uint32_t c3, 
 // block with counter (i / 4 as a 64-bit value, 0, 0) and key (seed low, seed high).
 LR_HD uint32_t philox_word(uint64_t seed, uint64_t index) {
   const uint64_t block = index >> 2;
-  const Philox4 r = philox4x32_10(static_cast<uint32_t>(block), static_cast<uint32_t>(block >> 32),
-                                  0u, 0u, static_cast<uint32_t>(seed),
-                                  static_cast<uint32_t>(seed >> 32));
+  const Philox4 r = philox4x32_10(static_cast<uint32_t>(block), static_cast<uint32_t>(block >> 32), 0u, 0u,
+                                  static_cast<uint32_t>(seed), static_cast<uint32_t>(seed >> 32));
   return r.v[index & 3];
 }
 
@@ -79,14 +77,13 @@ struct Dropout {
   }
   // out[i * stride] = src[i] * factor(index0 + i) * alpha for i in [0, n), drawing one Philox
   // block per four consecutive elements instead of one per element.
-  LR_HD void apply(const float* src, uint64_t index0, int64_t n, float alpha, float* out,
-                   int64_t stride) const {
+  LR_HD void apply(const float* src, uint64_t index0, int64_t n, float alpha, float* out, int64_t stride) const {
     int64_t i = 0;
     while (i < n) {
       const uint64_t index = index0 + static_cast<uint64_t>(i);
       const uint64_t block = index >> 2;
-      const Philox4 r = philox4x32_10(static_cast<uint32_t>(block), static_cast<uint32_t>(block >> 32), 0u,
-                                      0u, static_cast<uint32_t>(seed), static_cast<uint32_t>(seed >> 32));
+      const Philox4 r = philox4x32_10(static_cast<uint32_t>(block), static_cast<uint32_t>(block >> 32), 0u, 0u,
+                                      static_cast<uint32_t>(seed), static_cast<uint32_t>(seed >> 32));
       for (uint64_t w = index & 3; w < 4 && i < n; ++w, ++i)
         out[i * stride] = src[i] * (r.v[w] >= threshold ? scale : 0.0f) * alpha;
     }

@@ -7,18 +7,19 @@
 // products and sums into FMAs is switched off, so the AVX2 and the portable paths give the
 // same bits.
 #include "adamw.h"
-#include "adamw_coeffs.h"
 
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <vector>
 
+#include "adamw_coeffs.h"
 #include "gemm.h"
 #include "threadpool.h"
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
+
 #include "../core/ops.h"
 #define LR_ADAMW_AVX2 1
 #endif
@@ -49,8 +50,8 @@ LR_NO_CONTRACT void run_portable(const Coeffs& c, float* p, const float* g, floa
 }
 
 #ifdef LR_ADAMW_AVX2
-__attribute__((target("avx2,fma"))) LR_NO_CONTRACT void run_avx2(const Coeffs& c, float* p, const float* g,
-                                                                    float* m, float* v, int64_t n) {
+__attribute__((target("avx2,fma"))) LR_NO_CONTRACT void run_avx2(const Coeffs& c, float* p, const float* g, float* m,
+                                                                 float* v, int64_t n) {
   const __m256 decay = _mm256_set1_ps(c.decay), coeff = _mm256_set1_ps(c.coeff);
   const __m256 beta2 = _mm256_set1_ps(c.beta2), c2 = _mm256_set1_ps(c.c2);
   const __m256 bc2 = _mm256_set1_ps(c.bc2_sqrt), eps = _mm256_set1_ps(c.eps);

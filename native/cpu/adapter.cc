@@ -43,9 +43,8 @@ bool bf16_finite(uint16_t h) { return (h & 0x7f80u) != 0x7f80u; }
 
 void add_product(const ProductUpdate& u, const WeightMut& W) {
   if (W.f32) return add_product_f32(u, W.f32);
-  for_row_chunks(u.out, [&](int64_t i0, int64_t rows) {
-    add_product_bf16_rows(u, W.bf16, i0, rows, W.bf16 + i0 * u.in);
-  });
+  for_row_chunks(u.out,
+                 [&](int64_t i0, int64_t rows) { add_product_bf16_rows(u, W.bf16, i0, rows, W.bf16 + i0 * u.in); });
 }
 
 int64_t add_product_safe(const ProductUpdate& u, const WeightMut& W, float* bad_value) {
@@ -62,9 +61,8 @@ int64_t add_product_safe(const ProductUpdate& u, const WeightMut& W, float* bad_
     return -1;
   }
   std::vector<uint16_t> copy(n);
-  for_row_chunks(u.out, [&](int64_t i0, int64_t rows) {
-    add_product_bf16_rows(u, W.bf16, i0, rows, copy.data() + i0 * u.in);
-  });
+  for_row_chunks(
+      u.out, [&](int64_t i0, int64_t rows) { add_product_bf16_rows(u, W.bf16, i0, rows, copy.data() + i0 * u.in); });
   for (size_t i = 0; i < n; ++i)
     if (!bf16_finite(copy[i])) {
       *bad_value = bf16_to_f32(copy[i]);
@@ -97,7 +95,6 @@ void add_masked_product(int64_t rows, int64_t in, int64_t r, const float* g, con
   });
 }
 
-
 }  // namespace
 
 void adapter_output(int64_t t, int64_t in, int64_t out, int64_t r, const float* x, const Weight& W, const float* xa,
@@ -109,8 +106,8 @@ void adapter_output(int64_t t, int64_t in, int64_t out, int64_t r, const float* 
   gemm({t, out, joined, 2, y, out, 0.0f, bias});
 }
 
-void adapter_input_grad(int64_t t, int64_t in, int64_t out, int64_t r, const float* dy, const Weight& W,
-                        const float* g, const float* A, int64_t lda, const Dropout& drop, float* dx) {
+void adapter_input_grad(int64_t t, int64_t in, int64_t out, int64_t r, const float* dy, const Weight& W, const float* g,
+                        const float* A, int64_t lda, const Dropout& drop, float* dx) {
   const GemmTerm joined[2] = {
       {{dy, out, false}, weight_view(W, in, false), out, 1.0f},
       {{g, r, false}, {A, lda, false}, r, 1.0f},

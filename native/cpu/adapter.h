@@ -42,7 +42,7 @@ void adapter_output(int64_t t, int64_t in, int64_t out, int64_t r, const float* 
 // input gradient. Without dropout it is one product over the joined inner dimension out + r;
 // with it the mask sits on g A's output, so that product is added afterwards in blocks of rows
 // that the mask (keyed by t·in + i) scales. FLOPs: 2·t·in·(out + r).
-void adapter_input_grad(int64_t t, int64_t in, int64_t out, int64_t r, const float* dy, const Weight& W,
-                        const float* g, const float* A, int64_t lda, const Dropout& drop, float* dx);
+void adapter_input_grad(int64_t t, int64_t in, int64_t out, int64_t r, const float* dy, const Weight& W, const float* g,
+                        const float* A, int64_t lda, const Dropout& drop, float* dx);
 
 }  // namespace lowrank::cpu

@@ -2,12 +2,11 @@
 
 #include <algorithm>
 #include <cstring>
-
 #include <string>
 
 #include "../core/check.h"
-#include "threadpool.h"
 #include "../core/ops.h"
+#include "threadpool.h"
 
 namespace lowrank::cpu {
 void convert(const void* src, DType src_type, void* dst, DType dst_type, int64_t n) {

@@ -10,8 +10,8 @@
 #include <vector>
 
 #include "../core/dtype.h"
-#include "threadpool.h"
 #include "../core/ops.h"
+#include "threadpool.h"
 
 namespace lowrank::cpu {
 namespace {
@@ -21,16 +21,16 @@ constexpr int64_t kChunkRows = 64;  // rows of a bfloat16 W widened at a time (a
 // The two terms for rows [i0, i0 + rows) of W: λs·B1[i0:] · A1 and −λs·B0[i0:] · A0.
 struct Terms {
   GemmTerm t[2];
-  Terms(const DeltaLoraDims& d, const float* A0, const float* B0, const float* A1, const float* B1,
-        float alpha, int64_t i0)
+  Terms(const DeltaLoraDims& d, const float* A0, const float* B0, const float* A1, const float* B1, float alpha,
+        int64_t i0)
       : t{{{B1 + i0 * d.r, d.r, false}, {A1, d.in, false}, d.r, alpha},
           {{B0 + i0 * d.r, d.r, false}, {A0, d.in, false}, d.r, -alpha}} {}
 };
 
 }  // namespace
 
-void delta_lora_update(const DeltaLoraDims& d, const WeightMut& W, const float* A0, const float* B0,
-                       const float* A1, const float* B1, float lambda, float scale) {
+void delta_lora_update(const DeltaLoraDims& d, const WeightMut& W, const float* A0, const float* B0, const float* A1,
+                       const float* B1, float lambda, float scale) {
   const float alpha = lambda * scale;
   if (W.f32) {
     const Terms terms(d, A0, B0, A1, B1, alpha, 0);

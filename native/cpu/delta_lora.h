@@ -18,7 +18,7 @@ struct DeltaLoraDims {
 
 // W += lambda · scale · (B1 A1 − B0 A0), in place. A bfloat16 W is updated in float32 by chunks
 // of rows and rounded to the nearest bfloat16 (ties to even), like lora_merge.
-void delta_lora_update(const DeltaLoraDims& d, const WeightMut& W, const float* A0, const float* B0,
-                       const float* A1, const float* B1, float lambda, float scale);
+void delta_lora_update(const DeltaLoraDims& d, const WeightMut& W, const float* A0, const float* B0, const float* A1,
+                       const float* B1, float lambda, float scale);
 
 }  // namespace lowrank::cpu

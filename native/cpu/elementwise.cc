@@ -16,9 +16,8 @@ constexpr int64_t kChunk = 1 << 15;
 
 template <typename T>
 void fill_with(T* dst, T value, int64_t n) {
-  parallel_for((n + kChunk - 1) / kChunk, [&](int64_t c) {
-    std::fill(dst + c * kChunk, dst + std::min(n, (c + 1) * kChunk), value);
-  });
+  parallel_for((n + kChunk - 1) / kChunk,
+               [&](int64_t c) { std::fill(dst + c * kChunk, dst + std::min(n, (c + 1) * kChunk), value); });
 }
 
 // f(i) for every i in [0, n), chunk by chunk on the pool.

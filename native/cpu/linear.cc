@@ -2,8 +2,8 @@
 
 #include <algorithm>
 
-#include "threadpool.h"
 #include "../core/ops.h"
+#include "threadpool.h"
 
 namespace lowrank::cpu {
 

@@ -1,25 +1,24 @@
 #include "lora.h"
 
-#include <cmath>
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <vector>
 
-#include "../core/dtype.h"
 #include "../core/check.h"
+#include "../core/dtype.h"
+#include "../core/ops.h"
 #include "adapter.h"
 #include "gemm.h"
 #include "gemm/thin.h"
 #include "threadpool.h"
-#include "../core/ops.h"
 
 namespace lowrank::cpu {
 
 // Forward. FLOPs: 2·T·out·in (base) + 2·T·in·r + 2·T·out·r. Fewest bytes: x, W, A, B read
 // once; y and xa written once.
-void lora_forward(const LoraDims& d, const float* x, const Weight& W, const float* bias,
-                  const float* A, const float* B, float scale, const Dropout& drop, float* y,
-                  float* xa) {
+void lora_forward(const LoraDims& d, const float* x, const Weight& W, const float* bias, const float* A, const float* B,
+                  float scale, const Dropout& drop, float* y, float* xa) {
   // xa = D(x) Aᵀ: [T, in] · [in, r], a thin product reading x once
   thin_nt({d.t, d.r, d.in, x, d.in, A, d.in, 1.0f, drop.active ? &drop : nullptr, xa, d.r});
   // y = [x | xa] · [W | scale·B]ᵀ + bias
@@ -28,9 +27,8 @@ void lora_forward(const LoraDims& d, const float* x, const Weight& W, const floa
 
 // Backward. FLOPs: 2·T·out·in (dx base) + 2·T·r·(2·out + 2·in). Fewest bytes: dy, x, W, A, B,
 // xa read once; dx, dA, dB written once.
-void lora_backward(const LoraDims& d, const float* dy, const float* x, const Weight& W,
-                   const float* A, const float* B, const float* xa, float scale,
-                   const Dropout& drop, float* dx, float* dA, float* dB) {
+void lora_backward(const LoraDims& d, const float* dy, const float* x, const Weight& W, const float* A, const float* B,
+                   const float* xa, float scale, const Dropout& drop, float* dx, float* dA, float* dB) {
   // dB = scale · dyᵀ xa: [out, T] · [T, r]
   const GemmTerm tdb{{dy, d.out, true}, {xa, d.r, false}, d.t, scale};
   gemm({d.out, d.r, &tdb, 1, dB, d.r, 0.0f, nullptr});
@@ -60,7 +58,8 @@ std::vector<double> gram_factor(const float* gram, int64_t r) {
       double sum = 0.5 * (static_cast<double>(gram[i * r + j]) + gram[j * r + i]) + (i == j ? 1e-8 : 0.0);
       for (int64_t k = 0; k < j; ++k) sum -= L[i * r + k] * L[j * r + k];
       if (i == j) {
-        if (!(sum > 0.0)) throw RangeError("lora-fa gradient projection: A Aᵀ is not positive definite (A is rank-deficient)");
+        if (!(sum > 0.0))
+          throw RangeError("lora-fa gradient projection: A Aᵀ is not positive definite (A is rank-deficient)");
         L[i * r + i] = std::sqrt(sum);
       } else {
         L[i * r + j] = sum / L[j * r + j];
@@ -139,8 +138,8 @@ void lora_forward(const ops::LoraForward& a) {
 
 void lora_backward(const ops::LoraBackward& a) {
   lora_backward({a.t, a.in, a.out, a.r}, a.dy.as<const float>(), a.x.as<const float>(), weight_of(a.W),
-                a.A.as<const float>(), a.B.as<const float>(), a.xa.as<const float>(), a.scale, a.drop,
-                a.dx.as<float>(), a.dA.as<float>(), a.dB.as<float>());
+                a.A.as<const float>(), a.B.as<const float>(), a.xa.as<const float>(), a.scale, a.drop, a.dx.as<float>(),
+                a.dA.as<float>(), a.dB.as<float>());
 }
 
 void lora_fa_project_grad(const ops::LoraFaProjectGrad& a) {
@@ -151,7 +150,8 @@ void lora_merge(const ops::LoraMerge& a) {
   const LoraDims d{1, a.in, a.out, a.r};
   if (!a.safe) return lora_merge(d, weight_mut_of(a.W), a.A.as<const float>(), a.B.as<const float>(), a.scale);
   float value = 0.0f;
-  const int64_t bad = lora_merge_safe(d, weight_mut_of(a.W), a.A.as<const float>(), a.B.as<const float>(), a.scale, &value);
+  const int64_t bad =
+      lora_merge_safe(d, weight_mut_of(a.W), a.A.as<const float>(), a.B.as<const float>(), a.scale, &value);
   if (bad >= 0) ops::merge_not_finite(bad, value, a.in);
 }
 

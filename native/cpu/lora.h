@@ -17,16 +17,14 @@ struct LoraDims {
 
 // xa = D(x) Aᵀ; y = x Wᵀ + bias + scale · xa Bᵀ (y written once, the adapter joined to the
 // base product). bias may be null.
-void lora_forward(const LoraDims& d, const float* x, const Weight& W, const float* bias,
-                  const float* A, const float* B, float scale, const Dropout& drop, float* y,
-                  float* xa);
+void lora_forward(const LoraDims& d, const float* x, const Weight& W, const float* bias, const float* A, const float* B,
+                  float scale, const Dropout& drop, float* y, float* xa);
 
 // dB = scale · dyᵀ xa; g = scale · dy B; dA = gᵀ D(x); dx = dy W + D(g A).
 // x and dA may be null together (LoRA-FA: A frozen, x never kept); the dropout mask is
 // regenerated from `drop`, never stored. dx may be null when the input gradient is not needed.
-void lora_backward(const LoraDims& d, const float* dy, const float* x, const Weight& W,
-                   const float* A, const float* B, const float* xa, float scale,
-                   const Dropout& drop, float* dx, float* dA, float* dB);
+void lora_backward(const LoraDims& d, const float* dy, const float* x, const Weight& W, const float* A, const float* B,
+                   const float* xa, float scale, const Dropout& drop, float* dx, float* dA, float* dB);
 
 // LoRA-FA's optional projection of B's gradient (PEFT): dB ← dB (A Aᵀ + 1e-8·I)⁻¹ / scale²,
 // in place. The r x r system is factored once (Cholesky, in double) and every row of dB solved.

@@ -3,9 +3,9 @@
 #include <algorithm>
 #include <cmath>
 
+#include "../core/ops.h"
 #include "../core/philox.h"
 #include "threadpool.h"
-#include "../core/ops.h"
 
 namespace lowrank::cpu {
 namespace {

@@ -4,11 +4,11 @@
 #include <cmath>
 #include <vector>
 
+#include "../core/ops.h"
 #include "adapter.h"
 #include "gemm.h"
 #include "gemm/thin.h"
 #include "threadpool.h"
-#include "../core/ops.h"
 
 namespace lowrank::cpu {
 namespace {
@@ -63,9 +63,8 @@ void vera_projections(int64_t r, int64_t max_in, int64_t max_out, uint64_t seed,
 
 // Forward. FLOPs: 2·T·out·in (base) + 2·T·in·r + 2·T·out·r. Fewest bytes: x, W, the A and B
 // slices, λd, λb read once; y and u written once.
-void vera_forward(const VeraDims& d, const float* x, const Weight& W, const float* bias, const float* A,
-                  const float* B, const float* lambda_d, const float* lambda_b, const Dropout& drop, float* y,
-                  float* u) {
+void vera_forward(const VeraDims& d, const float* x, const Weight& W, const float* bias, const float* A, const float* B,
+                  const float* lambda_d, const float* lambda_b, const Dropout& drop, float* y, float* u) {
   // u = D(x) Aᵀ: [T, in] · [in, r], a thin product reading x once (A's rows of stride max_in)
   thin_nt({d.t, d.r, d.in, x, d.in, A, d.max_in, 1.0f, drop.active ? &drop : nullptr, u, d.r});
   // y = [x | u] · [W | Bs]ᵀ + bias
@@ -85,8 +84,7 @@ void vera_backward(const VeraDims& d, const float* dy, const Weight& W, const fl
   // dλb[o] = Σ_j B[o, j]·λd[j]·M'[o, j]
   for (int64_t o = 0; o < d.out; ++o) {
     double s = 0.0;
-    for (int64_t j = 0; j < d.r; ++j)
-      s += static_cast<double>(B[o * d.r + j]) * lambda_d[j] * m[o * d.r + j];
+    for (int64_t j = 0; j < d.r; ++j) s += static_cast<double>(B[o * d.r + j]) * lambda_d[j] * m[o * d.r + j];
     d_lambda_b[o] = static_cast<float>(s);
   }
   // h = dy (λb ⊙ B): [T, out] · [out, r], a thin product over (λb ⊙ B)ᵀ [r, out]
@@ -115,8 +113,8 @@ void vera_merge(const VeraDims& d, const WeightMut& W, const float* A, const flo
   add_product(update(d, bs, A, sign), W);
 }
 
-int64_t vera_merge_safe(const VeraDims& d, const WeightMut& W, const float* A, const float* B,
-                        const float* lambda_d, const float* lambda_b, float sign, float* bad_value) {
+int64_t vera_merge_safe(const VeraDims& d, const WeightMut& W, const float* A, const float* B, const float* lambda_d,
+                        const float* lambda_b, float sign, float* bad_value) {
   const std::vector<float> bs = scaled_b(d, B, lambda_d, lambda_b);
   return add_product_safe(update(d, bs, A, sign), W, bad_value);
 }
@@ -135,8 +133,8 @@ void vera_forward(const ops::VeraForward& a) {
 
 void vera_backward(const ops::VeraBackward& a) {
   vera_backward({a.t, a.in, a.out, a.r, a.max_in}, a.dy.as<const float>(), weight_of(a.W), a.A.as<const float>(),
-                a.B.as<const float>(), a.lambda_d.as<const float>(), a.lambda_b.as<const float>(), a.u.as<const float>(),
-                a.drop, a.dx.as<float>(), a.d_lambda_d.as<float>(), a.d_lambda_b.as<float>());
+                a.B.as<const float>(), a.lambda_d.as<const float>(), a.lambda_b.as<const float>(),
+                a.u.as<const float>(), a.drop, a.dx.as<float>(), a.d_lambda_d.as<float>(), a.d_lambda_b.as<float>());
 }
 
 void vera_merge(const ops::VeraMerge& a) {

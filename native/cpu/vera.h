@@ -33,9 +33,8 @@ void vera_projections(int64_t r, int64_t max_in, int64_t max_out, uint64_t seed,
 // u = D(x) Aᵀ; y = x Wᵀ + bias + λb ⊙ ((u ⊙ λd) Bᵀ) (y written once: the adapter is joined to
 // the base product as u · Bsᵀ with Bs[o, j] = λb[o]·λd[j]·B[o, j], a tiny [out, r] copy).
 // A has row stride d.max_in; B is [out, r]. bias may be null. u [T, r] is all backward keeps.
-void vera_forward(const VeraDims& d, const float* x, const Weight& W, const float* bias, const float* A,
-                  const float* B, const float* lambda_d, const float* lambda_b, const Dropout& drop, float* y,
-                  float* u);
+void vera_forward(const VeraDims& d, const float* x, const Weight& W, const float* bias, const float* A, const float* B,
+                  const float* lambda_d, const float* lambda_b, const Dropout& drop, float* y, float* u);
 
 // Gradients from dy and the saved u alone (x is never kept), with no [T, out] temporary:
 //   M = dyᵀ (u ⊙ λd) [out, r]; dλb[o] = Σ_j B[o, j]·M[o, j];
@@ -54,7 +53,7 @@ void vera_merge(const VeraDims& d, const WeightMut& W, const float* A, const flo
 
 // Like vera_merge, but writes W only when every merged value is finite. Returns -1 on success,
 // else the flat index of the first non-finite value (W untouched), its value in *bad_value.
-int64_t vera_merge_safe(const VeraDims& d, const WeightMut& W, const float* A, const float* B,
-                        const float* lambda_d, const float* lambda_b, float sign, float* bad_value);
+int64_t vera_merge_safe(const VeraDims& d, const WeightMut& W, const float* A, const float* B, const float* lambda_d,
+                        const float* lambda_b, float sign, float* bad_value);
 
 }  // namespace lowrank::cpu

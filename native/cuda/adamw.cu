@@ -64,8 +64,7 @@ void adamw_step(const cpu::AdamwTensor* tensors, const cpu::AdamwHyper* hyper, i
   const size_t bytes = chunks.size() * sizeof(Chunk);
   Scratch table(bytes);
   upload(table.get(), chunks.data(), bytes);  // staged: the host vector may go once this returns
-  adamw_kernel<<<static_cast<unsigned>(chunks.size()), kThreads, 0, stream()>>>(
-      static_cast<const Chunk*>(table.get()));
+  adamw_kernel<<<static_cast<unsigned>(chunks.size()), kThreads, 0, stream()>>>(static_cast<const Chunk*>(table.get()));
   check(cudaGetLastError(), "adamw_kernel launch");
 }
 

@@ -35,8 +35,8 @@ void add_product(int64_t out, int64_t in, int64_t r, const float* B, int64_t ldb
   product(out, in, &t, 1, W.data, W.dtype, in, 1.0f, compute_for(DType::kFloat32));
 }
 
-int64_t add_product_safe(int64_t out, int64_t in, int64_t r, const float* B, int64_t ldb, const float* A,
-                         int64_t lda, float scale, DevOut W, float* bad_value) {
+int64_t add_product_safe(int64_t out, int64_t in, int64_t r, const float* B, int64_t ldb, const float* A, int64_t lda,
+                         float scale, DevOut W, float* bad_value) {
   const int64_t n = out * in;
   const size_t bytes = static_cast<size_t>(n) * static_cast<size_t>(dtype_size(W.dtype));
   Scratch copy_of_w(bytes);
@@ -45,8 +45,8 @@ int64_t add_product_safe(int64_t out, int64_t in, int64_t r, const float* B, int
   Scratch first(sizeof(unsigned long long));
   const unsigned long long none = static_cast<unsigned long long>(n);
   upload(first.get(), &none, sizeof none);
-  first_non_finite_kernel<<<blocks_for(n), kElementwiseThreads, 0, stream()>>>(copy_of_w.get(), W.dtype, n,
-                                                                                static_cast<unsigned long long*>(first.get()));
+  first_non_finite_kernel<<<blocks_for(n), kElementwiseThreads, 0, stream()>>>(
+      copy_of_w.get(), W.dtype, n, static_cast<unsigned long long*>(first.get()));
   check(cudaGetLastError(), "first_non_finite_kernel launch");
   unsigned long long found = none;
   download(&found, first.get(), sizeof found);

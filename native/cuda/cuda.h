@@ -117,10 +117,10 @@ void fill(DevOut dst, float value, int64_t n);
 void add_into(float* dst, const float* src, int64_t n);
 
 // The same contracts as native/cpu/lora.h; A, B, xa, dA, dB are float32 device pointers.
-void lora_forward(const cpu::LoraDims& d, DevIn x, DevIn W, DevIn bias, const float* A, const float* B,
-                  float scale, const Dropout& drop, DevOut y, float* xa);
-void lora_backward(const cpu::LoraDims& d, DevIn dy, DevIn x, DevIn W, const float* A, const float* B,
-                   const float* xa, float scale, const Dropout& drop, DevOut dx, float* dA, float* dB);
+void lora_forward(const cpu::LoraDims& d, DevIn x, DevIn W, DevIn bias, const float* A, const float* B, float scale,
+                  const Dropout& drop, DevOut y, float* xa);
+void lora_backward(const cpu::LoraDims& d, DevIn dy, DevIn x, DevIn W, const float* A, const float* B, const float* xa,
+                   float scale, const Dropout& drop, DevOut dx, float* dA, float* dB);
 void lora_fa_project_grad(const cpu::LoraDims& d, const float* A, float scale, float* dB);
 void lora_merge(const cpu::LoraDims& d, DevOut W, const float* A, const float* B, float scale);
 // Synchronizes (it must read the result). -1 on success, else the first non-finite index.
@@ -130,17 +130,17 @@ int64_t lora_merge_safe(const cpu::LoraDims& d, DevOut W, const float* A, const 
 // The same contracts as native/cpu/vera.h.
 void vera_forward(const cpu::VeraDims& d, DevIn x, DevIn W, DevIn bias, const float* A, const float* B,
                   const float* lambda_d, const float* lambda_b, const Dropout& drop, DevOut y, float* u);
-void vera_backward(const cpu::VeraDims& d, DevIn dy, DevIn W, const float* A, const float* B,
-                   const float* lambda_d, const float* lambda_b, const float* u, const Dropout& drop,
-                   DevOut dx, float* d_lambda_d, float* d_lambda_b);
+void vera_backward(const cpu::VeraDims& d, DevIn dy, DevIn W, const float* A, const float* B, const float* lambda_d,
+                   const float* lambda_b, const float* u, const Dropout& drop, DevOut dx, float* d_lambda_d,
+                   float* d_lambda_b);
 void vera_merge(const cpu::VeraDims& d, DevOut W, const float* A, const float* B, const float* lambda_d,
                 const float* lambda_b, float sign);
-int64_t vera_merge_safe(const cpu::VeraDims& d, DevOut W, const float* A, const float* B,
-                        const float* lambda_d, const float* lambda_b, float sign, float* bad_value);
+int64_t vera_merge_safe(const cpu::VeraDims& d, DevOut W, const float* A, const float* B, const float* lambda_d,
+                        const float* lambda_b, float sign, float* bad_value);
 
 // The same contract as native/cpu/delta_lora.h.
-void delta_lora_update(const cpu::DeltaLoraDims& d, DevOut W, const float* A0, const float* B0,
-                       const float* A1, const float* B1, float lambda, float scale);
+void delta_lora_update(const cpu::DeltaLoraDims& d, DevOut W, const float* A0, const float* B0, const float* A1,
+                       const float* B1, float lambda, float scale);
 
 // The same contract as native/cpu/adamw.h; the pointers in `tensors` are device pointers
 // (float32), the arrays themselves live on the host.

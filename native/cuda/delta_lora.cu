@@ -12,8 +12,8 @@
 
 namespace lowrank::cuda {
 
-void delta_lora_update(const cpu::DeltaLoraDims& d, DevOut W, const float* A0, const float* B0,
-                       const float* A1, const float* B1, float lambda, float scale) {
+void delta_lora_update(const cpu::DeltaLoraDims& d, DevOut W, const float* A0, const float* B0, const float* A1,
+                       const float* B1, float lambda, float scale) {
   const float alpha = lambda * scale;
   const GemmTerm terms[2] = {
       {view(B1, d.r, false), view(A1, d.in, false), d.r, alpha},

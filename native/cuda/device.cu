@@ -71,9 +71,9 @@ Info info() {
     }
     const DeviceInfo& dev = out.devices[static_cast<size_t>(current)];
     if (dev.major < kMinMajor) {
-      out.reason = "device " + std::to_string(current) + " (" + dev.name +
-                   ") has compute capability " + std::to_string(dev.major) + "." +
-                   std::to_string(dev.minor) + "; this build of lowrank needs 8.0 or newer";
+      out.reason = "device " + std::to_string(current) + " (" + dev.name + ") has compute capability " +
+                   std::to_string(dev.major) + "." + std::to_string(dev.minor) +
+                   "; this build of lowrank needs 8.0 or newer";
       return out;
     }
     out.available = true;

@@ -15,8 +15,7 @@ namespace lowrank::cuda {
 // test hook, not a hot path; fused kernels call Dropout::factor where they read an operand.
 __global__ void dropout_mask_kernel(Dropout drop, uint64_t offset, int64_t n, uint8_t* out) {
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
-  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
-       i += stride)
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride)
     out[i] = drop.keep(offset + static_cast<uint64_t>(i)) ? 1 : 0;
 }
 
@@ -29,8 +28,7 @@ void dropout_mask_host(uint64_t seed, double p, int64_t offset, int64_t n, uint8
   constexpr int kThreads = 256;
   const int64_t blocks_needed = (n + kThreads - 1) / kThreads;
   const unsigned blocks = static_cast<unsigned>(blocks_needed < 65535 ? blocks_needed : 65535);
-  dropout_mask_kernel<<<blocks, kThreads>>>(drop, static_cast<uint64_t>(offset), n,
-                                            mask.as<uint8_t>());
+  dropout_mask_kernel<<<blocks, kThreads>>>(drop, static_cast<uint64_t>(offset), n, mask.as<uint8_t>());
   check(cudaGetLastError(), "dropout_mask_kernel launch");
   check(cudaMemcpy(out, mask.as<uint8_t>(), static_cast<size_t>(n), cudaMemcpyDeviceToHost),
         "cudaMemcpy (mask to host)");

@@ -44,7 +44,9 @@ constexpr float kInvSqrt2Pi = 0.39894228040143268f;
 
 __device__ float relu(float x) { return x < 0.0f ? 0.0f : x; }  // NaN stays NaN
 __device__ float gelu(float x) { return 0.5f * x * (1.0f + erff(x * kInvSqrt2)); }
-__device__ float gelu_grad(float x) { return 0.5f * (1.0f + erff(x * kInvSqrt2)) + x * kInvSqrt2Pi * expf(-0.5f * x * x); }
+__device__ float gelu_grad(float x) {
+  return 0.5f * (1.0f + erff(x * kInvSqrt2)) + x * kInvSqrt2Pi * expf(-0.5f * x * x);
+}
 __device__ float tanh_grad(float x) {
   const float t = tanhf(x);
   return 1.0f - t * t;

@@ -139,10 +139,10 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32) gemm_kernel(const Param
   using S = Smem<C>;
   using T = typename S::T;
   constexpr int kThreads = WARPS_M * WARPS_N * 32;
-  constexpr int kLd = kBK + S::kPad;          // shared row length, in elements
-  constexpr int kWM = BM / WARPS_M, kWN = BN / WARPS_N;  // warp tile
-  constexpr int kMT = kWM / 16, kNT = kWN / 8;           // MMA tiles per warp
-  constexpr int kEA = BM * kBK / kThreads, kEB = BN * kBK / kThreads;  // elements per thread
+  constexpr int kLd = kBK + S::kPad;                                           // shared row length, in elements
+  constexpr int kWM = BM / WARPS_M, kWN = BN / WARPS_N;                        // warp tile
+  constexpr int kMT = kWM / 16, kNT = kWN / 8;                                 // MMA tiles per warp
+  constexpr int kEA = BM * kBK / kThreads, kEB = BN * kBK / kThreads;          // elements per thread
   constexpr int kVA = BM * kBK / 8 / kThreads, kVB = BN * kBK / 8 / kThreads;  // 8-element chunks
   static_assert(kEA * kThreads == BM * kBK && kEB * kThreads == BN * kBK, "tile not divisible");
   static_assert(kVA >= 1 && kVB >= 1, "tile too small for vector loads");
@@ -370,8 +370,8 @@ void launch_shape(const Params& p, Compute c) {
 // Whether an operand can use 16-byte loads: its stored rows run along k (A not transposed, B
 // transposed), it is already in the 16-bit compute type, unscaled, unmasked, and aligned.
 bool vectorizable(const MatView& v, bool k_contiguous, float alpha, Compute c) {
-  const bool same_type = (c == Compute::kBF16 && v.dtype == DType::kBFloat16) ||
-                         (c == Compute::kF16 && v.dtype == DType::kFloat16);
+  const bool same_type =
+      (c == Compute::kBF16 && v.dtype == DType::kBFloat16) || (c == Compute::kF16 && v.dtype == DType::kFloat16);
   return same_type && k_contiguous && alpha == 1.0f && !v.drop.active && v.ld % 8 == 0 &&
          reinterpret_cast<uintptr_t>(v.data) % 16 == 0;
 }

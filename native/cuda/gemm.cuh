@@ -56,8 +56,8 @@ struct GemmArgs {
   void* c = nullptr;
   DType c_dtype = DType::kFloat32;
   int64_t ldc = 0;
-  float beta = 0.0f;            // 0: C is overwritten (never read); otherwise read and scaled
-  const void* bias = nullptr;   // optional [n], added to every row
+  float beta = 0.0f;           // 0: C is overwritten (never read); otherwise read and scaled
+  const void* bias = nullptr;  // optional [n], added to every row
   DType bias_dtype = DType::kFloat32;
   Compute compute = Compute::kTF32x3;
 };

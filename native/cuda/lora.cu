@@ -13,8 +13,8 @@ namespace lowrank::cuda {
 
 // Forward. FLOPs: 2·T·out·in (base) + 2·T·in·r + 2·T·out·r. Fewest bytes: x, W, A, B read
 // once; y and xa written once.
-void lora_forward(const cpu::LoraDims& d, DevIn x, DevIn W, DevIn bias, const float* A, const float* B,
-                  float scale, const Dropout& drop, DevOut y, float* xa) {
+void lora_forward(const cpu::LoraDims& d, DevIn x, DevIn W, DevIn bias, const float* A, const float* B, float scale,
+                  const Dropout& drop, DevOut y, float* xa) {
   const Compute c = compute_for(W.dtype);
   // xa = D(x) Aᵀ: [T, in] · [in, r], narrow tiles, x read once
   const GemmTerm txa{view(x, d.in, false, drop), view(A, d.in, true), d.in, 1.0f};
@@ -29,8 +29,8 @@ void lora_forward(const cpu::LoraDims& d, DevIn x, DevIn W, DevIn bias, const fl
 
 // Backward. FLOPs: 2·T·out·in (dx base) + 2·T·r·(2·out + 2·in). Fewest bytes: dy, x, W, A, B,
 // xa read once; dx, dA, dB written once.
-void lora_backward(const cpu::LoraDims& d, DevIn dy, DevIn x, DevIn W, const float* A, const float* B,
-                   const float* xa, float scale, const Dropout& drop, DevOut dx, float* dA, float* dB) {
+void lora_backward(const cpu::LoraDims& d, DevIn dy, DevIn x, DevIn W, const float* A, const float* B, const float* xa,
+                   float scale, const Dropout& drop, DevOut dx, float* dA, float* dB) {
   const Compute c = compute_for(W.dtype);
   // dB = scale · dyᵀ xa: [out, T] · [T, r]
   const GemmTerm tdb{view(dy, d.out, true), view(xa, d.r, false), d.t, scale};

@@ -57,8 +57,8 @@ __global__ void softmax_cross_entropy_rows(const float* __restrict__ z, const in
   if (dz == nullptr) return;
   float* dr = dz + row * c;
   for (int64_t j = threadIdx.x; j < c; j += kRowThreads)
-    dr[j] = ok ? static_cast<float>((exp(static_cast<double>(zr[j]) - lse) - (j == label ? 1.0 : 0.0)) * inv_t)
-               : nanf("");
+    dr[j] =
+        ok ? static_cast<float>((exp(static_cast<double>(zr[j]) - lse) - (j == label ? 1.0 : 0.0)) * inv_t) : nanf("");
 }
 
 // loss[0] = inv_t · Σ row_loss, one block: thread k sums rows k, k + kRowThreads, … in order, then

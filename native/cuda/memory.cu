@@ -52,7 +52,8 @@ constexpr size_t kLargeRound = size_t{2} << 20;  // 2 MiB
 size_t round_size(size_t bytes) {
   const size_t unit = bytes <= kSmallLimit ? kSmallRound : kLargeRound;
   if (bytes == 0) return kSmallRound;  // a zero-byte tensor still gets a distinct block
-  if (bytes > SIZE_MAX - unit) throw std::runtime_error("device_alloc: " + std::to_string(bytes) + " bytes is too large");
+  if (bytes > SIZE_MAX - unit)
+    throw std::runtime_error("device_alloc: " + std::to_string(bytes) + " bytes is too large");
   return (bytes + unit - 1) / unit * unit;
 }
 
@@ -184,7 +185,9 @@ void convert_from(const void* src, void* dst, DType dst_dtype, int64_t n) {
   }
 }
 
-bool valid(DType d) { return d == DType::kFloat32 || d == DType::kBFloat16 || d == DType::kFloat16 || d == DType::kInt32; }
+bool valid(DType d) {
+  return d == DType::kFloat32 || d == DType::kBFloat16 || d == DType::kFloat16 || d == DType::kInt32;
+}
 
 }  // namespace
 
@@ -355,9 +358,11 @@ void convert(const void* src, DType src_dtype, void* dst, DType dst_dtype, int64
                      std::to_string(static_cast<int>(dst_dtype)));
   ensure_available();
   if (n == 0) return;
-  if (src_dtype == dst_dtype) return copy(dst, src, static_cast<size_t>(n) * static_cast<size_t>(dtype_size(src_dtype)));
+  if (src_dtype == dst_dtype)
+    return copy(dst, src, static_cast<size_t>(n) * static_cast<size_t>(dtype_size(src_dtype)));
   if (!dtype_is_float(src_dtype) || !dtype_is_float(dst_dtype))
-    throw RangeError(std::string("convert: ") + dtype_name(src_dtype) + " does not convert to " + dtype_name(dst_dtype));
+    throw RangeError(std::string("convert: ") + dtype_name(src_dtype) + " does not convert to " +
+                     dtype_name(dst_dtype));
   switch (src_dtype) {
     case DType::kFloat32: return convert_from<DType::kFloat32>(src, dst, dst_dtype, n);
     case DType::kBFloat16: return convert_from<DType::kBFloat16>(src, dst, dst_dtype, n);

@@ -68,8 +68,8 @@ inline unsigned blocks_for(int64_t n) {
 void add_product(int64_t out, int64_t in, int64_t r, const float* B, int64_t ldb, const float* A, int64_t lda,
                  float scale, DevOut W);
 // Like add_product into a copy; W is written only when every value is finite. Synchronizes.
-int64_t add_product_safe(int64_t out, int64_t in, int64_t r, const float* B, int64_t ldb, const float* A,
-                         int64_t lda, float scale, DevOut W, float* bad_value);
+int64_t add_product_safe(int64_t out, int64_t in, int64_t r, const float* B, int64_t ldb, const float* A, int64_t lda,
+                         float scale, DevOut W, float* bad_value);
 // dx[t, i] += D(g A)[t, i] with g [rows, r] and A [r, in] (row stride lda), the mask keyed by t·in + i.
 void add_masked_product(int64_t rows, int64_t in, int64_t r, const float* g, const float* A, int64_t lda,
                         const Dropout& drop, DevOut dx, Compute compute);

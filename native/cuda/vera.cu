@@ -13,8 +13,8 @@ namespace {
 
 // bs[o, j] = λb[o]·(λd[j]·B[o, j]) (with_d) or λb[o]·B[o, j]: B with the scaling vectors
 // folded in, in the CPU's order of rounding.
-__global__ void scale_b_kernel(int64_t out, int64_t r, const float* B, const float* lambda_d,
-                               const float* lambda_b, bool with_d, float* bs) {
+__global__ void scale_b_kernel(int64_t out, int64_t r, const float* B, const float* lambda_d, const float* lambda_b,
+                               bool with_d, float* bs) {
   const int64_t n = out * r, stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride) {
     const int64_t o = i / r, j = i % r;
@@ -23,13 +23,12 @@ __global__ void scale_b_kernel(int64_t out, int64_t r, const float* B, const flo
 }
 
 // dλb[o] = Σ_j B[o, j]·λd[j]·M'[o, j], in double and in j order.
-__global__ void lambda_b_grad_kernel(int64_t out, int64_t r, const float* B, const float* lambda_d,
-                                     const float* m, float* d_lambda_b) {
+__global__ void lambda_b_grad_kernel(int64_t out, int64_t r, const float* B, const float* lambda_d, const float* m,
+                                     float* d_lambda_b) {
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   for (int64_t o = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; o < out; o += stride) {
     double s = 0.0;
-    for (int64_t j = 0; j < r; ++j)
-      s += static_cast<double>(B[o * r + j]) * lambda_d[j] * m[o * r + j];
+    for (int64_t j = 0; j < r; ++j) s += static_cast<double>(B[o * r + j]) * lambda_d[j] * m[o * r + j];
     d_lambda_b[o] = static_cast<float>(s);
   }
 }
@@ -43,8 +42,7 @@ __global__ void __launch_bounds__(kReduceThreads)
   __shared__ double part[kReduceThreads];
   const int64_t j = blockIdx.x;
   double s = 0.0;
-  for (int64_t i = threadIdx.x; i < t; i += kReduceThreads)
-    s += static_cast<double>(h[i * r + j]) * u[i * r + j];
+  for (int64_t i = threadIdx.x; i < t; i += kReduceThreads) s += static_cast<double>(h[i * r + j]) * u[i * r + j];
   part[threadIdx.x] = s;
   __syncthreads();
   for (int w = kReduceThreads / 2; w > 0; w /= 2) {
@@ -64,7 +62,7 @@ __global__ void scale_columns_kernel(int64_t t, int64_t r, const float* lambda_d
 void scale_b(const cpu::VeraDims& d, const float* B, const float* lambda_d, const float* lambda_b, bool with_d,
              float* bs) {
   scale_b_kernel<<<blocks_for(d.out * d.r), kElementwiseThreads, 0, stream()>>>(d.out, d.r, B, lambda_d, lambda_b,
-                                                                                 with_d, bs);
+                                                                                with_d, bs);
   check(cudaGetLastError(), "scale_b_kernel launch");
 }
 
@@ -90,16 +88,16 @@ void vera_forward(const cpu::VeraDims& d, DevIn x, DevIn W, DevIn bias, const fl
 
 // Backward. FLOPs: 2·T·out·in (dx base) + 2·T·r·(2·out + in). Fewest bytes: dy, u, W, the A
 // and B slices read once; dx, dλd, dλb written once. x is never read.
-void vera_backward(const cpu::VeraDims& d, DevIn dy, DevIn W, const float* A, const float* B,
-                   const float* lambda_d, const float* lambda_b, const float* u, const Dropout& drop,
-                   DevOut dx, float* d_lambda_d, float* d_lambda_b) {
+void vera_backward(const cpu::VeraDims& d, DevIn dy, DevIn W, const float* A, const float* B, const float* lambda_d,
+                   const float* lambda_b, const float* u, const Dropout& drop, DevOut dx, float* d_lambda_d,
+                   float* d_lambda_b) {
   const Compute c = compute_for(W.dtype);
   // M' = dyᵀ u [out, r]
   Scratch m(static_cast<size_t>(d.out * d.r) * sizeof(float));
   const GemmTerm tm{view(dy, d.out, true), view(u, d.r, false), d.t, 1.0f};
   product(d.out, d.r, &tm, 1, m.get(), DType::kFloat32, d.r, 0.0f, c);
   lambda_b_grad_kernel<<<blocks_for(d.out), kElementwiseThreads, 0, stream()>>>(d.out, d.r, B, lambda_d, m.f32(),
-                                                                                 d_lambda_b);
+                                                                                d_lambda_b);
   check(cudaGetLastError(), "lambda_b_grad_kernel launch");
   // h = dy (λb ⊙ B) [T, r]
   Scratch bl(static_cast<size_t>(d.out * d.r) * sizeof(float));
@@ -108,8 +106,7 @@ void vera_backward(const cpu::VeraDims& d, DevIn dy, DevIn W, const float* A, co
   const GemmTerm th{view(dy, d.out, false), view(bl.f32(), d.r, false), d.out, 1.0f};
   product(d.t, d.r, &th, 1, h.get(), DType::kFloat32, d.r, 0.0f, c);
   // dλd = Σ_t h ⊙ u; then h ← h ⊙ λd, the adapter's share of dx before A
-  lambda_d_grad_kernel<<<static_cast<unsigned>(d.r), kReduceThreads, 0, stream()>>>(d.t, d.r, h.f32(), u,
-                                                                                     d_lambda_d);
+  lambda_d_grad_kernel<<<static_cast<unsigned>(d.r), kReduceThreads, 0, stream()>>>(d.t, d.r, h.f32(), u, d_lambda_d);
   check(cudaGetLastError(), "lambda_d_grad_kernel launch");
   if (!dx.data) return;
   scale_columns_kernel<<<blocks_for(d.t * d.r), kElementwiseThreads, 0, stream()>>>(d.t, d.r, lambda_d, h.f32());
@@ -125,8 +122,8 @@ void vera_merge(const cpu::VeraDims& d, DevOut W, const float* A, const float* B
   add_product(d.out, d.in, d.r, bs.f32(), d.r, A, d.max_in, sign, W);
 }
 
-int64_t vera_merge_safe(const cpu::VeraDims& d, DevOut W, const float* A, const float* B,
-                        const float* lambda_d, const float* lambda_b, float sign, float* bad_value) {
+int64_t vera_merge_safe(const cpu::VeraDims& d, DevOut W, const float* A, const float* B, const float* lambda_d,
+                        const float* lambda_b, float sign, float* bad_value) {
   Scratch bs(static_cast<size_t>(d.out * d.r) * sizeof(float));
   scale_b(d, B, lambda_d, lambda_b, true, bs.f32());
   return add_product_safe(d.out, d.in, d.r, bs.f32(), d.r, A, d.max_in, sign, W, bad_value);
@@ -136,8 +133,8 @@ int64_t vera_merge_safe(const cpu::VeraDims& d, DevOut W, const float* A, const 
 
 void vera_forward(const ops::VeraForward& a) {
   vera_forward({a.t, a.in, a.out, a.r, a.max_in}, dev_in(a.x), dev_in(a.W), dev_in(a.bias), a.A.as<const float>(),
-               a.B.as<const float>(), a.lambda_d.as<const float>(), a.lambda_b.as<const float>(), a.drop,
-               dev_out(a.y), a.u.as<float>());
+               a.B.as<const float>(), a.lambda_d.as<const float>(), a.lambda_b.as<const float>(), a.drop, dev_out(a.y),
+               a.u.as<float>());
 }
 
 void vera_backward(const ops::VeraBackward& a) {

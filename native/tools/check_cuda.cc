@@ -129,18 +129,18 @@ void guarded(const std::string& what, const std::function<void()>& body) {
 
 std::string label(const char* op, const cpu::LoraDims& d, DType dt, double p, bool bias) {
   char buf[160];
-  std::snprintf(buf, sizeof buf, "%s T=%" PRId64 " in=%" PRId64 " out=%" PRId64 " r=%" PRId64 " %s p=%.1f%s", op,
-                d.t, d.in, d.out, d.r, dtype_name(dt), p, bias ? " bias" : "");
+  std::snprintf(buf, sizeof buf, "%s T=%" PRId64 " in=%" PRId64 " out=%" PRId64 " r=%" PRId64 " %s p=%.1f%s", op, d.t,
+                d.in, d.out, d.r, dtype_name(dt), p, bias ? " bias" : "");
   return buf;
 }
 
 const cpu::LoraDims kShapes[] = {
-    {1, 7, 5, 1},        // one row
-    {7, 33, 45, 8},      // nothing a multiple of a tile
-    {33, 70, 45, 7},     //
-    {300, 257, 130, 16}, // several tiles, odd leading dimensions (element loads)
-    {65, 136, 200, 16},  // in a multiple of 8 (16-byte loads) but not of 32
-    {257, 1024, 384, 16} // full tiles, 16-byte loads
+    {1, 7, 5, 1},         // one row
+    {7, 33, 45, 8},       // nothing a multiple of a tile
+    {33, 70, 45, 7},      //
+    {300, 257, 130, 16},  // several tiles, odd leading dimensions (element loads)
+    {65, 136, 200, 16},   // in a multiple of 8 (16-byte loads) but not of 32
+    {257, 1024, 384, 16}  // full tiles, 16-byte loads
 };
 
 void check_lora(const cpu::LoraDims& d, DType dt, double p, bool with_bias, uint32_t seed) {
@@ -168,8 +168,8 @@ void check_lora(const cpu::LoraDims& d, DType dt, double p, bool with_bias, uint
     for (Dev* o : {&gy, &gxa, &gdx, &gdA, &gdB}) o->poison();
     cuda::lora_forward(d, gx.in(), gW.in(), with_bias ? gbias.in() : cuda::DevIn{}, gA.f32(), gB.f32(), scale, drop,
                        gy.out(), gxa.f32());
-    cuda::lora_backward(d, gdy.in(), gx.in(), gW.in(), gA.f32(), gB.f32(), gxa.f32(), scale, drop, gdx.out(),
-                        gdA.f32(), gdB.f32());
+    cuda::lora_backward(d, gdy.in(), gx.in(), gW.in(), gA.f32(), gB.f32(), gxa.f32(), scale, drop, gdx.out(), gdA.f32(),
+                        gdB.f32());
     const double tol = tolerance(dt);
     compare(name + " y", gy.get(), y, tol);
     compare(name + " xa", gxa.get(), xa, tol);
@@ -305,7 +305,8 @@ void check_adamw() {
     std::vector<cpu::AdamwTensor> host(3), dev(3);
     std::vector<std::unique_ptr<Dev>> bufs;
     for (int i = 0; i < 3; ++i) {
-      for (const std::vector<float>* h : {&p[i], &m[i], &v[i]}) bufs.push_back(std::make_unique<Dev>(*h, DType::kFloat32));
+      for (const std::vector<float>* h : {&p[i], &m[i], &v[i]})
+        bufs.push_back(std::make_unique<Dev>(*h, DType::kFloat32));
     }
     bool same = true;
     for (int64_t step = 1; step <= 5; ++step) {
@@ -339,7 +340,7 @@ void check_convert() {
   guarded("convert", [&] {
     std::vector<float> v = rnd(100003, 4242);
     v[0] = std::numeric_limits<float>::infinity();
-    v[1] = 1e-7f;  // a float16 subnormal
+    v[1] = 1e-7f;     // a float16 subnormal
     v[2] = 70000.0f;  // float16 overflow
     Dev src(v, DType::kFloat32);
     bool ok = true;
@@ -405,10 +406,11 @@ double time_device(const std::function<void()>& fn) {
   cudaEventDestroy(start);
   cudaEventDestroy(stop);
 #else
-  for (int i = 0; i < 20; ++i) t.push_back(time_ms(1, [&] {
-    fn();
-    cuda::synchronize();
-  }));
+  for (int i = 0; i < 20; ++i)
+    t.push_back(time_ms(1, [&] {
+      fn();
+      cuda::synchronize();
+    }));
 #endif
   return median(t);
 }
@@ -455,9 +457,8 @@ bool cuda_timing() {
       };
       row("base product x·Wᵀ", base, base_flops);
       const double fwd_flops = base_flops + 2.0 * T * r * (in + out);
-      const double fwd = time_device([&] {
-        cuda::lora_forward(d, x.in(), W.in(), {}, A.f32(), B.f32(), scale, none, y.out(), xa.f32());
-      });
+      const double fwd = time_device(
+          [&] { cuda::lora_forward(d, x.in(), W.in(), {}, A.f32(), B.f32(), scale, none, y.out(), xa.f32()); });
       row("LoRA forward", fwd, fwd_flops);
       const double bwd_flops = base_flops + 4.0 * T * r * (in + out);
       const double fb = time_device([&] {
@@ -474,9 +475,8 @@ bool cuda_timing() {
       row("LoRA-FA forward + backward", fa, fwd_flops + bwd_flops - 2.0 * T * r * in);
       Dev Wm(rnd(out * in, 6), dt);
       int flip = 0;
-      const double merge = time_device([&] {
-        cuda::lora_merge(d, Wm.out(), A.f32(), B.f32(), (flip++ % 2) ? -scale : scale);
-      });
+      const double merge =
+          time_device([&] { cuda::lora_merge(d, Wm.out(), A.f32(), B.f32(), (flip++ % 2) ? -scale : scale); });
       row("merge W += s·B·A", merge, 2.0 * out * in * r);
       const double delta = time_device([&] {
         cuda::delta_lora_update({out, in, r}, Wm.out(), A.f32(), B.f32(), A.f32(), B.f32(), 2.0f, scale);

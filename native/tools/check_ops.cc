@@ -58,12 +58,16 @@ class Filler {
   void inout(const char* n, TensorRef& t, ops::Kind k) { tensor(n, t, k, pick() * pick(), Role::kInOut); }
   void inout(const char* n, TensorRef& t, ops::Kind k, ops::Shape s) { tensor(n, t, k, count(s), Role::kInOut); }
   void optional_input(const char* n, TensorRef& t, ops::Kind k, ops::Shape s) {
-    if (coin()) tensor(n, t, k, count(s), Role::kIn);
-    else t = TensorRef{};
+    if (coin())
+      tensor(n, t, k, count(s), Role::kIn);
+    else
+      t = TensorRef{};
   }
   void optional_output(const char* n, TensorRef& t, ops::Kind k, ops::Shape s) {
-    if (coin()) tensor(n, t, k, count(s), Role::kOut);
-    else t = TensorRef{};
+    if (coin())
+      tensor(n, t, k, count(s), Role::kOut);
+    else
+      t = TensorRef{};
   }
   void labels(const char* n, TensorRef& t, ops::Shape s, int64_t bound) {
     tensor(n, t, ops::kInt32, count(s), Role::kIn);
@@ -80,8 +84,10 @@ class Filler {
   void dropout(Dropout& d) { d = Dropout::make(coin() ? 0.0 : 0.3, rng_()); }
   void invariant(bool holds, const char*) { valid_ = valid_ && holds; }
   void tensors(const char* n, std::vector<TensorRef>& list, ops::Kind k, const std::vector<TensorRef>* like) {
-    if (like == nullptr) list.resize(1 + rng_() % 3);
-    else list.resize(like->size());
+    if (like == nullptr)
+      list.resize(1 + rng_() % 3);
+    else
+      list.resize(like->size());
     for (size_t i = 0; i < list.size(); ++i)
       tensor((std::string(n) + "[" + std::to_string(i) + "]").c_str(), list[i], k,
              like != nullptr ? (*like)[i].elements : pick() * pick(), Role::kInOut);
@@ -151,8 +157,12 @@ class Refs {
   void output(const char*, TensorRef& t, ops::Kind, ops::Shape) { refs.push_back(&t); }
   void inout(const char*, TensorRef& t, ops::Kind) { refs.push_back(&t); }
   void inout(const char*, TensorRef& t, ops::Kind, ops::Shape) { refs.push_back(&t); }
-  void optional_input(const char*, TensorRef& t, ops::Kind, ops::Shape) { if (t) refs.push_back(&t); }
-  void optional_output(const char*, TensorRef& t, ops::Kind, ops::Shape) { if (t) refs.push_back(&t); }
+  void optional_input(const char*, TensorRef& t, ops::Kind, ops::Shape) {
+    if (t) refs.push_back(&t);
+  }
+  void optional_output(const char*, TensorRef& t, ops::Kind, ops::Shape) {
+    if (t) refs.push_back(&t);
+  }
   void labels(const char*, TensorRef& t, ops::Shape, int64_t) { refs.push_back(&t); }
   void scalar(const char*, float&) {}
   void sign(const char*, float&) {}
@@ -288,8 +298,7 @@ void check_op(const char* op, void (*cpu_fn)(const Args&), void (*cuda_fn)(const
 
 void op_table_checks(bool cuda_usable) {
   std::printf("op table (native/core/ops.def)%s\n", cuda_usable ? ": cpu, and cuda against cpu" : ": cpu");
-#define LOWRANK_OP(js, name, Args) \
-  check_op<ops::Args>(#js, &lowrank::cpu::name, &lowrank::cuda::name, cuda_usable);
+#define LOWRANK_OP(js, name, Args) check_op<ops::Args>(#js, &lowrank::cpu::name, &lowrank::cuda::name, cuda_usable);
 #define LOWRANK_CPU_OP(js, name, Args) check_op<ops::Args>(#js, &lowrank::cpu::name, nullptr, cuda_usable);
 #include "../core/ops.def"
 }

@@ -30,7 +30,6 @@
 #include "check_ops.h"
 #include "check_util.h"
 
-
 namespace {
 
 using namespace lowrank::check;
@@ -44,15 +43,13 @@ namespace cuda = lowrank::cuda;
 void print_info(const cuda::Info& info) {
   std::printf("backend info\n");
   std::printf("  cpu: gemm isa %s, %d threads\n", cpu::gemm_isa(), cpu::threads());
-  std::printf("  cuda: compiled %s, available %s, runtime %d, driver %d\n",
-              info.compiled ? "yes" : "no", info.available ? "yes" : "no", info.runtime_version,
-              info.driver_version);
+  std::printf("  cuda: compiled %s, available %s, runtime %d, driver %d\n", info.compiled ? "yes" : "no",
+              info.available ? "yes" : "no", info.runtime_version, info.driver_version);
   if (!info.reason.empty()) std::printf("  cuda: reason: %s\n", info.reason.c_str());
   for (size_t i = 0; i < info.devices.size(); ++i) {
     const cuda::DeviceInfo& d = info.devices[i];
-    std::printf("  device %zu: %s, compute capability %d.%d, %.1f GiB, %d SMs\n", i,
-                d.name.c_str(), d.major, d.minor, static_cast<double>(d.memory) / (1u << 30),
-                d.multiprocessors);
+    std::printf("  device %zu: %s, compute capability %d.%d, %.1f GiB, %d SMs\n", i, d.name.c_str(), d.major, d.minor,
+                static_cast<double>(d.memory) / (1u << 30), d.multiprocessors);
   }
 }
 
@@ -97,8 +94,8 @@ bool check_gemm(const GemmCase& c, uint32_t seed) {
       {{a2.data.data(), a2.ld, false, nullptr}, {b2.data.data(), b2.ld, true, nullptr}, k2, -1.5f},
   };
   std::vector<float> got = c0, ref = c0, one_thread = c0;
-  cpu::GemmArgs args{c.m, c.n, terms, c.two_terms ? 2 : 1, nullptr, ldc,
-                     c.accumulate ? 1.0f : 0.0f, c.bias ? bias.data() : nullptr};
+  cpu::GemmArgs args{
+      c.m, c.n, terms, c.two_terms ? 2 : 1, nullptr, ldc, c.accumulate ? 1.0f : 0.0f, c.bias ? bias.data() : nullptr};
   args.c = ref.data();
   cpu::gemm_reference(args);
   args.c = got.data();
@@ -115,9 +112,9 @@ bool check_gemm(const GemmCase& c, uint32_t seed) {
   const bool ok = err <= 1e-5 && same;
   std::printf("  gemm m=%-4" PRId64 " n=%-4" PRId64 " k=%-4" PRId64
               " op=%c%c mask=%s terms=%d bias=%d beta=%d: rel err %.2e%s %s\n",
-              c.m, c.n, c.k, c.ta ? 'T' : 'N', c.tb ? 'T' : 'N',
-              c.mask == 0 ? "-" : (c.mask == 1 ? "A" : "B"), c.two_terms ? 2 : 1, c.bias ? 1 : 0,
-              c.accumulate ? 1 : 0, err, same ? "" : ", differs with 1 thread", ok ? "ok" : "FAIL");
+              c.m, c.n, c.k, c.ta ? 'T' : 'N', c.tb ? 'T' : 'N', c.mask == 0 ? "-" : (c.mask == 1 ? "A" : "B"),
+              c.two_terms ? 2 : 1, c.bias ? 1 : 0, c.accumulate ? 1 : 0, err, same ? "" : ", differs with 1 thread",
+              ok ? "ok" : "FAIL");
   return ok;
 }
 
@@ -129,8 +126,7 @@ bool check_keep_rate(double p) {
   for (int64_t i = 0; i < n; ++i) kept += drop.keep(static_cast<uint64_t>(i)) ? 1 : 0;
   const double rate = static_cast<double>(kept) / static_cast<double>(n);
   const bool ok = std::fabs(rate - (1.0 - p)) < 0.01;
-  std::printf("  dropout p=%.1f: keep rate %.4f (expected %.4f) %s\n", p, rate, 1.0 - p,
-              ok ? "ok" : "FAIL");
+  std::printf("  dropout p=%.1f: keep rate %.4f (expected %.4f) %s\n", p, rate, 1.0 - p, ok ? "ok" : "FAIL");
   return ok;
 }
 
@@ -138,11 +134,10 @@ void cpu_checks() {
   std::printf("cpu checks\n");
   const GemmCase shapes[] = {
       // m, n, k, ta, tb, mask, two_terms, bias, accumulate
-      {1, 1, 1, false, false, 0, false, false, false},
-      {7, 33, 5, false, false, 1, false, true, false},
-      {33, 7, 300, false, false, 2, true, false, true},  // k over one 256-deep panel
-      {97, 130, 17, false, false, 1, true, true, true},  // m over one 96-row block
-      {5, 1100, 3, false, false, 2, false, true, false}, // n over one 1024-wide block
+      {1, 1, 1, false, false, 0, false, false, false},   {7, 33, 5, false, false, 1, false, true, false},
+      {33, 7, 300, false, false, 2, true, false, true},   // k over one 256-deep panel
+      {97, 130, 17, false, false, 1, true, true, true},   // m over one 96-row block
+      {5, 1100, 3, false, false, 2, false, true, false},  // n over one 1024-wide block
       {200, 19, 64, false, false, 0, true, false, true},
   };
   uint32_t seed = 1;
@@ -162,9 +157,8 @@ void cpu_checks() {
   const std::vector<float> A = random_values(static_cast<size_t>(d.r * d.in), 12);
   const std::vector<float> B = random_values(static_cast<size_t>(d.out * d.r), 13);
   const double ms = time_ms(5, [&] { cpu::lora_merge(d, {W.data(), nullptr}, A.data(), B.data(), 0.5f); });
-  std::printf("  lora_merge out=%" PRId64 " in=%" PRId64 " r=%" PRId64
-              ": cpu %.3f ms (median of 5)\n",
-              d.out, d.in, d.r, ms);
+  std::printf("  lora_merge out=%" PRId64 " in=%" PRId64 " r=%" PRId64 ": cpu %.3f ms (median of 5)\n", d.out, d.in,
+              d.r, ms);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -176,8 +170,8 @@ bool check_mask(uint64_t seed, double p, int64_t offset, int64_t n) {
   try {
     cuda::dropout_mask_host(seed, p, offset, n, got.data());
   } catch (const std::exception& e) {
-    std::printf("  mask seed=%" PRIu64 " p=%.1f offset=%" PRId64 " n=%" PRId64 ": threw: %s FAIL\n",
-                seed, p, offset, n, e.what());
+    std::printf("  mask seed=%" PRIu64 " p=%.1f offset=%" PRId64 " n=%" PRId64 ": threw: %s FAIL\n", seed, p, offset, n,
+                e.what());
     return false;
   }
   int64_t bad = 0, first = -1;
@@ -189,8 +183,8 @@ bool check_mask(uint64_t seed, double p, int64_t offset, int64_t n) {
     }
   }
   if (bad == 0) return true;
-  std::printf("  mask seed=%" PRIu64 " p=%.1f offset=%" PRId64 " n=%" PRId64
-              ": %" PRId64 " elements differ, first at %" PRId64 " FAIL\n",
+  std::printf("  mask seed=%" PRIu64 " p=%.1f offset=%" PRId64 " n=%" PRId64 ": %" PRId64
+              " elements differ, first at %" PRId64 " FAIL\n",
               seed, p, offset, n, bad, first);
   return false;
 }
@@ -213,9 +207,10 @@ void cuda_mask_checks() {
         record(ok);
         failed += ok ? 0 : 1;
       }
-    std::printf("  dropout_mask p=%.1f: %d cases (n in 1, 7, 33, 100003; "
-                "offsets 0, 3, 4097, 2^34+1), %d differ %s\n",
-                p, cases, failed, failed ? "FAIL" : "ok");
+    std::printf(
+        "  dropout_mask p=%.1f: %d cases (n in 1, 7, 33, 100003; "
+        "offsets 0, 3, 4097, 2^34+1), %d differ %s\n",
+        p, cases, failed, failed ? "FAIL" : "ok");
   }
 }
 

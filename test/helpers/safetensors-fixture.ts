@@ -34,7 +34,10 @@ export function safetensorsBytes(entries: FixtureTensor[], metadata: Record<stri
 export function parseSafetensors(file: string) {
   const buf = readFileSync(file);
   const n = Number(buf.readBigUInt64LE(0));
-  const header = JSON.parse(buf.subarray(8, 8 + n).toString('utf8')) as Record<string, { dtype: string; shape: number[]; data_offsets: [number, number] }>;
+  const header = JSON.parse(buf.subarray(8, 8 + n).toString('utf8')) as Record<
+    string,
+    { dtype: string; shape: number[]; data_offsets: [number, number] }
+  >;
   const metadata = (header.__metadata__ ?? null) as unknown as Record<string, string> | null;
   delete header.__metadata__;
   const bytes = (name: string) => buf.subarray(8 + n + header[name].data_offsets[0], 8 + n + header[name].data_offsets[1]);

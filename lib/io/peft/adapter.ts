@@ -130,7 +130,13 @@ export interface PeftMethod<A extends AdapterCommon & { kind: string } = Adapter
   /** The summary fields describeAdapter adds for this method, and its adapter tensors' element count. */
   describe(s: Scan): { summary: MethodSummary; trainable: number };
   /** The adapter from a scan; `read` loads a tensor as float32, `own` hands a made one to the adapter's dispose. */
-  load(s: Scan, read: (e: TensorEntry) => Tensor, own: (t: Tensor) => void, common: Omit<AdapterCommon, 'fanInFanOut'>, options: LoadOptions): A;
+  load(
+    s: Scan,
+    read: (e: TensorEntry) => Tensor,
+    own: (t: Tensor) => void,
+    common: Omit<AdapterCommon, 'fanInFanOut'>,
+    options: LoadOptions,
+  ): A;
   /** The config (defaults under `adapter.config`'s keys) and the tensors saveAdapter writes for the layers. */
   save(adapter: I | A, o: SaveOptions): { config: PeftConfig; tensors: SavedTensor[]; modules: string[] };
   /** Checks that a config being saved still describes the tensors (extraConfig may have changed it). */
@@ -190,11 +196,13 @@ export function scan(files: Scan['files'], reader: ConfigReader, m: PeftMethod):
         let s = layers.get(module);
         if (!s) layers.set(module, (s = {}));
         s[which] = e;
-      } else if (rest.includes('.original_module.')) continue; // modules_to_save's frozen original
+      } else if (rest.includes('.original_module.'))
+        continue; // modules_to_save's frozen original
       else if (rest.endsWith('.bias') && rest.length > '.bias'.length) biases.set(plainName(rest).slice(0, -'.bias'.length), e);
       else modulesToSave.set(plainName(rest), e);
     }
-    if (layers.size === 0) throw invalidRangeText(`at least one adapted layer (${m.layerKey})`, files.weights, `${file.entries.length} tensors and no such key`);
+    if (layers.size === 0)
+      throw invalidRangeText(`at least one adapted layer (${m.layerKey})`, files.weights, `${file.entries.length} tensors and no such key`);
     const dtype = [...dtypes.entries()].sort((a, b) => b[1] - a[1])[0]?.[0] ?? 'float32';
     return { files, reader, file, layers, shared, biases, modulesToSave, dtype };
   } catch (e) {
@@ -232,7 +240,11 @@ export function layerOf<T>(layers: Map<string, T>, module: unknown): T {
   const layer = layers.get(module);
   if (layer === undefined) {
     const names = [...layers.keys()];
-    const list = names.slice(0, 4).map((n) => JSON.stringify(n)).join(', ') + (names.length > 4 ? `, … (${names.length} in all)` : '');
+    const list =
+      names
+        .slice(0, 4)
+        .map((n) => JSON.stringify(n))
+        .join(', ') + (names.length > 4 ? `, … (${names.length} in all)` : '');
     throw invalidRange(`one of the adapter's modules (${list})`, 'modulePath', module);
   }
   return layer;
@@ -242,7 +254,8 @@ export function layerOf<T>(layers: Map<string, T>, module: unknown): T {
 export function transpose(t: Tensor): Tensor {
   const [rows, cols] = t.shape as [number, number];
   const out = Tensor.empty([cols, rows], t.dtype, 'cpu');
-  const src = t.storage(), dst = out.storage();
+  const src = t.storage(),
+    dst = out.storage();
   for (let i = 0; i < rows; i++) for (let j = 0; j < cols; j++) dst[j * rows + i] = src[i * cols + j];
   return out;
 }
@@ -274,7 +287,8 @@ export function biasOf(a: AdapterCommon & { layers: Map<string, unknown> }, modu
   if (loraBias) {
     if (out.size !== loraBias.size) throw invalidRangeText(`shape [out] = [${loraBias.size}]`, 'baseBias', shapeText(out.shape));
     const scale = layer.scale;
-    const o = out.storage() as Float32Array, lb = loraBias.storage() as Float32Array;
+    const o = out.storage() as Float32Array,
+      lb = loraBias.storage() as Float32Array;
     for (let i = 0; i < o.length; i++) o[i] = o[i] + scale * lb[i];
   }
   return out;
@@ -283,10 +297,13 @@ export function biasOf(a: AdapterCommon & { layers: Map<string, unknown> }, modu
 // ---- saving -------------------------------------------------------------------------------
 
 export function layerEntries<T>(layers: unknown, name: string): Array<[string, T]> {
-  const list = layers instanceof Map ? [...layers.entries()] : typeof layers === 'object' && layers !== null ? Object.entries(layers) : null;
+  const list =
+    layers instanceof Map ? [...layers.entries()] : typeof layers === 'object' && layers !== null ? Object.entries(layers) : null;
   if (!list) throw invalidType('a Map (or object) of module paths to layer weights', name, layers);
   if (list.length === 0) throw invalidRange('at least one layer', name, layers);
-  for (const [k] of list) if (typeof k !== 'string' || k === '' || k.startsWith(MODULE_PREFIX)) throw invalidRange(`a module path without the ${JSON.stringify(MODULE_PREFIX)} prefix`, `a key of ${name}`, k);
+  for (const [k] of list)
+    if (typeof k !== 'string' || k === '' || k.startsWith(MODULE_PREFIX))
+      throw invalidRange(`a module path without the ${JSON.stringify(MODULE_PREFIX)} prefix`, `a key of ${name}`, k);
   return list as Array<[string, T]>;
 }
 

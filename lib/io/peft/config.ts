@@ -24,13 +24,16 @@ export function adapterFiles(dir: unknown): { dir: string; config: string; weigh
   let d = path.resolve(dir);
   if (existsSync(d) && statSync(d).isFile() && (path.basename(d) === CONFIG_NAME || path.basename(d) === WEIGHTS_NAME)) d = path.dirname(d);
   if (!existsSync(d)) throw invalidRange('a PEFT adapter directory', 'dir', dir, 'no such file or directory');
-  if (!statSync(d).isDirectory()) throw invalidRange(`a PEFT adapter directory (with ${CONFIG_NAME} and ${WEIGHTS_NAME})`, 'dir', dir, 'it is a file');
+  if (!statSync(d).isDirectory())
+    throw invalidRange(`a PEFT adapter directory (with ${CONFIG_NAME} and ${WEIGHTS_NAME})`, 'dir', dir, 'it is a file');
   const config = path.join(d, CONFIG_NAME);
   const weights = path.join(d, WEIGHTS_NAME);
   if (!existsSync(config)) throw invalidRange(`a PEFT adapter directory with ${CONFIG_NAME}`, 'dir', dir, `${config} does not exist`);
   if (!existsSync(weights)) {
     const bin = path.join(d, 'adapter_model.bin');
-    const hint = existsSync(bin) ? `; it has adapter_model.bin, a pickle lowrank does not read: re-save it in Python with safe_serialization=True` : '';
+    const hint = existsSync(bin)
+      ? `; it has adapter_model.bin, a pickle lowrank does not read: re-save it in Python with safe_serialization=True`
+      : '';
     throw invalidRange(`a PEFT adapter directory with ${WEIGHTS_NAME}`, 'dir', dir, `${weights} does not exist${hint}`);
   }
   return { dir: d, config, weights };
@@ -110,14 +113,19 @@ export class ConfigReader {
     if (typeof v !== 'object' || Array.isArray(v)) throw invalidType('an object of module patterns to numbers', this.name(key), v);
     return Object.entries(v as Record<string, unknown>).map(([k, n]) => {
       const where = `${key}[${JSON.stringify(k)}] in ${this.file}`;
-      if (typeof n !== 'number' || (integers && !Number.isSafeInteger(n))) throw invalidType(integers ? 'a positive integer' : 'a finite number', where, n);
+      if (typeof n !== 'number' || (integers && !Number.isSafeInteger(n)))
+        throw invalidType(integers ? 'a positive integer' : 'a finite number', where, n);
       if (integers ? n < 1 : !Number.isFinite(n)) throw invalidRange(integers ? 'a positive integer' : 'a finite number', where, n);
       let re: RegExp;
       try {
         // PEFT's get_pattern_key: re.match(rf"(^|.*\.){key}$", module), anchored at the start only.
         re = new RegExp(`^(?:(?:^|.*\\.)${k}$)`);
       } catch (e) {
-        throw invalidRangeText('a module-name regular expression', `a key of ${key} in ${this.file}`, `${JSON.stringify(k)} (${(e as Error).message})`);
+        throw invalidRangeText(
+          'a module-name regular expression',
+          `a key of ${key} in ${this.file}`,
+          `${JSON.stringify(k)} (${(e as Error).message})`,
+        );
       }
       return [re, k, n];
     });
@@ -159,7 +167,13 @@ export function configFrom(defaults: PeftConfig, loaded: PeftConfig | undefined)
  * else the last name of each adapted module), base_model_name_or_path, inference_mode, and
  * extraConfig last.
  */
-export function finishConfig(config: PeftConfig, modules: readonly string[], biases: ReadonlyMap<string, Tensor>, saved: ReadonlyMap<string, Tensor>, o: ConfigOptions): void {
+export function finishConfig(
+  config: PeftConfig,
+  modules: readonly string[],
+  biases: ReadonlyMap<string, Tensor>,
+  saved: ReadonlyMap<string, Tensor>,
+  o: ConfigOptions,
+): void {
   if (biases.size > 0 && config.bias === 'none') config.bias = 'all';
   if (saved.size > 0 && (config.modules_to_save === null || config.modules_to_save === undefined))
     config.modules_to_save = [...new Set([...saved.keys()].map((n) => n.slice(0, n.lastIndexOf('.'))))].sort();
@@ -207,15 +221,19 @@ function pythonFloat(n: number): string {
 export function pythonJson(value: unknown, indent = '', key?: string): string {
   if (value === null || value === undefined) return 'null';
   if (typeof value === 'boolean') return value ? 'true' : 'false';
-  if (typeof value === 'number') return key !== undefined && FLOAT_KEYS.has(key) ? pythonFloat(value) : Number.isInteger(value) ? String(value) : pythonFloat(value);
+  if (typeof value === 'number')
+    return key !== undefined && FLOAT_KEYS.has(key) ? pythonFloat(value) : Number.isInteger(value) ? String(value) : pythonFloat(value);
   if (typeof value === 'bigint') return String(value);
-  if (typeof value === 'string') return JSON.stringify(value).replace(/[\u007f-\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+  if (typeof value === 'string')
+    return JSON.stringify(value).replace(/[\u007f-\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
   const inner = `${indent}  `;
   if (Array.isArray(value)) {
     if (value.length === 0) return '[]';
     return `[\n${value.map((v) => inner + pythonJson(v, inner)).join(',\n')}\n${indent}]`;
   }
-  const keys = Object.keys(value).filter((k) => (value as Record<string, unknown>)[k] !== undefined).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  const keys = Object.keys(value)
+    .filter((k) => (value as Record<string, unknown>)[k] !== undefined)
+    .sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
   if (keys.length === 0) return '{}';
   const items = keys.map((k) => `${inner}${pythonJson(k)}: ${pythonJson((value as Record<string, unknown>)[k], inner, k)}`);
   return `{\n${items.join(',\n')}\n${indent}}`;

@@ -45,7 +45,17 @@ import {
   type SavedTensor,
   type Scan,
 } from './adapter.js';
-import { adapterFiles, CONFIG_NAME, ConfigReader, finishConfig, MODULE_PREFIX, parseConfigFile, WEIGHTS_NAME, writeConfig, type PeftConfig } from './config.js';
+import {
+  adapterFiles,
+  CONFIG_NAME,
+  ConfigReader,
+  finishConfig,
+  MODULE_PREFIX,
+  parseConfigFile,
+  WEIGHTS_NAME,
+  writeConfig,
+  type PeftConfig,
+} from './config.js';
 import * as lora from './lora.js';
 import type { LoraAdapter, LoraAdapterInput } from './lora.js';
 import * as vera from './vera.js';
@@ -77,7 +87,13 @@ function methodOf(c: ConfigReader): Method {
   const peftType = c.config.peft_type;
   if (typeof peftType !== 'string') throw invalidType(PEFT_TYPES, c.name('peft_type'), peftType);
   const m = METHODS.get(peftType);
-  if (!m) throw invalidRange(PEFT_TYPES, c.name('peft_type'), peftType, `lowrank reads ${[...METHODS.values()].map((x) => x.label).join(' and ')} adapters`);
+  if (!m)
+    throw invalidRange(
+      PEFT_TYPES,
+      c.name('peft_type'),
+      peftType,
+      `lowrank reads ${[...METHODS.values()].map((x) => x.label).join(' and ')} adapters`,
+    );
   return m;
 }
 
@@ -145,9 +161,11 @@ function disposer(tensors: () => Iterable<Tensor>) {
  * vera.ts).
  */
 export function loadAdapter(dir: string, options?: LoadOptions): Adapter {
-  if (options !== undefined && (typeof options !== 'object' || options === null)) throw invalidType('an options object', 'options', options);
+  if (options !== undefined && (typeof options !== 'object' || options === null))
+    throw invalidType('an options object', 'options', options);
   const baseShapes = options?.baseShapes;
-  if (baseShapes !== undefined && !(baseShapes instanceof Map)) throw invalidType('a Map of module paths to [out, in]', 'options.baseShapes', baseShapes);
+  if (baseShapes !== undefined && !(baseShapes instanceof Map))
+    throw invalidType('a Map of module paths to [out, in]', 'options.baseShapes', baseShapes);
   const { scan: s, method } = open(dir);
   const loaded: Tensor[] = [];
   const read = (e: TensorEntry) => {
@@ -184,7 +202,8 @@ function checkAdapter(adapter: unknown, kind?: Adapter['kind']): Adapter {
   const a = adapter as Adapter;
   if (typeof adapter !== 'object' || adapter === null || !BY_KIND.has(a.kind) || !(a.layers instanceof Map))
     throw invalidType('an adapter from peft.loadAdapter', 'adapter', adapter);
-  if (kind && a.kind !== kind) throw invalidRange(`a ${BY_KIND.get(kind)!.label} adapter`, 'adapter', `${BY_KIND.get(a.kind)!.label} adapter`);
+  if (kind && a.kind !== kind)
+    throw invalidRange(`a ${BY_KIND.get(kind)!.label} adapter`, 'adapter', `${BY_KIND.get(a.kind)!.label} adapter`);
   return a;
 }
 
@@ -208,7 +227,13 @@ export function loraLayer(adapter: LoraAdapter, module: string, weight: Tensor, 
 }
 
 /** A VeraLinear for `module` using the adapter's shared projections and λd, λb (shared, not copied). */
-export function veraLayer(adapter: VeraAdapter, module: string, weight: Tensor, bias?: Tensor, opts?: Omit<LayerOptions, 'variant'>): VeraLinear {
+export function veraLayer(
+  adapter: VeraAdapter,
+  module: string,
+  weight: Tensor,
+  bias?: Tensor,
+  opts?: Omit<LayerOptions, 'variant'>,
+): VeraLinear {
   return vera.layer(checkAdapter(adapter, 'vera') as VeraAdapter, module, weight, bias, opts);
 }
 
@@ -239,10 +264,15 @@ export function saveAdapter(dir: string, adapter: LoraAdapterInput | VeraAdapter
   if (baseConfig !== undefined && (typeof baseConfig !== 'object' || baseConfig === null || Array.isArray(baseConfig)))
     throw invalidType('a config object', 'adapter.config', baseConfig);
   const dtype = o.dtype ?? adapter.dtype ?? 'float32';
-  if (!(FLOAT_DTYPES as readonly unknown[]).includes(dtype)) throw invalidRange("'float32', 'bfloat16' or 'float16'", 'options.dtype', dtype);
+  if (!(FLOAT_DTYPES as readonly unknown[]).includes(dtype))
+    throw invalidRange("'float32', 'bfloat16' or 'float16'", 'options.dtype', dtype);
   if (o.extraConfig !== undefined && (typeof o.extraConfig !== 'object' || o.extraConfig === null || Array.isArray(o.extraConfig)))
     throw invalidType('an object of config keys', 'options.extraConfig', o.extraConfig);
-  if (o.targetModules !== undefined && typeof o.targetModules !== 'string' && !(Array.isArray(o.targetModules) && o.targetModules.every((t) => typeof t === 'string')))
+  if (
+    o.targetModules !== undefined &&
+    typeof o.targetModules !== 'string' &&
+    !(Array.isArray(o.targetModules) && o.targetModules.every((t) => typeof t === 'string'))
+  )
     throw invalidType('a list of module names or a regex string', 'options.targetModules', o.targetModules);
   if (o.baseModel !== undefined && typeof o.baseModel !== 'string') throw invalidType('a string', 'options.baseModel', o.baseModel);
 

@@ -129,7 +129,8 @@ function plan(s: Scan): LoraPlan {
       throw invalidRangeText(`shape [out, r] with ${where}`, `${B.name} in ${f}`, shapeText(B.shape));
     const out = B.shape[0];
     if (slots.loraBias) {
-      if (!loraBias) throw invalidRange('true (the adapter file has lora_B.bias tensors)', c.name('lora_bias'), c.config.lora_bias ?? false);
+      if (!loraBias)
+        throw invalidRange('true (the adapter file has lora_B.bias tensors)', c.name('lora_bias'), c.config.lora_bias ?? false);
       if (slots.loraBias.shape.length !== 1 || slots.loraBias.shape[0] !== out)
         throw invalidRangeText(`shape [out] = [${out}]`, `${slots.loraBias.name} in ${f}`, shapeText(slots.loraBias.shape));
     }
@@ -177,7 +178,8 @@ function defaults(): PeftConfig {
 function mode(values: readonly number[]): number {
   const counts = new Map<number, number>();
   for (const v of values) counts.set(v, (counts.get(v) ?? 0) + 1);
-  let best = values[0], n = 0;
+  let best = values[0],
+    n = 0;
   for (const [v, c] of counts) if (c > n) [best, n] = [v, c];
   return best;
 }
@@ -200,12 +202,16 @@ function save(adapter: LoraAdapterInput | LoraAdapter): { config: PeftConfig; te
     const r = A.shape[0];
     if (r < 1 || B.shape[1] !== r) throw invalidRangeText(`shape [out, r] with r = ${r} (A's rows)`, `${name}.B`, shapeText(B.shape));
     const loraBias = l.loraBias === undefined ? undefined : tensorArg(l.loraBias, `${name}.loraBias`, 1);
-    if (loraBias && loraBias.size !== B.shape[0]) throw invalidRangeText(`shape [out] = [${B.shape[0]}]`, `${name}.loraBias`, shapeText(loraBias.shape));
-    const alpha = typeof l.alpha === 'number' ? l.alpha : typeof l.scale === 'number' ? tidy(l.scale * (rslora ? Math.sqrt(r) : r)) : undefined;
+    if (loraBias && loraBias.size !== B.shape[0])
+      throw invalidRangeText(`shape [out] = [${B.shape[0]}]`, `${name}.loraBias`, shapeText(loraBias.shape));
+    const alpha =
+      typeof l.alpha === 'number' ? l.alpha : typeof l.scale === 'number' ? tidy(l.scale * (rslora ? Math.sqrt(r) : r)) : undefined;
     return { module, A, B, loraBias, r, alpha };
   });
   const rank = adapter.rank ?? mode(plan.map((p) => p.r));
-  const alpha = adapter.alpha ?? (plan.some((p) => p.alpha !== undefined) ? mode(plan.filter((p) => p.alpha !== undefined).map((p) => p.alpha as number)) : rank);
+  const alpha =
+    adapter.alpha ??
+    (plan.some((p) => p.alpha !== undefined) ? mode(plan.filter((p) => p.alpha !== undefined).map((p) => p.alpha as number)) : rank);
   config.peft_type = 'LORA';
   config.r = rank;
   config.lora_alpha = alpha;
@@ -219,7 +225,8 @@ function save(adapter: LoraAdapterInput | LoraAdapter): { config: PeftConfig; te
     // PEFT tries the keys in file order, and the file's keys are sorted.
     const sorted = { ...config, rank_pattern: sortKeys(config.rank_pattern), alpha_pattern: sortKeys(config.alpha_pattern) };
     const reader = new ConfigReader(sorted, CONFIG_NAME);
-    const rp = reader.pattern('rank_pattern', true), ap = reader.pattern('alpha_pattern', false);
+    const rp = reader.pattern('rank_pattern', true),
+      ap = reader.pattern('alpha_pattern', false);
     return want.every((w) => fromPattern(rp, w.module, rank) === w.r && fromPattern(ap, w.module, alpha) === w.alpha);
   };
   // Module names as keys (as PEFT users write them); anchored, escaped ones if a name is the
@@ -229,7 +236,8 @@ function save(adapter: LoraAdapterInput | LoraAdapter): { config: PeftConfig; te
     config.rank_pattern = Object.fromEntries(want.filter((w) => w.r !== rank).map((w) => [key(w.module), w.r]));
     config.alpha_pattern = Object.fromEntries(want.filter((w) => w.alpha !== alpha).map((w) => [key(w.module), w.alpha]));
   }
-  if (!fits()) throw invalidRange('layers whose ranks and alphas rank_pattern / alpha_pattern can describe', 'adapter.layers', adapter.layers);
+  if (!fits())
+    throw invalidRange('layers whose ranks and alphas rank_pattern / alpha_pattern can describe', 'adapter.layers', adapter.layers);
   const tensors: SavedTensor[] = [];
   for (const p of plan) {
     tensors.push({ name: `${MODULE_PREFIX}${p.module}.lora_A.weight`, tensor: p.A });
@@ -250,12 +258,15 @@ export const LORA: PeftMethod<LoraAdapter, LoraAdapterInput> = {
   sharedKeys: [],
 
   checkConfig(reader) {
-    if (reader.bool('use_dora', false)) throw invalidRange('false', reader.name('use_dora'), true, 'DoRA adapters (lora_magnitude_vector) are not supported');
+    if (reader.bool('use_dora', false))
+      throw invalidRange('false', reader.name('use_dora'), true, 'DoRA adapters (lora_magnitude_vector) are not supported');
   },
 
   slotOf(rest, unexpected) {
-    for (const [suffix, slot] of LAYER_KEYS) if (rest.endsWith(suffix) && rest.length > suffix.length) return [rest.slice(0, -suffix.length), slot];
-    if (/(^|\.)lora_embedding_[AB]$/.test(rest)) throw unexpected('LoRA on embedding layers (lora_embedding_A / lora_embedding_B) is not supported');
+    for (const [suffix, slot] of LAYER_KEYS)
+      if (rest.endsWith(suffix) && rest.length > suffix.length) return [rest.slice(0, -suffix.length), slot];
+    if (/(^|\.)lora_embedding_[AB]$/.test(rest))
+      throw unexpected('LoRA on embedding layers (lora_embedding_A / lora_embedding_B) is not supported');
     if (/(^|\.)lora_/.test(rest)) throw unexpected();
     return undefined;
   },
@@ -310,7 +321,12 @@ export const LORA: PeftMethod<LoraAdapter, LoraAdapterInput> = {
       if (!name.endsWith('.lora_A.weight')) continue;
       const module = name.slice(MODULE_PREFIX.length, -'.lora_A.weight'.length);
       const want = fromPattern(rp, module, r);
-      if (tensor.shape[0] !== want) throw invalidRangeText(`shape [r, in] with r = ${want} (from the config being saved)`, `the lora_A of ${module}`, shapeText(tensor.shape));
+      if (tensor.shape[0] !== want)
+        throw invalidRangeText(
+          `shape [r, in] with r = ${want} (from the config being saved)`,
+          `the lora_A of ${module}`,
+          shapeText(tensor.shape),
+        );
     }
   },
 
@@ -324,7 +340,8 @@ export const LORA: PeftMethod<LoraAdapter, LoraAdapterInput> = {
     }
     // W [in, out] += s·(B A)ᵀ = s·Aᵀ Bᵀ: lora.merge with Bᵀ [r, out] as "A" and Aᵀ [in, r] as "B".
     checkWeight(W, [inDim, out], '[in, out]', module);
-    const At = transpose(l.A), Bt = transpose(l.B);
+    const At = transpose(l.A),
+      Bt = transpose(l.B);
     try {
       lora.merge(W, Bt, At, l.scale, { safe });
     } finally {

@@ -87,7 +87,8 @@ function plan(s: Scan): VeraPlan {
   const c = s.reader;
   const rank = c.positiveInt('r', 256);
   const seedValue = c.config.projection_prng_key ?? 0;
-  if (typeof seedValue !== 'number' || !Number.isSafeInteger(seedValue)) throw invalidType('a non-negative integer', c.name('projection_prng_key'), seedValue);
+  if (typeof seedValue !== 'number' || !Number.isSafeInteger(seedValue))
+    throw invalidType('a non-negative integer', c.name('projection_prng_key'), seedValue);
   if (seedValue < 0) throw invalidRange('a non-negative integer', c.name('projection_prng_key'), seedValue);
   const saveProjection = c.bool('save_projection', true);
   const fanInFanOut = c.bool('fan_in_fan_out', false);
@@ -101,14 +102,19 @@ function plan(s: Scan): VeraPlan {
     if (!slots.lambdaB) throw missing(f, 'vera_lambda_b', module, 'vera_lambda_d');
     if (!slots.lambdaD) throw missing(f, 'vera_lambda_d', module, 'vera_lambda_b');
     if (slots.lambdaD.shape.length !== 1 || slots.lambdaD.shape[0] !== rank)
-      throw invalidRangeText(`shape [r] with r = ${rank} in ${CONFIG_NAME}`, `${slots.lambdaD.name} in ${f}`, shapeText(slots.lambdaD.shape));
+      throw invalidRangeText(
+        `shape [r] with r = ${rank} in ${CONFIG_NAME}`,
+        `${slots.lambdaD.name} in ${f}`,
+        shapeText(slots.lambdaD.shape),
+      );
     if (slots.lambdaB.shape.length !== 1 || slots.lambdaB.shape[0] < 1)
       throw invalidRangeText('shape [out] with out >= 1', `${slots.lambdaB.name} in ${f}`, shapeText(slots.lambdaB.shape));
     layers.push({ module, lambdaD: slots.lambdaD, lambdaB: slots.lambdaB, out: slots.lambdaB.shape[0] });
   }
   const maxOut = Math.max(...layers.map((l) => l.out));
   let maxIn: number | undefined;
-  const A = s.shared.get(PROJ_A), B = s.shared.get(PROJ_B);
+  const A = s.shared.get(PROJ_A),
+    B = s.shared.get(PROJ_B);
   if (A || B) {
     if (!A) throw invalidRangeText('base_model.vera_A beside base_model.vera_B', f, 'no such key');
     if (!B) throw invalidRangeText('base_model.vera_B beside base_model.vera_A', f, 'no such key');
@@ -141,13 +147,19 @@ function maxInOf(p: VeraPlan, baseShapes: LoadOptions['baseShapes'], configFile:
   const detail =
     `${configFile} has save_projection false, so vera_A [r, max in] is regenerated from projection_prng_key ${p.seed}, ` +
     'and PEFT sizes it by the largest in features over the adapted layers of the base model, which the adapter file does not record';
-  if (!baseShapes) throw invalidType('a Map from each adapted module to its base weight shape [out, in]', 'options.baseShapes', baseShapes, detail);
+  if (!baseShapes)
+    throw invalidType('a Map from each adapted module to its base weight shape [out, in]', 'options.baseShapes', baseShapes, detail);
   let maxIn = 0;
   for (const l of p.layers) {
     const shape = baseShapeOf(baseShapes, l.module);
-    if (!shape) throw invalidRangeText(`an entry for every adapted module (${detail})`, 'options.baseShapes', `none for ${JSON.stringify(l.module)}`);
+    if (!shape)
+      throw invalidRangeText(`an entry for every adapted module (${detail})`, 'options.baseShapes', `none for ${JSON.stringify(l.module)}`);
     if (shape[0] !== l.out)
-      throw invalidRangeText(`[out, in] with out = ${l.out} (the length of its vera_lambda_b)`, `options.baseShapes.get(${JSON.stringify(l.module)})`, shapeText(shape));
+      throw invalidRangeText(
+        `[out, in] with out = ${l.out} (the length of its vera_lambda_b)`,
+        `options.baseShapes.get(${JSON.stringify(l.module)})`,
+        shapeText(shape),
+      );
     maxIn = Math.max(maxIn, shape[1]);
   }
   return maxIn;
@@ -203,12 +215,16 @@ function checkSeedValue(seed: unknown, name: string): bigint {
 
 function sameValues(a: Tensor, b: Tensor): boolean {
   if (a.shape.length !== b.shape.length || a.shape.some((d, i) => d !== b.shape[i])) return false;
-  const x = a.toFloat32Array(), y = b.toFloat32Array();
+  const x = a.toFloat32Array(),
+    y = b.toFloat32Array();
   for (let i = 0; i < x.length; i++) if (!Object.is(x[i], y[i])) return false;
   return true;
 }
 
-function save(adapter: VeraAdapterInput | VeraAdapter, o: { saveProjection?: boolean }): { config: PeftConfig; tensors: SavedTensor[]; modules: string[] } {
+function save(
+  adapter: VeraAdapterInput | VeraAdapter,
+  o: { saveProjection?: boolean },
+): { config: PeftConfig; tensors: SavedTensor[]; modules: string[] } {
   const config = configFrom(defaults(), adapter.config);
   const layers = layerEntries<VeraLayerWeights>(adapter.layers, 'adapter.layers');
   const proj = adapter.projections;
@@ -225,14 +241,17 @@ function save(adapter: VeraAdapterInput | VeraAdapter, o: { saveProjection?: boo
     if (typeof l !== 'object' || l === null) throw invalidType('layer weights { lambdaD, lambdaB }', name, l);
     const lambdaD = tensorArg(l.lambdaD, `${name}.lambdaD`, 1);
     const lambdaB = tensorArg(l.lambdaB, `${name}.lambdaB`, 1);
-    if (lambdaD.size !== r) throw invalidRangeText(`shape [r] = [${r}] (the projections' rank)`, `${name}.lambdaD`, shapeText(lambdaD.shape));
-    if (lambdaB.size > maxOut) throw invalidRangeText(`shape [out] with out <= ${maxOut} (vera_B's rows)`, `${name}.lambdaB`, shapeText(lambdaB.shape));
+    if (lambdaD.size !== r)
+      throw invalidRangeText(`shape [r] = [${r}] (the projections' rank)`, `${name}.lambdaD`, shapeText(lambdaD.shape));
+    if (lambdaB.size > maxOut)
+      throw invalidRangeText(`shape [out] with out <= ${maxOut} (vera_B's rows)`, `${name}.lambdaB`, shapeText(lambdaB.shape));
     modules.push(module);
     tensors.push({ name: `${MODULE_PREFIX}${module}.vera_lambda_b`, tensor: lambdaB });
     tensors.push({ name: `${MODULE_PREFIX}${module}.vera_lambda_d`, tensor: lambdaD });
   }
   const input = adapter as VeraAdapterInput;
-  const saveProjection = o.saveProjection ?? input.saveProjection ?? (typeof config.save_projection === 'boolean' ? config.save_projection : true);
+  const saveProjection =
+    o.saveProjection ?? input.saveProjection ?? (typeof config.save_projection === 'boolean' ? config.save_projection : true);
   const seed = checkSeedValue(input.seed ?? config.projection_prng_key ?? 0, 'adapter.seed');
   if (!saveProjection) {
     // PEFT will regenerate the projections from the seed: refuse to save ones it would not get back.
@@ -287,12 +306,17 @@ function checkWeight(a: VeraAdapter, l: VeraLayerWeights, module: string, W: unk
  * lora.merge(W, bB, dA, 1) merges it (on any device once moved).
  */
 export function transposedFactors(a: VeraAdapter, l: VeraLayerWeights, inDim: number): { bB: Tensor; dA: Tensor } {
-  const r = l.lambdaD.size, out = l.lambdaB.size, maxIn = a.projections.A.shape[1];
+  const r = l.lambdaD.size,
+    out = l.lambdaB.size,
+    maxIn = a.projections.A.shape[1];
   const dA = Tensor.empty([inDim, r], 'float32', 'cpu');
   const bB = Tensor.empty([r, out], 'float32', 'cpu');
-  const A = a.projections.A.storage() as Float32Array, B = a.projections.B.storage() as Float32Array;
-  const ld = l.lambdaD.storage() as Float32Array, lb = l.lambdaB.storage() as Float32Array;
-  const da = dA.storage() as Float32Array, bb = bB.storage() as Float32Array;
+  const A = a.projections.A.storage() as Float32Array,
+    B = a.projections.B.storage() as Float32Array;
+  const ld = l.lambdaD.storage() as Float32Array,
+    lb = l.lambdaB.storage() as Float32Array;
+  const da = dA.storage() as Float32Array,
+    bb = bB.storage() as Float32Array;
   for (let j = 0; j < r; j++) for (let i = 0; i < inDim; i++) da[i * r + j] = ld[j] * A[j * maxIn + i];
   for (let o = 0; o < out; o++) for (let j = 0; j < r; j++) bb[j * out + o] = lb[o] * B[o * r + j];
   return { bB, dA };
@@ -311,15 +335,18 @@ export const VERA: PeftMethod<VeraAdapter, VeraAdapterInput> = {
   checkConfig() {},
 
   slotOf(rest, unexpected) {
-    if (rest.endsWith('.vera_lambda_d') && rest.length > '.vera_lambda_d'.length) return [rest.slice(0, -'.vera_lambda_d'.length), 'lambdaD'];
-    if (rest.endsWith('.vera_lambda_b') && rest.length > '.vera_lambda_b'.length) return [rest.slice(0, -'.vera_lambda_b'.length), 'lambdaB'];
+    if (rest.endsWith('.vera_lambda_d') && rest.length > '.vera_lambda_d'.length)
+      return [rest.slice(0, -'.vera_lambda_d'.length), 'lambdaD'];
+    if (rest.endsWith('.vera_lambda_b') && rest.length > '.vera_lambda_b'.length)
+      return [rest.slice(0, -'.vera_lambda_b'.length), 'lambdaB'];
     if (/(^|\.)vera_/.test(rest)) throw unexpected();
     return undefined;
   },
 
   describe(s) {
     const p = plan(s);
-    const A = s.shared.get(PROJ_A), B = s.shared.get(PROJ_B);
+    const A = s.shared.get(PROJ_A),
+      B = s.shared.get(PROJ_B);
     return {
       summary: {
         rank: p.rank,
@@ -342,7 +369,8 @@ export const VERA: PeftMethod<VeraAdapter, VeraAdapterInput> = {
     const p = plan(s);
     const layers = new Map<string, VeraLayerWeights>();
     for (const l of p.layers) layers.set(l.module, { lambdaD: read(l.lambdaD), lambdaB: read(l.lambdaB) });
-    const A = s.shared.get(PROJ_A), B = s.shared.get(PROJ_B);
+    const A = s.shared.get(PROJ_A),
+      B = s.shared.get(PROJ_B);
     let projections: VeraProjectionPair;
     if (A && B) {
       projections = { A: read(A), B: read(B) };
@@ -354,7 +382,16 @@ export const VERA: PeftMethod<VeraAdapter, VeraAdapterInput> = {
       own(pair.B);
       projections = pair;
     }
-    return { kind: 'vera', ...common, fanInFanOut: p.fanInFanOut, rank: p.rank, seed: p.seed, saveProjection: Boolean(A), projections, layers };
+    return {
+      kind: 'vera',
+      ...common,
+      fanInFanOut: p.fanInFanOut,
+      rank: p.rank,
+      seed: p.seed,
+      saveProjection: Boolean(A),
+      projections,
+      layers,
+    };
   },
 
   save,
@@ -363,7 +400,11 @@ export const VERA: PeftMethod<VeraAdapter, VeraAdapterInput> = {
     const r = c.positiveInt('r', 256);
     for (const { name, tensor } of tensors)
       if (name.endsWith('.vera_lambda_d') && tensor.shape[0] !== r)
-        throw invalidRangeText(`shape [r] with r = ${r} (from the config being saved)`, `the vera_lambda_d of ${name.slice(MODULE_PREFIX.length, -'.vera_lambda_d'.length)}`, shapeText(tensor.shape));
+        throw invalidRangeText(
+          `shape [r] with r = ${r} (from the config being saved)`,
+          `the vera_lambda_d of ${name.slice(MODULE_PREFIX.length, -'.vera_lambda_d'.length)}`,
+          shapeText(tensor.shape),
+        );
   },
 
   mergeWeight(a, module, W, safe) {

@@ -39,7 +39,8 @@ struct AdamwStep {
   void validate(const char* op) {
     const size_t count = params.size(), ngroups = lr.size();
     LR_CHECK_EQ(op, group.size(), count);
-    for (const std::vector<double>* g : {&beta1, &beta2, &eps, &weight_decay, &step}) LR_CHECK_EQ(op, g->size(), ngroups);
+    for (const std::vector<double>* g : {&beta1, &beta2, &eps, &weight_decay, &step})
+      LR_CHECK_EQ(op, g->size(), ngroups);
     std::vector<AdamwHyper> groups(ngroups);
     for (size_t g = 0; g < ngroups; ++g) {
       LR_CHECK(op, step[g] >= 1 && step[g] <= 9007199254740991.0 && step[g] == std::floor(step[g]),

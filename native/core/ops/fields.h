@@ -61,7 +61,8 @@ enum Kind { kF32, kWeight, kActivation, kAnyDtype, kInt32 };
 inline bool accepts(Kind k, Device dev, DType t) {
   switch (k) {
     case kF32: return t == DType::kFloat32;
-    case kWeight: return t == DType::kFloat32 || t == DType::kBFloat16 || (dev == Device::kCuda && t == DType::kFloat16);
+    case kWeight:
+      return t == DType::kFloat32 || t == DType::kBFloat16 || (dev == Device::kCuda && t == DType::kFloat16);
     case kActivation: return t == DType::kFloat32 || (dev == Device::kCuda && dtype_is_float(t));
     case kAnyDtype: return true;
     case kInt32: return t == DType::kInt32;

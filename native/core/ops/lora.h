@@ -52,9 +52,7 @@ struct LoraBackward {
     v.scalar("scale", scale);
     v.dropout(drop);
   }
-  void validate(const char* op) const {
-    LR_CHECK(op, !dA == !x, "dA needs x, and x is kept only for dA");
-  }
+  void validate(const char* op) const { LR_CHECK(op, !dA == !x, "dA needs x, and x is kept only for dA"); }
 };
 
 // LoRA-FA's projection of B's gradient: dB ← dB (A Aᵀ + 1e-8·I)⁻¹ / scale², in place.

@@ -24,12 +24,12 @@ struct VeraProjections {
 
 // The layer's dimensions beside the projections'; a layer never exceeds them (checked before
 // any tensor is read).
-#define LOWRANK_VERA_DIMS(v, with_t)                                                  \
-  do {                                                                                \
-    if (with_t) v.dim("t", t);                                                        \
-    v.dim("in", in), v.dim("out", out), v.dim("r", r);                                \
-    v.dim("maxIn", max_in), v.dim("maxOut", max_out);                                 \
-    v.invariant(in <= max_in, "the layer's in exceeds the projections' maxIn");    \
+#define LOWRANK_VERA_DIMS(v, with_t)                                                \
+  do {                                                                              \
+    if (with_t) v.dim("t", t);                                                      \
+    v.dim("in", in), v.dim("out", out), v.dim("r", r);                              \
+    v.dim("maxIn", max_in), v.dim("maxOut", max_out);                               \
+    v.invariant(in <= max_in, "the layer's in exceeds the projections' maxIn");     \
     v.invariant(out <= max_out, "the layer's out exceeds the projections' maxOut"); \
   } while (0)
 

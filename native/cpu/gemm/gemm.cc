@@ -19,8 +19,8 @@
 #include <new>
 #include <vector>
 
-#include "../threadpool.h"
 #include "../../core/dtype.h"
+#include "../threadpool.h"
 #include "kernels.h"
 
 namespace lowrank::cpu {
@@ -268,8 +268,7 @@ PackBuffers& pack_buffers() {
 int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 
 // The serial blocked product for rows [ib, ie) and columns [jb, je) of C.
-void gemm_block(const Plan& plan, const GemmArgs& g, int64_t k_total, int64_t ib, int64_t ie, int64_t jb,
-                int64_t je) {
+void gemm_block(const Plan& plan, const GemmArgs& g, int64_t k_total, int64_t ib, int64_t ie, int64_t jb, int64_t je) {
   const int mr = plan.mr, nr = plan.nr;
   PackBuffers& pack = pack_buffers();
   const int64_t kc_max = std::min(k_total, kKC + kKTail);
@@ -341,15 +340,13 @@ void gemm(const GemmArgs& args) {
   if (nthreads > 1 && wide && !update_rows) {
     const int64_t cols = round_up((g.n + nthreads - 1) / nthreads, plan.nr);
     const int64_t tasks = (g.n + cols - 1) / cols;
-    parallel_for(tasks, [&](int64_t t) {
-      gemm_block(plan, g, k_total, 0, g.m, t * cols, std::min(g.n, (t + 1) * cols));
-    });
+    parallel_for(tasks,
+                 [&](int64_t t) { gemm_block(plan, g, k_total, 0, g.m, t * cols, std::min(g.n, (t + 1) * cols)); });
   } else if (nthreads > 1 && tall) {
     const int64_t rows = round_up((g.m + nthreads - 1) / nthreads, plan.mr);
     const int64_t tasks = (g.m + rows - 1) / rows;
-    parallel_for(tasks, [&](int64_t t) {
-      gemm_block(plan, g, k_total, t * rows, std::min(g.m, (t + 1) * rows), 0, g.n);
-    });
+    parallel_for(tasks,
+                 [&](int64_t t) { gemm_block(plan, g, k_total, t * rows, std::min(g.m, (t + 1) * rows), 0, g.n); });
   } else {
     gemm_block(plan, g, k_total, 0, g.m, 0, g.n);
   }

@@ -11,9 +11,8 @@ namespace {
 constexpr int kMR = 6;
 constexpr int kNR = 16;
 
-__attribute__((target("avx2,fma"))) void kernel(int64_t kc, const float* __restrict a,
-                                                const float* __restrict b, float* __restrict c,
-                                                int64_t ldc, int rows, int cols,
+__attribute__((target("avx2,fma"))) void kernel(int64_t kc, const float* __restrict a, const float* __restrict b,
+                                                float* __restrict c, int64_t ldc, int rows, int cols,
                                                 const float* __restrict bias, bool accumulate) {
   __m256 acc[kMR][2];
 #pragma GCC unroll 6

@@ -17,7 +17,7 @@ constexpr int kMR = 12;
 constexpr int kNR = 32;
 constexpr int kUpdateMR = 4;
 constexpr int kUpdateNR = 64;
-constexpr int kUpdateAhead = 2;  // tiles of C fetched ahead along the strip
+constexpr int kUpdateAhead = 2;     // tiles of C fetched ahead along the strip
 constexpr int64_t kLateSteps = 64;  // steps of k left when C's tile is pulled into L1
 
 // acc[i][·] += a[p][i] ⊗ b[p][·] for steps p in [p_begin, p_end) of an MR x 16·NV tile: the
@@ -45,9 +45,8 @@ inline __mmask16 column_mask(int cols) {
   return cols >= 16 ? 0xffff : cols <= 0 ? 0 : static_cast<__mmask16>((1u << cols) - 1u);
 }
 
-__attribute__((target("avx512f"))) void kernel(int64_t kc, const float* __restrict a,
-                                               const float* __restrict b, float* __restrict c,
-                                               int64_t ldc, int rows, int cols,
+__attribute__((target("avx512f"))) void kernel(int64_t kc, const float* __restrict a, const float* __restrict b,
+                                               float* __restrict c, int64_t ldc, int rows, int cols,
                                                const float* __restrict bias, bool accumulate) {
   __m512 acc[kMR][2];
 #pragma GCC unroll 12
@@ -97,9 +96,8 @@ __attribute__((target("avx512f"))) void kernel(int64_t kc, const float* __restri
 // summed from zero, as in kernel(), so adding it to C rounds once. C's tile kUpdateAhead to
 // the right is fetched (for writing) while this one computes; each row is one sequential
 // stream, so the hardware keeps ahead from there.
-__attribute__((target("avx512f"))) void update_strip(int64_t kc, const float* __restrict a,
-                                                     const float* __restrict b, float* __restrict c, int64_t ldc,
-                                                     int rows, int64_t cols) {
+__attribute__((target("avx512f"))) void update_strip(int64_t kc, const float* __restrict a, const float* __restrict b,
+                                                     float* __restrict c, int64_t ldc, int rows, int64_t cols) {
   constexpr int kNV = kUpdateNR / 16;
   for (int64_t j = 0; j < cols; j += kUpdateNR) {
     const int64_t ahead = j + kUpdateAhead * kUpdateNR;
@@ -162,8 +160,7 @@ __attribute__((target("avx512f"))) void transpose_rows(__m512 (&r)[16], float* _
 }
 
 __attribute__((target("avx512f"))) void transpose16(const float* __restrict src, int64_t ld, int rows,
-                                                    float* __restrict dst, int64_t dst_stride, int lanes,
-                                                    float alpha) {
+                                                    float* __restrict dst, int64_t dst_stride, int lanes, float alpha) {
   __m512 r[16];
   const __m512 scale = _mm512_set1_ps(alpha);
   for (int i = 0; i < 16; ++i)
@@ -189,6 +186,7 @@ __attribute__((target("avx512f"))) void transpose16_bf16(const uint16_t* __restr
 
 }  // namespace
 
-const KernelSet kAvx512 = {"avx512", kMR, kNR, kernel, transpose16, transpose16_bf16, {kUpdateMR, kUpdateNR, update_strip}};
+const KernelSet kAvx512 = {
+    "avx512", kMR, kNR, kernel, transpose16, transpose16_bf16, {kUpdateMR, kUpdateNR, update_strip}};
 
 }  // namespace lowrank::cpu::gemm_detail

@@ -8,8 +8,8 @@ namespace {
 constexpr int kMR = 4;
 constexpr int kNR = 8;
 
-void kernel(int64_t kc, const float* __restrict a, const float* __restrict b, float* __restrict c,
-            int64_t ldc, int rows, int cols, const float* __restrict bias, bool accumulate) {
+void kernel(int64_t kc, const float* __restrict a, const float* __restrict b, float* __restrict c, int64_t ldc,
+            int rows, int cols, const float* __restrict bias, bool accumulate) {
   float acc[kMR][kNR] = {};
   for (int64_t p = 0; p < kc; ++p) {
     const float* ap = a + p * kMR;

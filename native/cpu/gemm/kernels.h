@@ -11,12 +11,11 @@
 
 namespace lowrank::cpu::gemm_detail {
 
-using MicroKernel = void (*)(int64_t kc, const float* a, const float* b, float* c, int64_t ldc,
-                             int rows, int cols, const float* bias, bool accumulate);
+using MicroKernel = void (*)(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, int rows, int cols,
+                             const float* bias, bool accumulate);
 
 // C[0:rows, 0:cols] += a·b for one row strip of a rank-r update (see KernelSet::update).
-using UpdateStrip = void (*)(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, int rows,
-                             int64_t cols);
+using UpdateStrip = void (*)(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, int rows, int64_t cols);
 
 // Optional packing helper: transposes a block of 16 steps. Reads `rows` (<= 16) rows of 16
 // floats at src + i * ld, and writes for each step p = 0..15 the row values (times alpha) to
@@ -25,8 +24,7 @@ using Transpose16 = void (*)(const float* src, int64_t ld, int rows, float* dst,
                              float alpha);
 
 // The same for bfloat16 rows (widened to float32; alpha is 1).
-using Transpose16Bf16 = void (*)(const uint16_t* src, int64_t ld, int rows, float* dst, int64_t dst_stride,
-                                 int lanes);
+using Transpose16Bf16 = void (*)(const uint16_t* src, int64_t ld, int rows, float* dst, int64_t dst_stride, int lanes);
 
 struct KernelSet {
   const char* name;
@@ -44,8 +42,8 @@ struct KernelSet {
   } update;
 };
 
-extern const KernelSet kAvx512;   // kernel_avx512.cc: 12 x 32 (updates 4 x 64), AVX-512F
-extern const KernelSet kAvx2;     // kernel_avx2.cc: 6 x 16, AVX2 + FMA
+extern const KernelSet kAvx512;  // kernel_avx512.cc: 12 x 32 (updates 4 x 64), AVX-512F
+extern const KernelSet kAvx2;    // kernel_avx2.cc: 6 x 16, AVX2 + FMA
 extern const KernelSet kScalar;  // kernel_scalar.cc: 4 x 8, portable C++
 
 }  // namespace lowrank::cpu::gemm_detail

@@ -93,8 +93,8 @@ void thin_nt(const ThinArgs& g) {
         // D(x) for these rows, one Philox block per four elements.
         masked.resize(static_cast<size_t>(kRows * g.k));
         for (int i = 0; i < rows; ++i)
-          g.dropout->apply(x + i * g.ldx, static_cast<uint64_t>((i0 + i) * g.ldx), g.k, 1.0f,
-                           masked.data() + i * g.k, 1);
+          g.dropout->apply(x + i * g.ldx, static_cast<uint64_t>((i0 + i) * g.ldx), g.k, 1.0f, masked.data() + i * g.k,
+                           1);
         x = masked.data();
         ldx = g.k;
       }

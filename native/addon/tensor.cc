@@ -5,7 +5,6 @@
 
 #include "../core/dtype.h"
 #include "../core/philox.h"
-#include "../cpu/convert.h"
 #include "../cpu/gemm.h"
 #include "../cpu/random.h"
 #include "marshal.h"

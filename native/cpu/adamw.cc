@@ -13,14 +13,13 @@
 #include <cstring>
 #include <vector>
 
+#include "../core/ops.h"
 #include "adamw_coeffs.h"
 #include "gemm.h"
 #include "threadpool.h"
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
-
-#include "../core/ops.h"
 #define LR_ADAMW_AVX2 1
 #endif
 
@@ -81,7 +80,28 @@ bool avx2_usable() {
 
 }  // namespace
 
-void adamw_step(const AdamwTensor* tensors, const AdamwHyper* hyper, int64_t count) {
+std::vector<AdamwTensor> adamw_tensors(const ops::AdamwStep& a) {
+  std::vector<AdamwTensor> t(a.params.size());
+  for (size_t i = 0; i < t.size(); ++i)
+    t[i] = {a.params[i].as<float>(), a.grads[i].as<const float>(), a.m[i].as<float>(), a.v[i].as<float>(),
+            a.params[i].elements};
+  return t;
+}
+
+// The op entry point (native/core/ops/adamw.h).
+// One AdamW step for tensors[i] with hyper[i], i < count, in one parallel pass over all of them
+// (the tensors are cut into chunks spread over the thread pool). Per element, in float32, in
+// torch's order (torch.optim.AdamW, single-tensor path; the scalar coefficients are computed in
+// double as torch's Python does, then rounded to float32):
+//   p ← p · (1 − lr·wd)
+//   m ← m.lerp(g, 1 − β1)                      (m + (1 − β1)(g − m), one fused multiply-add)
+//   v ← v · β2;  v ← v + ((1 − β2) · g) · g
+//   p ← p + (−lr / (1 − β1^t)) · m / (√v / √(1 − β2^t) + eps)
+// Results do not depend on the thread count or on the instruction set used.
+void adamw_step(const ops::AdamwStep& a) {
+  const std::vector<AdamwTensor> tensors = adamw_tensors(a);
+  const AdamwHyper* hyper = a.hyper.data();
+  const int64_t count = static_cast<int64_t>(tensors.size());
   // Every task is a chunk of one tensor: (tensor, first element).
   std::vector<std::pair<int64_t, int64_t>> chunks;
   std::vector<Coeffs> c(static_cast<size_t>(count));
@@ -106,20 +126,6 @@ void adamw_step(const AdamwTensor* tensors, const AdamwHyper* hyper, int64_t cou
     run_portable(c[t], x.param + i0, x.grad + i0, x.m + i0, x.v + i0, n);
   });
   (void)vector;
-}
-
-std::vector<AdamwTensor> adamw_tensors(const ops::AdamwStep& a) {
-  std::vector<AdamwTensor> t(a.params.size());
-  for (size_t i = 0; i < t.size(); ++i)
-    t[i] = {a.params[i].as<float>(), a.grads[i].as<const float>(), a.m[i].as<float>(), a.v[i].as<float>(),
-            a.params[i].elements};
-  return t;
-}
-
-// The op entry point (native/core/ops/adamw.h).
-void adamw_step(const ops::AdamwStep& a) {
-  const std::vector<AdamwTensor> t = adamw_tensors(a);
-  adamw_step(t.data(), a.hyper.data(), static_cast<int64_t>(t.size()));
 }
 
 }  // namespace lowrank::cpu

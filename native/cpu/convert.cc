@@ -1,5 +1,4 @@
-#include "convert.h"
-
+// Conversions between storage dtypes (native/core/dtype.h), over whole buffers on the pool.
 #include <algorithm>
 #include <cstring>
 #include <string>
@@ -9,7 +8,14 @@
 #include "threadpool.h"
 
 namespace lowrank::cpu {
-void convert(const void* src, DType src_type, void* dst, DType dst_type, int64_t n) {
+
+// The op entry point (native/core/ops/elementwise.h): dst (its dtype) = src (its dtype),
+// element by element, round-to-nearest-even when narrowing.
+void convert(const ops::Convert& a) {
+  const void* src = a.src.data;
+  void* dst = a.dst.data;
+  const DType src_type = a.src.dtype, dst_type = a.dst.dtype;
+  const int64_t n = a.src.elements;
   if (src_type == dst_type) {
     std::memmove(dst, src, static_cast<size_t>(n) * dtype_size(src_type));
     return;
@@ -22,8 +28,5 @@ void convert(const void* src, DType src_type, void* dst, DType dst_type, int64_t
     for (int64_t i = c * kChunk; i < end; ++i) store_f32(dst, dst_type, i, load_f32(src, src_type, i));
   });
 }
-
-// The op entry point (native/core/ops/elementwise.h).
-void convert(const ops::Convert& a) { convert(a.src.data, a.src.dtype, a.dst.data, a.dst.dtype, a.src.elements); }
 
 }  // namespace lowrank::cpu

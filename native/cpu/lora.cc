@@ -15,39 +15,6 @@
 
 namespace lowrank::cpu {
 
-// Forward. FLOPs: 2·T·out·in (base) + 2·T·in·r + 2·T·out·r. Fewest bytes: x, W, A, B read
-// once; y and xa written once.
-void lora_forward(const LoraDims& d, const float* x, const Weight& W, const float* bias, const float* A, const float* B,
-                  float scale, const Dropout& drop, float* y, float* xa) {
-  // xa = D(x) Aᵀ: [T, in] · [in, r], a thin product reading x once
-  thin_nt({d.t, d.r, d.in, x, d.in, A, d.in, 1.0f, drop.active ? &drop : nullptr, xa, d.r});
-  // y = [x | xa] · [W | scale·B]ᵀ + bias
-  adapter_output(d.t, d.in, d.out, d.r, x, W, xa, B, scale, bias, y);
-}
-
-// Backward. FLOPs: 2·T·out·in (dx base) + 2·T·r·(2·out + 2·in). Fewest bytes: dy, x, W, A, B,
-// xa read once; dx, dA, dB written once.
-void lora_backward(const LoraDims& d, const float* dy, const float* x, const Weight& W, const float* A, const float* B,
-                   const float* xa, float scale, const Dropout& drop, float* dx, float* dA, float* dB) {
-  // dB = scale · dyᵀ xa: [out, T] · [T, r]
-  const GemmTerm tdb{{dy, d.out, true}, {xa, d.r, false}, d.t, scale};
-  gemm({d.out, d.r, &tdb, 1, dB, d.r, 0.0f, nullptr});
-  // g = scale · dy B = scale · dy (Bᵀ)ᵀ: [T, out] · [out, r], a thin product over Bᵀ [r, out]
-  std::vector<float> bt(static_cast<size_t>(d.r * d.out));
-  for (int64_t o = 0; o < d.out; ++o)
-    for (int64_t j = 0; j < d.r; ++j) bt[j * d.out + o] = B[o * d.r + j];
-  std::vector<float> g(static_cast<size_t>(d.t * d.r));
-  thin_nt({d.t, d.r, d.out, dy, d.out, bt.data(), d.out, scale, nullptr, g.data(), d.r});
-  if (dA) {
-    // dA = gᵀ D(x): [r, T] · [T, in]
-    const GemmTerm tda{{g.data(), d.r, true}, {x, d.in, false, drop.active ? &drop : nullptr}, d.t, 1.0f};
-    gemm({d.r, d.in, &tda, 1, dA, d.in, 0.0f, nullptr});
-  }
-  if (!dx) return;
-  // dx = [dy | g] · [W ; A] (dropout: dy W + D(g A))
-  adapter_input_grad(d.t, d.in, d.out, d.r, dy, W, g.data(), A, d.in, drop, dx);
-}
-
 namespace {
 
 // Cholesky L Lᵀ = G + 1e-8·I in double (symmetric positive definite for a full-rank A).
@@ -99,59 +66,73 @@ std::vector<float> lora_fa_projector(const float* gram, int64_t r, float scale) 
   return M;
 }
 
-// FLOPs: 2·r·r·in (A Aᵀ) + r³/3 (factor) + 2·out·r² (solves).
-void lora_fa_project_grad(const LoraDims& d, const float* A, float scale, float* dB) {
-  const int64_t r = d.r;
-  std::vector<float> gram(static_cast<size_t>(r * r));
-  const GemmTerm t{{A, d.in, false}, {A, d.in, true}, d.in, 1.0f};
-  gemm({r, r, &t, 1, gram.data(), r, 0.0f, nullptr});
-  const std::vector<double> L = gram_factor(gram.data(), r);
-  const double inv_s2 = 1.0 / (static_cast<double>(scale) * scale);
-  // Row o of the result solves x (L Lᵀ) = dB[o]: forward then back substitution.
-  parallel_for(d.out, [&](int64_t o) { solve_row(L, r, inv_s2, dB + o * r); });
-}
-
-namespace {
-
-ProductUpdate lora_update(const LoraDims& d, const float* A, const float* B, float scale) {
-  return {d.out, d.in, d.r, B, d.r, A, d.in, scale};
-}
-
-}  // namespace
-
-// Merge. FLOPs: 2·out·in·r. Fewest bytes: W read and written once, A and B read once.
-void lora_merge(const LoraDims& d, const WeightMut& W, const float* A, const float* B, float scale) {
-  add_product(lora_update(d, A, B, scale), W);
-}
-
-int64_t lora_merge_safe(const LoraDims& d, const WeightMut& W, const float* A, const float* B, float scale,
-                        float* bad_value) {
-  return add_product_safe(lora_update(d, A, B, scale), W, bad_value);
-}
-
 // ---- the op entry points (native/core/ops/lora.h) ------------------------------------------
 
+// Forward. FLOPs: 2·T·out·in (base) + 2·T·in·r + 2·T·out·r. Fewest bytes: x, W, A, B read
+// once; y and xa written once.
 void lora_forward(const ops::LoraForward& a) {
-  lora_forward({a.t, a.in, a.out, a.r}, a.x.as<const float>(), weight_of(a.W), a.bias.as<const float>(),
-               a.A.as<const float>(), a.B.as<const float>(), a.scale, a.drop, a.y.as<float>(), a.xa.as<float>());
+  const float *x = a.x.as<const float>(), *A = a.A.as<const float>(), *B = a.B.as<const float>();
+  float* xa = a.xa.as<float>();
+  const Dropout& drop = a.drop;
+  // xa = D(x) Aᵀ: [T, in] · [in, r], a thin product reading x once
+  thin_nt({a.t, a.r, a.in, x, a.in, A, a.in, 1.0f, drop.active ? &drop : nullptr, xa, a.r});
+  // y = [x | xa] · [W | scale·B]ᵀ + bias
+  adapter_output(a.t, a.in, a.out, a.r, x, weight_of(a.W), xa, B, a.scale, a.bias.as<const float>(), a.y.as<float>());
 }
 
+// x and dA may be absent together (LoRA-FA: A frozen, x never kept); the dropout mask is
+// regenerated from `drop`, never stored. dx may be absent when the input gradient is not needed.
+// Backward. FLOPs: 2·T·out·in (dx base) + 2·T·r·(2·out + 2·in). Fewest bytes: dy, x, W, A, B,
+// xa read once; dx, dA, dB written once.
 void lora_backward(const ops::LoraBackward& a) {
-  lora_backward({a.t, a.in, a.out, a.r}, a.dy.as<const float>(), a.x.as<const float>(), weight_of(a.W),
-                a.A.as<const float>(), a.B.as<const float>(), a.xa.as<const float>(), a.scale, a.drop, a.dx.as<float>(),
-                a.dA.as<float>(), a.dB.as<float>());
+  const int64_t t = a.t, in = a.in, out = a.out, r = a.r;
+  const float *dy = a.dy.as<const float>(), *x = a.x.as<const float>(), *A = a.A.as<const float>();
+  const float *B = a.B.as<const float>(), *xa = a.xa.as<const float>();
+  float *dx = a.dx.as<float>(), *dA = a.dA.as<float>(), *dB = a.dB.as<float>();
+  const float scale = a.scale;
+  const Dropout& drop = a.drop;
+  // dB = scale · dyᵀ xa: [out, T] · [T, r]
+  const GemmTerm tdb{{dy, out, true}, {xa, r, false}, t, scale};
+  gemm({out, r, &tdb, 1, dB, r, 0.0f, nullptr});
+  // g = scale · dy B = scale · dy (Bᵀ)ᵀ: [T, out] · [out, r], a thin product over Bᵀ [r, out]
+  std::vector<float> bt(static_cast<size_t>(r * out));
+  for (int64_t o = 0; o < out; ++o)
+    for (int64_t j = 0; j < r; ++j) bt[j * out + o] = B[o * r + j];
+  std::vector<float> g(static_cast<size_t>(t * r));
+  thin_nt({t, r, out, dy, out, bt.data(), out, scale, nullptr, g.data(), r});
+  if (dA) {
+    // dA = gᵀ D(x): [r, T] · [T, in]
+    const GemmTerm tda{{g.data(), r, true}, {x, in, false, drop.active ? &drop : nullptr}, t, 1.0f};
+    gemm({r, in, &tda, 1, dA, in, 0.0f, nullptr});
+  }
+  if (!dx) return;
+  // dx = [dy | g] · [W ; A] (dropout: dy W + D(g A))
+  adapter_input_grad(t, in, out, r, dy, weight_of(a.W), g.data(), A, in, drop, dx);
 }
 
+// FLOPs: 2·r·r·in (A Aᵀ) + r³/3 (factor) + 2·out·r² (solves).
 void lora_fa_project_grad(const ops::LoraFaProjectGrad& a) {
-  lora_fa_project_grad({1, a.in, a.out, a.r}, a.A.as<const float>(), a.scale, a.dB.as<float>());
+  const int64_t r = a.r;
+  const float* A = a.A.as<const float>();
+  float* dB = a.dB.as<float>();
+  std::vector<float> gram(static_cast<size_t>(r * r));
+  const GemmTerm t{{A, a.in, false}, {A, a.in, true}, a.in, 1.0f};
+  gemm({r, r, &t, 1, gram.data(), r, 0.0f, nullptr});
+  const std::vector<double> L = gram_factor(gram.data(), r);
+  const double inv_s2 = 1.0 / (static_cast<double>(a.scale) * a.scale);
+  // Row o of the result solves x (L Lᵀ) = dB[o]: forward then back substitution.
+  parallel_for(a.out, [&](int64_t o) { solve_row(L, r, inv_s2, dB + o * r); });
 }
 
+// Merge: W += scale · B A (unmerge: -scale). A bfloat16 W is updated in float32 and rounded to
+// the nearest bfloat16 (ties to even), so merge then unmerge restores it only to within rounding.
+// FLOPs: 2·out·in·r. Fewest bytes: W read and written once, A and B read once. The safe merge
+// computes into a copy first and writes W only when every merged value is finite.
 void lora_merge(const ops::LoraMerge& a) {
-  const LoraDims d{1, a.in, a.out, a.r};
-  if (!a.safe) return lora_merge(d, weight_mut_of(a.W), a.A.as<const float>(), a.B.as<const float>(), a.scale);
+  const ProductUpdate u{a.out, a.in, a.r, a.B.as<const float>(), a.r, a.A.as<const float>(), a.in, a.scale};
+  if (!a.safe) return add_product(u, weight_mut_of(a.W));
   float value = 0.0f;
-  const int64_t bad =
-      lora_merge_safe(d, weight_mut_of(a.W), a.A.as<const float>(), a.B.as<const float>(), a.scale, &value);
+  const int64_t bad = add_product_safe(u, weight_mut_of(a.W), &value);
   if (bad >= 0) ops::merge_not_finite(bad, value, a.in);
 }
 

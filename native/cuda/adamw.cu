@@ -51,11 +51,13 @@ __global__ void __launch_bounds__(kThreads) adamw_kernel(const Chunk* chunks) {
 
 }  // namespace
 
-void adamw_step(const cpu::AdamwTensor* tensors, const cpu::AdamwHyper* hyper, int64_t count) {
+// The op entry point (native/core/ops/adamw.h): the tensor list on the host, device pointers in it.
+void adamw_step(const ops::AdamwStep& a) {
+  const std::vector<cpu::AdamwTensor> tensors = cpu::adamw_tensors(a);
   std::vector<Chunk> chunks;
-  for (int64_t t = 0; t < count; ++t) {
+  for (size_t t = 0; t < tensors.size(); ++t) {
     const cpu::AdamwTensor& x = tensors[t];
-    const cpu::Coeffs c = cpu::coeffs(hyper[t]);
+    const cpu::Coeffs c = cpu::coeffs(a.hyper[t]);
     for (int64_t i = 0; i < x.n; i += kChunk)
       chunks.push_back(Chunk{x.param + i, x.grad + i, x.m + i, x.v + i, std::min(kChunk, x.n - i), c});
   }
@@ -66,12 +68,6 @@ void adamw_step(const cpu::AdamwTensor* tensors, const cpu::AdamwHyper* hyper, i
   upload(table.get(), chunks.data(), bytes);  // staged: the host vector may go once this returns
   adamw_kernel<<<static_cast<unsigned>(chunks.size()), kThreads, 0, stream()>>>(static_cast<const Chunk*>(table.get()));
   check(cudaGetLastError(), "adamw_kernel launch");
-}
-
-// The op entry point (native/core/ops/adamw.h): the tensor list on the host, device pointers in it.
-void adamw_step(const ops::AdamwStep& a) {
-  const std::vector<cpu::AdamwTensor> t = cpu::adamw_tensors(a);
-  cuda::adamw_step(t.data(), a.hyper.data(), static_cast<int64_t>(t.size()));
 }
 
 }  // namespace lowrank::cuda

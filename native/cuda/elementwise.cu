@@ -100,7 +100,12 @@ void backward(const char* what, const ops::UnaryBackward& a) {
 
 }  // namespace
 
-void fill(DevOut dst, float value, int64_t n) {
+// ---- the op entry points (native/core/ops/elementwise.h) -----------------------------------
+
+void fill(const ops::Fill& a) {
+  const DevOut dst = dev_out(a.dst);
+  const float value = a.value;
+  const int64_t n = a.dst.elements;
   LR_CHECK("fill", n >= 0, "n must be >= 0");
   if (n == 0) return;
   if (dst.dtype == DType::kFloat32) {
@@ -115,17 +120,14 @@ void fill(DevOut dst, float value, int64_t n) {
   check(cudaGetLastError(), "fill_kernel launch");
 }
 
-void add_into(float* dst, const float* src, int64_t n) {
+void add_into(const ops::AddInto& a) {
+  const int64_t n = a.dst.elements;
   LR_CHECK("add_into", n >= 0, "n must be >= 0");
   if (n == 0) return;
-  add_into_kernel<<<blocks_for(n), kElementwiseThreads, 0, stream()>>>(dst, src, n);
+  add_into_kernel<<<blocks_for(n), kElementwiseThreads, 0, stream()>>>(a.dst.as<float>(), a.src.as<const float>(), n);
   check(cudaGetLastError(), "add_into_kernel launch");
 }
 
-// ---- the op entry points (native/core/ops/elementwise.h) -----------------------------------
-
-void fill(const ops::Fill& a) { fill(dev_out(a.dst), a.value, a.dst.elements); }
-void add_into(const ops::AddInto& a) { add_into(a.dst.as<float>(), a.src.as<const float>(), a.dst.elements); }
 void relu_forward(const ops::Unary& a) { forward<Act::kRelu>("relu_forward launch", a); }
 void relu_backward(const ops::UnaryBackward& a) { backward<Act::kRelu>("relu_backward launch", a); }
 void gelu_forward(const ops::Unary& a) { forward<Act::kGelu>("gelu_forward launch", a); }

@@ -4,7 +4,6 @@
 
 #include <cstdint>
 
-#include "../cpu/linear.h"
 #include "ops.cuh"
 
 namespace lowrank::cuda {
@@ -22,38 +21,33 @@ __global__ void column_sums_kernel(int64_t t, int64_t out, const void* dy, DType
 
 }  // namespace
 
-// y = x Wᵀ + bias. FLOPs 2·T·in·out. Fewest bytes: x, W read once, y written once.
-void linear_forward(const cpu::LinearDims& d, DevIn x, DevIn W, DevIn bias, DevOut y) {
-  const GemmTerm t{view(x, d.in, false), view(W, d.in, true), d.in, 1.0f};
-  product(d.t, d.out, &t, 1, y.data, y.dtype, d.out, 0.0f, compute_for(W.dtype), bias);
-}
-
-// dx = dy W, dW = dyᵀ x, db = Σ_t dy. FLOPs 4·T·in·out.
-void linear_backward(const cpu::LinearDims& d, DevIn dy, DevIn x, DevIn W, DevOut dx, float* dW, float* db) {
-  const Compute c = compute_for(W.dtype);
-  if (dx.data) {
-    const GemmTerm t{view(dy, d.out, false), view(W, d.in, false), d.out, 1.0f};
-    product(d.t, d.in, &t, 1, dx.data, dx.dtype, d.in, 0.0f, c);
-  }
-  if (dW) {
-    const GemmTerm t{view(dy, d.out, true), view(x, d.in, false), d.t, 1.0f};
-    product(d.out, d.in, &t, 1, dW, DType::kFloat32, d.in, 0.0f, c);
-  }
-  if (db) {
-    column_sums_kernel<<<blocks_for(d.out), kElementwiseThreads, 0, stream()>>>(d.t, d.out, dy.data, dy.dtype, db);
-    check(cudaGetLastError(), "column_sums_kernel launch");
-  }
-}
-
 // ---- the op entry points (native/core/ops/linear.h) ----------------------------------------
 
+// y = x Wᵀ + bias. FLOPs 2·T·in·out. Fewest bytes: x, W read once, y written once.
 void linear_forward(const ops::LinearForward& a) {
-  linear_forward({a.t, a.in, a.out}, dev_in(a.x), dev_in(a.W), dev_in(a.bias), dev_out(a.y));
+  const DevIn W = dev_in(a.W);
+  const GemmTerm t{view(dev_in(a.x), a.in, false), view(W, a.in, true), a.in, 1.0f};
+  product(a.t, a.out, &t, 1, a.y.data, a.y.dtype, a.out, 0.0f, compute_for(W.dtype), dev_in(a.bias));
 }
 
+// dx = dy W, dW = dyᵀ x, db = Σ_t dy (each absent when not wanted; dW, db float32, dx like x).
+// FLOPs 4·T·in·out.
 void linear_backward(const ops::LinearBackward& a) {
-  linear_backward({a.t, a.in, a.out}, dev_in(a.dy), dev_in(a.x), dev_in(a.W), dev_out(a.dx), a.dW.as<float>(),
-                  a.db.as<float>());
+  const DevIn dy = dev_in(a.dy), W = dev_in(a.W);
+  const Compute c = compute_for(W.dtype);
+  if (a.dx.data) {
+    const GemmTerm t{view(dy, a.out, false), view(W, a.in, false), a.out, 1.0f};
+    product(a.t, a.in, &t, 1, a.dx.data, a.dx.dtype, a.in, 0.0f, c);
+  }
+  if (a.dW.data) {
+    const GemmTerm t{view(dy, a.out, true), view(dev_in(a.x), a.in, false), a.t, 1.0f};
+    product(a.out, a.in, &t, 1, a.dW.data, DType::kFloat32, a.in, 0.0f, c);
+  }
+  if (a.db.data) {
+    column_sums_kernel<<<blocks_for(a.out), kElementwiseThreads, 0, stream()>>>(a.t, a.out, dy.data, dy.dtype,
+                                                                                a.db.as<float>());
+    check(cudaGetLastError(), "column_sums_kernel launch");
+  }
 }
 
 }  // namespace lowrank::cuda

@@ -350,7 +350,18 @@ void copy(void* dst, const void* src, size_t bytes) {
   check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream()), "cudaMemcpyAsync (device to device)");
 }
 
-void convert(const void* src, DType src_dtype, void* dst, DType dst_dtype, int64_t n) {
+void synchronize() {
+  ensure_available();
+  check(cudaStreamSynchronize(stream()), "cudaStreamSynchronize");
+}
+
+// The op entry point (native/core/ops/elementwise.h): dst[i] = convert(src[i]) between any two
+// dtypes (round-to-nearest-even), on device.
+void convert(const ops::Convert& a) {
+  const void* src = a.src.data;
+  void* dst = a.dst.data;
+  const DType src_dtype = a.src.dtype, dst_dtype = a.dst.dtype;
+  const int64_t n = a.src.elements;
   if (n < 0) throw RangeError("convert: n must be >= 0 but is " + std::to_string(n));
   if (!valid(src_dtype) || !valid(dst_dtype))
     throw RangeError("convert: dtype codes must be 0 (float32), 1 (bfloat16), 2 (float16) or 3 (int32) but are " +
@@ -370,13 +381,5 @@ void convert(const void* src, DType src_dtype, void* dst, DType dst_dtype, int64
     case DType::kInt32: break;  // refused above
   }
 }
-
-void synchronize() {
-  ensure_available();
-  check(cudaStreamSynchronize(stream()), "cudaStreamSynchronize");
-}
-
-// The op entry point (native/core/ops/elementwise.h).
-void convert(const ops::Convert& a) { convert(a.src.data, a.src.dtype, a.dst.data, a.dst.dtype, a.src.elements); }
 
 }  // namespace lowrank::cuda

@@ -27,6 +27,21 @@ class Scratch {
   void* ptr_;
 };
 
+// A device tensor operand: a pointer and its dtype. A null pointer means "absent" where the
+// op allows it (bias, x for LoRA-FA, dx when not wanted).
+struct DevIn {
+  const void* data = nullptr;
+  DType dtype = DType::kFloat32;
+};
+struct DevOut {
+  void* data = nullptr;
+  DType dtype = DType::kFloat32;
+};
+
+// A tensor of an op struct as an operand (null when absent).
+inline DevIn dev_in(const TensorRef& t) { return {t.data, t.dtype}; }
+inline DevOut dev_out(const TensorRef& t) { return {t.data, t.dtype}; }
+
 inline MatView view(DevIn t, int64_t ld, bool trans, Dropout drop = {}) {
   return MatView{t.data, t.dtype, ld, trans, drop};
 }

@@ -18,13 +18,12 @@
 #include <string>
 #include <vector>
 
+#include "../core/check.h"
 #include "../core/dtype.h"
+#include "../core/ops.h"
 #include "../core/philox.h"
-#include "../cpu/adamw.h"
-#include "../cpu/delta_lora.h"
-#include "../cpu/linear.h"
+#include "../core/tensor.h"
 #include "../cpu/lora.h"
-#include "../cpu/vera.h"
 #include "../cuda/cuda.h"
 #include "check_util.h"
 
@@ -96,16 +95,33 @@ class Dev {
     return v;
   }
   void poison() { put(std::vector<float>(n_, std::numeric_limits<float>::quiet_NaN())); }
-  cuda::DevIn in() const { return {p_, d_}; }
-  cuda::DevOut out() const { return {p_, d_}; }
-  float* f32() const { return static_cast<float*>(p_); }
-  void* raw() const { return p_; }
+  // The buffer as an op's tensor on the device.
+  TensorRef ref() const {
+    TensorRef t;
+    t.data = p_;
+    t.dtype = d_;
+    t.device = Device::kCuda;
+    t.elements = static_cast<int64_t>(n_);
+    t.present = true;
+    return t;
+  }
 
  private:
   size_t n_;
   DType d_;
   void* p_;
 };
+
+// A float32 host vector as an op's tensor on the CPU (written in place when the op writes it).
+TensorRef host(const std::vector<float>& v) {
+  TensorRef t;
+  t.data = const_cast<float*>(v.data());
+  t.dtype = DType::kFloat32;
+  t.device = Device::kCpu;
+  t.elements = static_cast<int64_t>(v.size());
+  t.present = true;
+  return t;
+}
 
 std::vector<float> rnd(int64_t n, uint32_t seed) { return random_values(static_cast<size_t>(n), seed); }
 
@@ -154,22 +170,30 @@ void check_lora(const cpu::LoraDims& d, DType dt, double p, bool with_bias, uint
     // CPU reference
     std::vector<float> y(d.t * d.out), xa(d.t * d.r), dx(d.t * d.in), dA(d.r * d.in), dB(d.out * d.r);
     std::vector<float> dx_fa(d.t * d.in), dB_fa(d.out * d.r);
-    const cpu::Weight w{W.data(), nullptr};
-    cpu::lora_forward(d, x.data(), w, with_bias ? bias.data() : nullptr, A.data(), B.data(), scale, drop, y.data(),
-                      xa.data());
-    cpu::lora_backward(d, dy.data(), x.data(), w, A.data(), B.data(), xa.data(), scale, drop, dx.data(), dA.data(),
-                       dB.data());
-    cpu::lora_backward(d, dy.data(), nullptr, w, A.data(), B.data(), xa.data(), scale, drop, dx_fa.data(), nullptr,
-                       dB_fa.data());
+    ops::LoraForward f;
+    f.t = d.t, f.in = d.in, f.out = d.out, f.r = d.r, f.scale = scale, f.drop = drop;
+    f.x = host(x), f.W = host(W), f.A = host(A), f.B = host(B), f.y = host(y), f.xa = host(xa);
+    if (with_bias) f.bias = host(bias);
+    cpu::lora_forward(f);
+    ops::LoraBackward b;
+    b.t = d.t, b.in = d.in, b.out = d.out, b.r = d.r, b.scale = scale, b.drop = drop;
+    b.dy = host(dy), b.x = host(x), b.W = host(W), b.A = host(A), b.B = host(B), b.xa = host(xa);
+    b.dx = host(dx), b.dA = host(dA), b.dB = host(dB);
+    cpu::lora_backward(b);
+    ops::LoraBackward fa = b;  // LoRA-FA: no x, no dA
+    fa.x = TensorRef{}, fa.dA = TensorRef{}, fa.dx = host(dx_fa), fa.dB = host(dB_fa);
+    cpu::lora_backward(fa);
     // CUDA
     Dev gx(x, dt), gW(W, dt), gbias(bias, dt), gdy(dy, dt), gA(A, DType::kFloat32), gB(B, DType::kFloat32);
     Dev gy(y.size(), dt), gxa(xa.size(), DType::kFloat32), gdx(dx.size(), dt), gdA(dA.size(), DType::kFloat32),
         gdB(dB.size(), DType::kFloat32);
     for (Dev* o : {&gy, &gxa, &gdx, &gdA, &gdB}) o->poison();
-    cuda::lora_forward(d, gx.in(), gW.in(), with_bias ? gbias.in() : cuda::DevIn{}, gA.f32(), gB.f32(), scale, drop,
-                       gy.out(), gxa.f32());
-    cuda::lora_backward(d, gdy.in(), gx.in(), gW.in(), gA.f32(), gB.f32(), gxa.f32(), scale, drop, gdx.out(), gdA.f32(),
-                        gdB.f32());
+    f.x = gx.ref(), f.W = gW.ref(), f.A = gA.ref(), f.B = gB.ref(), f.y = gy.ref(), f.xa = gxa.ref();
+    if (with_bias) f.bias = gbias.ref();
+    cuda::lora_forward(f);
+    b.dy = gdy.ref(), b.x = gx.ref(), b.W = gW.ref(), b.A = gA.ref(), b.B = gB.ref(), b.xa = gxa.ref();
+    b.dx = gdx.ref(), b.dA = gdA.ref(), b.dB = gdB.ref();
+    cuda::lora_backward(b);
     const double tol = tolerance(dt);
     compare(name + " y", gy.get(), y, tol);
     compare(name + " xa", gxa.get(), xa, tol);
@@ -178,15 +202,18 @@ void check_lora(const cpu::LoraDims& d, DType dt, double p, bool with_bias, uint
     compare(name + " dB", gdB.get(), dB, tol);
     // LoRA-FA: no x, no dA
     for (Dev* o : {&gdx, &gdB}) o->poison();
-    cuda::lora_backward(d, gdy.in(), {}, gW.in(), gA.f32(), gB.f32(), gxa.f32(), scale, drop, gdx.out(), nullptr,
-                        gdB.f32());
+    b.x = TensorRef{}, b.dA = TensorRef{};
+    cuda::lora_backward(b);
     compare(name + " lora-fa dx", gdx.get(), dx_fa, tol);
     compare(name + " lora-fa dB", gdB.get(), dB_fa, tol);
     if (dt == DType::kFloat32 && d.r <= d.in) {  // A Aᵀ is positive definite only for r <= in
       std::vector<float> proj = dB_fa;
-      cpu::lora_fa_project_grad(d, A.data(), scale, proj.data());
+      ops::LoraFaProjectGrad pg;
+      pg.in = d.in, pg.out = d.out, pg.r = d.r, pg.scale = scale, pg.A = host(A), pg.dB = host(proj);
+      cpu::lora_fa_project_grad(pg);
       Dev gp(dB_fa, DType::kFloat32);
-      cuda::lora_fa_project_grad(d, gA.f32(), scale, gp.f32());
+      pg.A = gA.ref(), pg.dB = gp.ref();
+      cuda::lora_fa_project_grad(pg);
       compare(name + " lora-fa projected dB", gp.get(), proj, 1e-4);
     }
   });
@@ -195,29 +222,40 @@ void check_lora(const cpu::LoraDims& d, DType dt, double p, bool with_bias, uint
 void check_vera(const cpu::LoraDims& s, DType dt, double p, bool with_bias, uint32_t seed) {
   const std::string name = label("vera", s, dt, p, with_bias);
   guarded(name, [&] {
-    const cpu::VeraDims d{s.t, s.in, s.out, s.r, s.in + 3};
-    const int64_t max_out = s.out + 2;
-    std::vector<float> Av(d.r * d.max_in), Bv(max_out * d.r);
-    cpu::vera_projections(d.r, d.max_in, max_out, 77 + seed, Av.data(), Bv.data());
+    ops::VeraForward f;
+    f.t = s.t, f.in = s.in, f.out = s.out, f.r = s.r, f.max_in = s.in + 3, f.max_out = s.out + 2;
+    const ops::VeraForward& d = f;
+    std::vector<float> Av(d.r * d.max_in), Bv(d.max_out * d.r);
+    ops::VeraProjections pr;
+    pr.r = d.r, pr.max_in = d.max_in, pr.max_out = d.max_out, pr.seed = 77 + seed, pr.A = host(Av), pr.B = host(Bv);
+    cpu::vera_projections(pr);
     const Dropout drop = Dropout::make(p, 0xBEEFull + seed);
     const std::vector<float> x = rounded(rnd(d.t * d.in, seed), dt), W = rounded(rnd(d.out * d.in, seed + 1), dt);
     const std::vector<float> bias = rounded(rnd(d.out, seed + 2), dt), dy = rounded(rnd(d.t * d.out, seed + 3), dt);
     const std::vector<float> ld = rnd(d.r, seed + 4), lb = rnd(d.out, seed + 5);
     std::vector<float> y(d.t * d.out), u(d.t * d.r), dx(d.t * d.in), dld(d.r), dlb(d.out);
-    const cpu::Weight w{W.data(), nullptr};
-    cpu::vera_forward(d, x.data(), w, with_bias ? bias.data() : nullptr, Av.data(), Bv.data(), ld.data(), lb.data(),
-                      drop, y.data(), u.data());
-    cpu::vera_backward(d, dy.data(), w, Av.data(), Bv.data(), ld.data(), lb.data(), u.data(), drop, dx.data(),
-                       dld.data(), dlb.data());
+    f.drop = drop;
+    f.x = host(x), f.W = host(W), f.A = host(Av), f.B = host(Bv), f.lambda_d = host(ld), f.lambda_b = host(lb);
+    f.y = host(y), f.u = host(u);
+    if (with_bias) f.bias = host(bias);
+    cpu::vera_forward(f);
+    ops::VeraBackward b;
+    b.t = d.t, b.in = d.in, b.out = d.out, b.r = d.r, b.max_in = d.max_in, b.max_out = d.max_out, b.drop = drop;
+    b.dy = host(dy), b.W = host(W), b.A = host(Av), b.B = host(Bv), b.lambda_d = host(ld), b.lambda_b = host(lb);
+    b.u = host(u), b.dx = host(dx), b.d_lambda_d = host(dld), b.d_lambda_b = host(dlb);
+    cpu::vera_backward(b);
     Dev gx(x, dt), gW(W, dt), gbias(bias, dt), gdy(dy, dt), gA(Av, DType::kFloat32), gB(Bv, DType::kFloat32);
     Dev gld(ld, DType::kFloat32), glb(lb, DType::kFloat32);
     Dev gy(y.size(), dt), gu(u.size(), DType::kFloat32), gdx(dx.size(), dt), gdld(dld.size(), DType::kFloat32),
         gdlb(dlb.size(), DType::kFloat32);
     for (Dev* o : {&gy, &gu, &gdx, &gdld, &gdlb}) o->poison();
-    cuda::vera_forward(d, gx.in(), gW.in(), with_bias ? gbias.in() : cuda::DevIn{}, gA.f32(), gB.f32(), gld.f32(),
-                       glb.f32(), drop, gy.out(), gu.f32());
-    cuda::vera_backward(d, gdy.in(), gW.in(), gA.f32(), gB.f32(), gld.f32(), glb.f32(), gu.f32(), drop, gdx.out(),
-                        gdld.f32(), gdlb.f32());
+    f.x = gx.ref(), f.W = gW.ref(), f.A = gA.ref(), f.B = gB.ref(), f.lambda_d = gld.ref(), f.lambda_b = glb.ref();
+    f.y = gy.ref(), f.u = gu.ref();
+    if (with_bias) f.bias = gbias.ref();
+    cuda::vera_forward(f);
+    b.dy = gdy.ref(), b.W = gW.ref(), b.A = gA.ref(), b.B = gB.ref(), b.lambda_d = gld.ref(), b.lambda_b = glb.ref();
+    b.u = gu.ref(), b.dx = gdx.ref(), b.d_lambda_d = gdld.ref(), b.d_lambda_b = gdlb.ref();
+    cuda::vera_backward(b);
     const double tol = tolerance(dt);
     compare(name + " y", gy.get(), y, tol);
     compare(name + " u", gu.get(), u, tol);
@@ -226,11 +264,16 @@ void check_vera(const cpu::LoraDims& s, DType dt, double p, bool with_bias, uint
     compare(name + " dλb", gdlb.get(), dlb, tol);
     // merge then unmerge, in W's dtype
     std::vector<float> merged = W;
-    cpu::vera_merge(d, {merged.data(), nullptr}, Av.data(), Bv.data(), ld.data(), lb.data(), 1.0f);
+    ops::VeraMerge m;
+    m.in = d.in, m.out = d.out, m.r = d.r, m.max_in = d.max_in, m.max_out = d.max_out, m.sign = 1.0f;
+    m.W = host(merged), m.A = host(Av), m.B = host(Bv), m.lambda_d = host(ld), m.lambda_b = host(lb);
+    cpu::vera_merge(m);
     Dev gm(W, dt);
-    cuda::vera_merge(d, gm.out(), gA.f32(), gB.f32(), gld.f32(), glb.f32(), 1.0f);
+    m.W = gm.ref(), m.A = gA.ref(), m.B = gB.ref(), m.lambda_d = gld.ref(), m.lambda_b = glb.ref();
+    cuda::vera_merge(m);
     compare(name + " merge", gm.get(), rounded(merged, dt), tol);
-    cuda::vera_merge(d, gm.out(), gA.f32(), gB.f32(), gld.f32(), glb.f32(), -1.0f);
+    m.sign = -1.0f;
+    cuda::vera_merge(m);
     compare(name + " merge + unmerge", gm.get(), W, tol);
   });
 }
@@ -246,26 +289,39 @@ void check_weight_updates(const cpu::LoraDims& d, DType dt, uint32_t seed) {
     const double tol = tolerance(dt);
     // merge
     std::vector<float> merged = W;
-    cpu::lora_merge(d, {merged.data(), nullptr}, A0.data(), B0.data(), scale);
+    ops::LoraMerge m;
+    m.in = d.in, m.out = d.out, m.r = d.r, m.scale = scale, m.W = host(merged), m.A = host(A0), m.B = host(B0);
+    cpu::lora_merge(m);
     Dev gW(W, dt);
-    cuda::lora_merge(d, gW.out(), gA0.f32(), gB0.f32(), scale);
+    m.W = gW.ref(), m.A = gA0.ref(), m.B = gB0.ref();
+    cuda::lora_merge(m);
     compare(name + " lora merge", gW.get(), rounded(merged, dt), tol);
     // safe merge that overflows: W untouched, the index reported
     std::vector<float> huge = B0;
     huge[huge.size() / 2] = 3e38f;
     Dev gHuge(huge, DType::kFloat32), gS(W, dt);
-    float bad = 0.0f;
-    const int64_t at = cuda::lora_merge_safe(d, gS.out(), gA0.f32(), gHuge.f32(), 1e3f, &bad);
-    const bool refused = at >= 0 && !std::isfinite(bad) && gS.get() == rounded(W, dt);
+    ops::LoraMerge sm = m;
+    sm.W = gS.ref(), sm.B = gHuge.ref(), sm.scale = 1e3f, sm.safe = true;
+    std::string error;
+    try {
+      cuda::lora_merge(sm);
+    } catch (const RangeError& e) {
+      error = e.what();
+    }
+    // The error names the first non-finite value and where it is (ops::merge_not_finite).
+    const bool refused = error.rfind("Expected a finite merged weight", 0) == 0 && gS.get() == rounded(W, dt);
     record(refused);
-    std::printf("  %-58s first non-finite at %" PRId64 ", W untouched: %s\n", (name + " safe merge").c_str(), at,
-                refused ? "ok" : "FAIL");
+    std::printf("  %-58s %s, W untouched: %s\n", (name + " safe merge").c_str(),
+                error.empty() ? "no error" : error.substr(0, error.find(';')).c_str(), refused ? "ok" : "FAIL");
     // Delta-LoRA
     std::vector<float> updated = W;
-    cpu::delta_lora_update({d.out, d.in, d.r}, {updated.data(), nullptr}, A0.data(), B0.data(), A1.data(), B1.data(),
-                           2.0f, scale);
+    ops::DeltaLoraUpdate u;
+    u.out = d.out, u.in = d.in, u.r = d.r, u.lambda = 2.0f, u.scale = scale;
+    u.W = host(updated), u.A0 = host(A0), u.B0 = host(B0), u.A1 = host(A1), u.B1 = host(B1);
+    cpu::delta_lora_update(u);
     Dev gD(W, dt);
-    cuda::delta_lora_update({d.out, d.in, d.r}, gD.out(), gA0.f32(), gB0.f32(), gA1.f32(), gB1.f32(), 2.0f, scale);
+    u.W = gD.ref(), u.A0 = gA0.ref(), u.B0 = gB0.ref(), u.A1 = gA1.ref(), u.B1 = gB1.ref();
+    cuda::delta_lora_update(u);
     compare(name + " delta-lora update", gD.get(), rounded(updated, dt), tol);
   });
 }
@@ -273,17 +329,25 @@ void check_weight_updates(const cpu::LoraDims& d, DType dt, uint32_t seed) {
 void check_linear(const cpu::LoraDims& s, DType dt, uint32_t seed) {
   const std::string name = label("linear", s, dt, 0.0, true);
   guarded(name, [&] {
-    const cpu::LinearDims d{s.t, s.in, s.out};
+    ops::LinearForward f;
+    f.t = s.t, f.in = s.in, f.out = s.out;
+    const ops::LinearForward& d = f;
     const std::vector<float> x = rounded(rnd(d.t * d.in, seed), dt), W = rounded(rnd(d.out * d.in, seed + 1), dt);
     const std::vector<float> bias = rounded(rnd(d.out, seed + 2), dt), dy = rounded(rnd(d.t * d.out, seed + 3), dt);
     std::vector<float> y(d.t * d.out), dx(d.t * d.in), dW(d.out * d.in), db(d.out);
-    cpu::linear_forward(d, x.data(), {W.data(), nullptr}, bias.data(), y.data());
-    cpu::linear_backward(d, dy.data(), x.data(), {W.data(), nullptr}, dx.data(), dW.data(), db.data());
+    f.x = host(x), f.W = host(W), f.bias = host(bias), f.y = host(y);
+    cpu::linear_forward(f);
+    ops::LinearBackward b;
+    b.t = d.t, b.in = d.in, b.out = d.out;
+    b.dy = host(dy), b.x = host(x), b.W = host(W), b.dx = host(dx), b.dW = host(dW), b.db = host(db);
+    cpu::linear_backward(b);
     Dev gx(x, dt), gW(W, dt), gbias(bias, dt), gdy(dy, dt);
     Dev gy(y.size(), dt), gdx(dx.size(), dt), gdW(dW.size(), DType::kFloat32), gdb(db.size(), DType::kFloat32);
     for (Dev* o : {&gy, &gdx, &gdW, &gdb}) o->poison();
-    cuda::linear_forward(d, gx.in(), gW.in(), gbias.in(), gy.out());
-    cuda::linear_backward(d, gdy.in(), gx.in(), gW.in(), gdx.out(), gdW.f32(), gdb.f32());
+    f.x = gx.ref(), f.W = gW.ref(), f.bias = gbias.ref(), f.y = gy.ref();
+    cuda::linear_forward(f);
+    b.dy = gdy.ref(), b.x = gx.ref(), b.W = gW.ref(), b.dx = gdx.ref(), b.dW = gdW.ref(), b.db = gdb.ref();
+    cuda::linear_backward(b);
     const double tol = tolerance(dt);
     compare(name + " y", gy.get(), y, tol);
     compare(name + " dx", gdx.get(), dx, tol);
@@ -302,7 +366,6 @@ void check_adamw() {
       m.push_back(std::vector<float>(sizes[i], 0.0f));
       v.push_back(std::vector<float>(sizes[i], 0.0f));
     }
-    std::vector<cpu::AdamwTensor> host(3), dev(3);
     std::vector<std::unique_ptr<Dev>> bufs;
     for (int i = 0; i < 3; ++i) {
       for (const std::vector<float>* h : {&p[i], &m[i], &v[i]})
@@ -310,21 +373,30 @@ void check_adamw() {
     }
     bool same = true;
     for (int64_t step = 1; step <= 5; ++step) {
-      std::vector<cpu::AdamwHyper> hyper(3);
+      // The per-tensor hyperparameters set directly (what AdamwStep::validate makes of the groups).
+      ops::AdamwStep host_step, dev_step;
+      host_step.hyper.resize(3);
       for (int i = 0; i < 3; ++i) {
-        hyper[i].lr = i == 2 ? 16e-3 : 1e-3;  // LoRA+: the last tensor in a ratio-16 group
-        hyper[i].step = step;
+        host_step.hyper[i].lr = i == 2 ? 16e-3 : 1e-3;  // LoRA+: the last tensor in a ratio-16 group
+        host_step.hyper[i].step = step;
       }
+      dev_step.hyper = host_step.hyper;
       std::vector<std::vector<float>> g(3);
       std::vector<std::unique_ptr<Dev>> grads;
       for (int i = 0; i < 3; ++i) {
         g[i] = rnd(sizes[i], 900 + static_cast<uint32_t>(step * 3 + i));
         grads.push_back(std::make_unique<Dev>(g[i], DType::kFloat32));
-        host[i] = {p[i].data(), g[i].data(), m[i].data(), v[i].data(), sizes[i]};
-        dev[i] = {bufs[i * 3]->f32(), grads[i]->f32(), bufs[i * 3 + 1]->f32(), bufs[i * 3 + 2]->f32(), sizes[i]};
+        host_step.params.push_back(host(p[i]));
+        host_step.grads.push_back(host(g[i]));
+        host_step.m.push_back(host(m[i]));
+        host_step.v.push_back(host(v[i]));
+        dev_step.params.push_back(bufs[i * 3]->ref());
+        dev_step.grads.push_back(grads[i]->ref());
+        dev_step.m.push_back(bufs[i * 3 + 1]->ref());
+        dev_step.v.push_back(bufs[i * 3 + 2]->ref());
       }
-      cpu::adamw_step(host.data(), hyper.data(), 3);
-      cuda::adamw_step(dev.data(), hyper.data(), 3);
+      cpu::adamw_step(host_step);
+      cuda::adamw_step(dev_step);
       cuda::synchronize();  // the step's grads go out of scope next
     }
     for (int i = 0; i < 3; ++i)
@@ -346,8 +418,11 @@ void check_convert() {
     bool ok = true;
     for (DType d : {DType::kBFloat16, DType::kFloat16}) {
       Dev dst(v.size(), d), back(v.size(), DType::kFloat32);
-      cuda::convert(src.raw(), DType::kFloat32, dst.raw(), d, static_cast<int64_t>(v.size()));
-      cuda::convert(dst.raw(), d, back.raw(), DType::kFloat32, static_cast<int64_t>(v.size()));
+      ops::Convert there, back_again;
+      there.src = src.ref(), there.dst = dst.ref();
+      back_again.src = dst.ref(), back_again.dst = back.ref();
+      cuda::convert(there);
+      cuda::convert(back_again);
       const std::vector<float> got = back.get();
       for (size_t i = 0; i < v.size() && ok; ++i) {
         const float want = round_to(v[i], d);
@@ -366,14 +441,18 @@ void check_elementwise() {
     for (int64_t n : {1, 7, 33, 100003}) {
       const std::vector<float> a = rnd(n, 31 + static_cast<uint32_t>(n)), b = rnd(n, 37 + static_cast<uint32_t>(n));
       Dev ga(a, DType::kFloat32), gb(b, DType::kFloat32);
-      cuda::add_into(ga.f32(), gb.f32(), n);
+      ops::AddInto add;
+      add.dst = ga.ref(), add.src = gb.ref();
+      cuda::add_into(add);
       std::vector<float> want(a.size());
       for (size_t i = 0; i < a.size(); ++i) want[i] = a[i] + b[i];
       ok = ok && ga.get() == want;
       for (DType d : kDtypes) {
         Dev gf(static_cast<size_t>(n), d);
         gf.poison();
-        cuda::fill(gf.out(), -0.1f, n);
+        ops::Fill fill;
+        fill.dst = gf.ref(), fill.value = -0.1f;
+        cuda::fill(fill);
         ok = ok && gf.get() == std::vector<float>(static_cast<size_t>(n), round_to(-0.1f, d));
       }
     }
@@ -437,7 +516,6 @@ bool cuda_timing() {
   bool ok = true;
   try {
     const int64_t T = 8192, in = 4096, out = 4096, r = 16;
-    const cpu::LoraDims d{T, in, out, r};
     std::printf("cuda timing: T=%" PRId64 " in=%" PRId64 " out=%" PRId64 " r=%" PRId64
                 ", median of 20 after 3 warm-up, CUDA events\n",
                 T, in, out, r);
@@ -448,39 +526,53 @@ bool cuda_timing() {
       Dev A(scaled(rnd(r * in, 4), 0.02f), DType::kFloat32), B(scaled(rnd(out * r, 5), 0.02f), DType::kFloat32);
       Dev y(T * out, dt), xa(T * r, DType::kFloat32), dx(T * in, dt), dA(r * in, DType::kFloat32),
           dB(out * r, DType::kFloat32);
-      const double base_flops = 2.0 * T * in * out;
-      const double base = time_device([&] { cuda::linear_forward({T, in, out}, x.in(), W.in(), {}, y.out()); });
       const Dropout none = Dropout::make(0.0, 0);
+      // The ops' arguments, built once outside the timed calls.
+      ops::LinearForward lin;
+      lin.t = T, lin.in = in, lin.out = out, lin.x = x.ref(), lin.W = W.ref(), lin.y = y.ref();
+      ops::LoraForward f;
+      f.t = T, f.in = in, f.out = out, f.r = r, f.scale = scale, f.drop = none;
+      f.x = x.ref(), f.W = W.ref(), f.A = A.ref(), f.B = B.ref(), f.y = y.ref(), f.xa = xa.ref();
+      ops::LoraBackward b;
+      b.t = T, b.in = in, b.out = out, b.r = r, b.scale = scale, b.drop = none;
+      b.dy = dy.ref(), b.x = x.ref(), b.W = W.ref(), b.A = A.ref(), b.B = B.ref(), b.xa = xa.ref();
+      b.dx = dx.ref(), b.dA = dA.ref(), b.dB = dB.ref();
+      ops::LoraBackward fa = b;  // LoRA-FA: no x, no dA
+      fa.x = TensorRef{}, fa.dA = TensorRef{};
+      const double base_flops = 2.0 * T * in * out;
+      const double base = time_device([&] { cuda::linear_forward(lin); });
       auto row = [&](const char* name, double ms, double flops) {
         std::printf("  %-34s %10.4f %10.1f %8.3f\n", (std::string(name) + " " + dtype_name(dt)).c_str(), ms,
                     flops / ms * 1e-9, ms / base);
       };
       row("base product x·Wᵀ", base, base_flops);
       const double fwd_flops = base_flops + 2.0 * T * r * (in + out);
-      const double fwd = time_device(
-          [&] { cuda::lora_forward(d, x.in(), W.in(), {}, A.f32(), B.f32(), scale, none, y.out(), xa.f32()); });
+      const double fwd = time_device([&] { cuda::lora_forward(f); });
       row("LoRA forward", fwd, fwd_flops);
       const double bwd_flops = base_flops + 4.0 * T * r * (in + out);
       const double fb = time_device([&] {
-        cuda::lora_forward(d, x.in(), W.in(), {}, A.f32(), B.f32(), scale, none, y.out(), xa.f32());
-        cuda::lora_backward(d, dy.in(), x.in(), W.in(), A.f32(), B.f32(), xa.f32(), scale, none, dx.out(), dA.f32(),
-                            dB.f32());
+        cuda::lora_forward(f);
+        cuda::lora_backward(b);
       });
       row("LoRA forward + backward", fb, fwd_flops + bwd_flops);
-      const double fa = time_device([&] {
-        cuda::lora_forward(d, x.in(), W.in(), {}, A.f32(), B.f32(), scale, none, y.out(), xa.f32());
-        cuda::lora_backward(d, dy.in(), {}, W.in(), A.f32(), B.f32(), xa.f32(), scale, none, dx.out(), nullptr,
-                            dB.f32());
+      const double fa_ms = time_device([&] {
+        cuda::lora_forward(f);
+        cuda::lora_backward(fa);
       });
-      row("LoRA-FA forward + backward", fa, fwd_flops + bwd_flops - 2.0 * T * r * in);
+      row("LoRA-FA forward + backward", fa_ms, fwd_flops + bwd_flops - 2.0 * T * r * in);
       Dev Wm(rnd(out * in, 6), dt);
+      ops::LoraMerge m;
+      m.in = in, m.out = out, m.r = r, m.W = Wm.ref(), m.A = A.ref(), m.B = B.ref();
       int flip = 0;
-      const double merge =
-          time_device([&] { cuda::lora_merge(d, Wm.out(), A.f32(), B.f32(), (flip++ % 2) ? -scale : scale); });
-      row("merge W += s·B·A", merge, 2.0 * out * in * r);
-      const double delta = time_device([&] {
-        cuda::delta_lora_update({out, in, r}, Wm.out(), A.f32(), B.f32(), A.f32(), B.f32(), 2.0f, scale);
+      const double merge = time_device([&] {
+        m.scale = (flip++ % 2) ? -scale : scale;
+        cuda::lora_merge(m);
       });
+      row("merge W += s·B·A", merge, 2.0 * out * in * r);
+      ops::DeltaLoraUpdate u;
+      u.out = out, u.in = in, u.r = r, u.lambda = 2.0f, u.scale = scale;
+      u.W = Wm.ref(), u.A0 = A.ref(), u.B0 = B.ref(), u.A1 = A.ref(), u.B1 = B.ref();
+      const double delta = time_device([&] { cuda::delta_lora_update(u); });
       row("Delta-LoRA update of W", delta, 4.0 * out * in * r);
     }
   } catch (const std::exception& e) {

@@ -19,11 +19,12 @@
 #include <functional>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
+#include "../core/ops.h"
 #include "../core/philox.h"
 #include "../cpu/gemm.h"
-#include "../cpu/lora.h"
 #include "../cpu/threadpool.h"
 #include "../cuda/cuda.h"
 #include "check_cuda.h"
@@ -152,11 +153,19 @@ void cpu_checks() {
   for (double p : {0.1, 0.5, 0.9}) record(check_keep_rate(p));
 
   // The CPU merge, timed: the baseline the CUDA merge is compared with.
-  const cpu::LoraDims d{0, 1500, 1000, 16};
+  lowrank::ops::LoraMerge d;
+  d.in = 1500, d.out = 1000, d.r = 16, d.scale = 0.5f;
   std::vector<float> W = random_values(static_cast<size_t>(d.out * d.in), 11);
-  const std::vector<float> A = random_values(static_cast<size_t>(d.r * d.in), 12);
-  const std::vector<float> B = random_values(static_cast<size_t>(d.out * d.r), 13);
-  const double ms = time_ms(5, [&] { cpu::lora_merge(d, {W.data(), nullptr}, A.data(), B.data(), 0.5f); });
+  std::vector<float> A = random_values(static_cast<size_t>(d.r * d.in), 12);
+  std::vector<float> B = random_values(static_cast<size_t>(d.out * d.r), 13);
+  for (auto [ref, v] : {std::pair{&d.W, &W}, std::pair{&d.A, &A}, std::pair{&d.B, &B}}) {
+    ref->data = v->data();
+    ref->dtype = lowrank::DType::kFloat32;
+    ref->device = lowrank::Device::kCpu;
+    ref->elements = static_cast<int64_t>(v->size());
+    ref->present = true;
+  }
+  const double ms = time_ms(5, [&] { cpu::lora_merge(d); });
   std::printf("  lora_merge out=%" PRId64 " in=%" PRId64 " r=%" PRId64 ": cpu %.3f ms (median of 5)\n", d.out, d.in,
               d.r, ms);
 }

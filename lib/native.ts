@@ -140,6 +140,20 @@ export interface OpArgs<M extends Memory> {
   scale: { x: T<M>; y: T<M>; alpha: number };
   /** logits [t, c] float32, labels [t] int32 in [0, c), loss [1]; dlogits [t, c] when wanted. */
   softmaxCrossEntropy: { t: number; c: number; logits: T<M>; labels: T<M>; loss: T<M>; dlogits: T<M> | null };
+  /** q [n, d], p [rows, d] (rows >= n) float32, loss [1]; dq [n, d], dp [rows, d] when wanted. */
+  infoNce: {
+    n: number;
+    d: number;
+    rows: number;
+    q: T<M>;
+    p: T<M>;
+    scale: number;
+    symmetric: boolean;
+    normalize: boolean;
+    loss: T<M>;
+    dq: T<M> | null;
+    dp: T<M> | null;
+  };
   /** CPU only. */
   fillRandom: { out: T<M>; seed: Seed; normal: boolean; a: number; b: number };
 }

@@ -213,3 +213,103 @@ export async function softmaxCrossEntropyAsync(
   }
   return result;
 }
+
+export interface InfoNceOptions {
+  /** The logits' scale (the inverse temperature), a finite number; default 20. */
+  scale?: number;
+  /** Also the documents → queries direction over the n positive columns, averaged; default false. */
+  symmetric?: boolean;
+  /** L2-normalise each row of q and p first (norm clamped at 1e-12); default true. */
+  normalize?: boolean;
+  /** Also return dq and dp; default false. */
+  grad?: boolean;
+}
+
+export interface InfoNceResult {
+  /** [1] float32: the mean cross-entropy of each query against its positive (see infoNce). */
+  loss: Tensor;
+  /** [N, D] float32: dloss/dq (before the normalisation), with { grad: true }. */
+  dq?: Tensor;
+  /** [N + M, D] float32: dloss/dp (before the normalisation), with { grad: true }. */
+  dp?: Tensor;
+}
+
+/** The checked arguments of one InfoNCE call, its fresh results and what it holds. */
+function prepareInfoNce(q: Tensor, p: Tensor, opts: InfoNceOptions | undefined) {
+  const o = options<InfoNceOptions>(opts, 'options');
+  const scale = finiteF32(o.scale, 'options.scale', 20);
+  const symmetric = bool(o.symmetric, 'options.symmetric', false);
+  const normalize = bool(o.normalize, 'options.normalize', true);
+  const grad = bool(o.grad, 'options.grad', false);
+  sameDevice([
+    [q, 'q'],
+    [p, 'p'],
+  ]);
+  const qc = checked(q, 'q', 'float32'),
+    pc = checked(p, 'p', 'float32');
+  if (qc.shape.length !== 2 || qc.shape[0] < 1 || qc.shape[1] < 1) throw invalidRange('a 2-D tensor [N, D] with N, D >= 1', 'q', qc);
+  const [n, d] = qc.shape as [number, number];
+  if (pc.shape.length !== 2 || pc.shape[0] < n || pc.shape[1] !== d)
+    throw invalidRange(`a 2-D tensor [N + M, D] with N + M >= ${n} and D = ${d} (like q)`, 'p', pc);
+  const rows = pc.shape[0];
+  const qs = nativeOf(qc, 'q'),
+    ps = nativeOf(pc, 'p');
+  const loss = Tensor.empty([1], 'float32', qc.device);
+  const dq = grad ? Tensor.empty([n, d], 'float32', qc.device) : undefined;
+  const dp = grad ? Tensor.empty([rows, d], 'float32', qc.device) : undefined;
+  const args = {
+    n,
+    d,
+    rows,
+    q: qs,
+    p: ps,
+    scale,
+    symmetric,
+    normalize,
+    loss: output(loss),
+    dq: dq ? output(dq) : null,
+    dp: dp ? output(dp) : null,
+  };
+  const result: InfoNceResult = dq && dp ? { loss, dq, dp } : { loss };
+  const discard = () => {
+    loss.dispose();
+    dq?.dispose();
+    dp?.dispose();
+  };
+  return { args, result, held: [qc, pc, loss, dq, dp], discard };
+}
+
+/**
+ * InfoNCE with in-batch negatives (sentence-transformers' MultipleNegativesRankingLoss) of
+ * queries q [N, D] against p [N + M, D] (float32, one device): row i of p is the positive of
+ * query i, rows N.. are M >= 0 hard negatives shared by every query. With normalize (default)
+ * each row of q and p is divided by max(‖row‖, 1e-12). Logits S = scale · q̂ p̂ᵀ [N, N + M];
+ * loss = mean_i (logsumexp(S[i, :]) − S[i, i]). With symmetric (as
+ * MultipleNegativesSymmetricRankingLoss) the loss is the average of that and the documents →
+ * queries direction mean_j (logsumexp(S[:N, j]) − S[j, j]) over the N positive columns. With
+ * { grad: true }, also dq and dp, the gradients with respect to q and p as given (through the
+ * normalisation), fused in the same op. Results on the inputs' device. infoNceAsync: the same
+ * off the event loop.
+ */
+export function infoNce(q: Tensor, p: Tensor, opts?: InfoNceOptions): InfoNceResult {
+  const { args, result, discard } = prepareInfoNce(q, p, opts);
+  try {
+    run('infoNce', args);
+  } catch (e) {
+    discard();
+    throw e;
+  }
+  return result;
+}
+
+/** infoNce off the event loop (on CUDA: queued on the device in order). */
+export async function infoNceAsync(q: Tensor, p: Tensor, opts?: InfoNceOptions): Promise<InfoNceResult> {
+  const { args, result, held, discard } = prepareInfoNce(q, p, opts);
+  try {
+    await runAsync('infoNce', args, held);
+  } catch (e) {
+    discard();
+    throw e;
+  }
+  return result;
+}

@@ -10,6 +10,31 @@
 
 namespace lowrank::cpu {
 
+namespace {
+
+// The cross-entropy of `count` logits z[k·stride] against class `label`, in double, shifted by
+// their max: returns logsumexp(z) − z[label]. With g set, also g[k·stride] = w·(softmax(z)_k −
+// [k = label]) (added to what g holds when `accumulate`). The softmax cross-entropy's rows and
+// InfoNCE's rows and columns.
+template <typename Z, typename G>
+double cross_entropy_of(const Z* z, int64_t count, int64_t stride, int64_t label, double w, G* g, bool accumulate) {
+  double m = z[0];
+  for (int64_t k = 1; k < count; ++k) m = std::max(m, static_cast<double>(z[k * stride]));
+  double sum = 0;
+  for (int64_t k = 0; k < count; ++k) sum += std::exp(z[k * stride] - m);
+  const double lse = m + std::log(sum);
+  if (g != nullptr) {
+    for (int64_t k = 0; k < count; ++k) {
+      const double v = (std::exp(z[k * stride] - lse) - (k == label ? 1.0 : 0.0)) * w;
+      G& out = g[k * stride];
+      out = static_cast<G>(accumulate ? out + v : v);
+    }
+  }
+  return lse - z[label * stride];
+}
+
+}  // namespace
+
 // Rows in parallel, each in double (shifted by its max); the row losses summed in row order,
 // so the mean does not depend on the thread count.
 void softmax_cross_entropy(const ops::SoftmaxCrossEntropy& a) {
@@ -28,17 +53,7 @@ void softmax_cross_entropy(const ops::SoftmaxCrossEntropy& a) {
   const double inv_t = 1.0 / static_cast<double>(t);
   const int64_t rows = std::max<int64_t>(1, 8192 / c);  // rows per task
   auto row = [&](int64_t i) {
-    const float* zr = z + i * c;
-    double m = zr[0];
-    for (int64_t j = 1; j < c; ++j) m = std::max(m, static_cast<double>(zr[j]));
-    double sum = 0;
-    for (int64_t j = 0; j < c; ++j) sum += std::exp(zr[j] - m);
-    const double lse = m + std::log(sum);
-    row_loss[i] = lse - zr[labels[i]];
-    if (dz == nullptr) return;
-    float* dr = dz + i * c;
-    for (int64_t j = 0; j < c; ++j)
-      dr[j] = static_cast<float>((std::exp(zr[j] - lse) - (j == labels[i] ? 1.0 : 0.0)) * inv_t);
+    row_loss[i] = cross_entropy_of(z + i * c, c, 1, labels[i], inv_t, dz ? dz + i * c : nullptr, false);
   };
   parallel_for((t + rows - 1) / rows, [&](int64_t g) {
     for (int64_t i = g * rows, end = std::min(t, (g + 1) * rows); i < end; ++i) row(i);
@@ -88,6 +103,17 @@ void normalize_backward(const double* xh, const double* dxh, const double* den, 
   });
 }
 
+// out [d] += Σ_c scale·g[c·g_step]·X[c, :] over the `count` rows of X [count, d], in row order:
+// one row of dq̂ = scale·G p̂ (g a row of G) or of dp̂ = scale·Gᵀ q̂ (g a column).
+void weighted_sum(const double* g, int64_t g_step, const double* X, int64_t count, int64_t d, double scale,
+                  double* out) {
+  for (int64_t c = 0; c < count; ++c) {
+    const double gc = scale * g[c * g_step];
+    const double* xc = X + c * d;
+    for (int64_t k = 0; k < d; ++k) out[k] += gc * xc[k];
+  }
+}
+
 }  // namespace
 
 // Everything in double: the normalised rows, the logits S [n, rows] (one row per task), the
@@ -115,28 +141,12 @@ void info_nce(const ops::InfoNce& a) {
   std::vector<double> G(grad ? static_cast<size_t>(n * rows) : 0);
   std::vector<double> row_loss(static_cast<size_t>(n)), col_loss(static_cast<size_t>(n), 0.0);
   parallel_for(n, [&](int64_t i) {
-    const double* sr = S.data() + i * rows;
-    double m = sr[0];
-    for (int64_t j = 1; j < rows; ++j) m = std::max(m, sr[j]);
-    double sum = 0;
-    for (int64_t j = 0; j < rows; ++j) sum += std::exp(sr[j] - m);
-    const double lse = m + std::log(sum);
-    row_loss[i] = lse - sr[i];
-    if (!grad) return;
-    double* gr = G.data() + i * rows;
-    for (int64_t j = 0; j < rows; ++j) gr[j] = w * (std::exp(sr[j] - lse) - (j == i ? 1.0 : 0.0));
+    row_loss[i] = cross_entropy_of(S.data() + i * rows, rows, 1, i, w, grad ? G.data() + i * rows : nullptr, false);
   });
   if (a.symmetric) {
     // Column j < n over the n queries; each task owns its column of G (added after the rows).
     parallel_for(n, [&](int64_t j) {
-      double m = S[j];
-      for (int64_t i = 1; i < n; ++i) m = std::max(m, S[i * rows + j]);
-      double sum = 0;
-      for (int64_t i = 0; i < n; ++i) sum += std::exp(S[i * rows + j] - m);
-      const double lse = m + std::log(sum);
-      col_loss[j] = lse - S[j * rows + j];
-      if (!grad) return;
-      for (int64_t i = 0; i < n; ++i) G[i * rows + j] += w * (std::exp(S[i * rows + j] - lse) - (i == j ? 1.0 : 0.0));
+      col_loss[j] = cross_entropy_of(S.data() + j, n, rows, j, w, grad ? G.data() + j : nullptr, true);
     });
   }
   double total = 0;
@@ -145,26 +155,14 @@ void info_nce(const ops::InfoNce& a) {
   a.loss.as<float>()[0] = static_cast<float>(total * w);
   if (a.dq) {
     std::vector<double> dqh(static_cast<size_t>(n * d), 0.0);
-    parallel_for(n, [&](int64_t i) {
-      double* out = dqh.data() + i * d;
-      for (int64_t j = 0; j < rows; ++j) {
-        const double g = scale * G[i * rows + j];
-        const double* pj = ph.data() + j * d;
-        for (int64_t k = 0; k < d; ++k) out[k] += g * pj[k];
-      }
-    });
+    parallel_for(
+        n, [&](int64_t i) { weighted_sum(G.data() + i * rows, 1, ph.data(), rows, d, scale, dqh.data() + i * d); });
     normalize_backward(qh.data(), dqh.data(), qden.data(), n, d, a.normalize, a.dq.as<float>());
   }
   if (a.dp) {
     std::vector<double> dph(static_cast<size_t>(rows * d), 0.0);
-    parallel_for(rows, [&](int64_t j) {
-      double* out = dph.data() + j * d;
-      for (int64_t i = 0; i < n; ++i) {
-        const double g = scale * G[i * rows + j];
-        const double* qi = qh.data() + i * d;
-        for (int64_t k = 0; k < d; ++k) out[k] += g * qi[k];
-      }
-    });
+    parallel_for(rows,
+                 [&](int64_t j) { weighted_sum(G.data() + j, rows, qh.data(), n, d, scale, dph.data() + j * d); });
     normalize_backward(ph.data(), dph.data(), pden.data(), rows, d, a.normalize, a.dp.as<float>());
   }
 }

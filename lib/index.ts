@@ -23,6 +23,8 @@ export * as optim from './optim.js';
 export * as linear from './ops/linear.js';
 export * as vera from './ops/vera.js';
 export * as nn from './ops/nn.js';
+export * as search from './ops/search.js';
+export * as embed from './embed/search.js';
 export * as safetensors from './io/safetensors.js';
 export * as torchRandom from './io/torch-random.js';
 export * as peft from './io/peft/index.js';
@@ -48,6 +50,8 @@ export type {
   VeraProjectionsOptions,
   VeraSaved,
 } from './ops/vera.js';
+export type { TopkResult } from './ops/search.js';
+export type { SearchOptions, SearchResult } from './embed/search.js';
 export type { DeltaLoraAdapter, DeltaLoraUpdateOptions } from './ops/delta-lora.js';
 export type { AdamW, AdamWGroup, AdamWOptions, LoraPlusOptions, LoraPlusParams, Param, ParamGroup } from './optim.js';
 export { LoraLinear, type LoraLinearOptions, type LoraVariant } from './layers/lora-linear.js';

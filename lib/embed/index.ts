@@ -1,0 +1,29 @@
+// The semantic-search workload (README, Semantic search): the frozen encoder, the adapter
+// training, exact search and the datasets. The metrics are the top-level `metrics` namespace.
+export {
+  encoderHead,
+  encoderIdentity,
+  pooledCached,
+  SentenceEncoder,
+  useHead,
+  USE_LITE,
+  type CachedPooled,
+  type EncodeOptions,
+} from './encoder.js';
+export {
+  DEFAULT_LR,
+  EMBEDDING_METHODS,
+  EmbeddingModel,
+  finetuneEmbeddings,
+  identityHead,
+  normalizeRows,
+  type EmbeddingHead,
+  type EmbeddingMethod,
+  type EpochReport,
+  type FinetuneOptions,
+  type FinetuneResult,
+  type PairVectors,
+  type RetrievalSet,
+} from './finetune.js';
+export { search, searchSync, type SearchResult } from './search.js';
+export * as datasets from './datasets.js';

@@ -173,7 +173,7 @@ export class SentenceEncoder {
   }
 
   async #encode(
-    texts: readonly string[],
+    input: readonly string[],
     embeddings: boolean,
     opts?: EncodeOptions,
   ): Promise<{ pooled: Float32Array; embeddings?: Float32Array }> {

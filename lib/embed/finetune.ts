@@ -366,9 +366,15 @@ export class EmbeddingModel {
       return [path.join(dir, peft.CONFIG_NAME), path.join(dir, peft.WEIGHTS_NAME)];
     }
     const file = path.join(dir, 'head.safetensors');
-    const entries: Record<string, Tensor> = { [`${this.head.module}.weight`]: this.#weight };
+    // Delta-LoRA: the moved W plus its adapter's s·BA, merged into one weight.
+    const weight = layer instanceof LoraLinear ? mergedLora(this.#weight, layer) : this.#weight;
+    const entries: Record<string, Tensor> = { [`${this.head.module}.weight`]: weight };
     if (this.#bias) entries[`${this.head.module}.bias`] = this.#bias;
-    writeSafetensors(file, entries, { method: this.method, base_model: this.head.baseModel });
+    try {
+      writeSafetensors(file, entries, { method: this.method, base_model: this.head.baseModel });
+    } finally {
+      if (weight !== this.#weight) weight.dispose();
+    }
     return [file];
   }
 
@@ -461,6 +467,22 @@ function checkHead(head: EmbeddingHead): EmbeddingHead {
   if (head.activation !== 'tanh' && head.activation !== 'identity')
     throw invalidType("'tanh' or 'identity'", 'head.activation', head.activation);
   return head;
+}
+
+/** W + s·BA of a LoRA layer, a new [out, in] tensor (computed on the host in float64 sums). */
+function mergedLora(W: Tensor, layer: LoraLinear): Tensor {
+  const [out, inDim] = W.shape as [number, number];
+  const r = layer.rank;
+  const w = W.toFloat32Array();
+  const A = layer.A.toFloat32Array(); // [r, in]
+  const B = layer.B.toFloat32Array(); // [out, r]
+  for (let o = 0; o < out; o++)
+    for (let i = 0; i < inDim; i++) {
+      let acc = 0;
+      for (let k = 0; k < r; k++) acc += B[o * r + k] * A[k * inDim + i];
+      w[o * inDim + i] += layer.scale * acc;
+    }
+  return tensor(w, [out, inDim]);
 }
 
 /** Each row divided by its L2 norm (clamped at 1e-12), in place. */

@@ -27,6 +27,7 @@ export * as safetensors from './io/safetensors.js';
 export * as torchRandom from './io/torch-random.js';
 export * as peft from './io/peft/index.js';
 export * as checkpoint from './io/checkpoint.js';
+export * as datasets from './embed/datasets.js';
 export type { DropoutOption } from './validate.js';
 export type {
   LoraForwardOptions,
@@ -65,3 +66,4 @@ export type {
   VeraLayerWeights,
 } from './io/peft/index.js';
 export type { MergeCheckpointOptions, MergeProgress, MergeReport } from './io/checkpoint.js';
+export type { Dataset, DatasetName, DatasetOptions, DatasetSource, Pair } from './embed/datasets.js';

@@ -30,6 +30,7 @@ export * as torchRandom from './io/torch-random.js';
 export * as peft from './io/peft/index.js';
 export * as checkpoint from './io/checkpoint.js';
 export * as metrics from './embed/metrics.js';
+export * as datasets from './embed/datasets.js';
 export type { DropoutOption } from './validate.js';
 export type {
   LoraForwardOptions,
@@ -71,3 +72,4 @@ export type {
 } from './io/peft/index.js';
 export type { MergeCheckpointOptions, MergeProgress, MergeReport } from './io/checkpoint.js';
 export type { BootstrapInterval, BootstrapOptions, Ranking, RetrievalReport, RetrievalScores } from './embed/metrics.js';
+export type { Dataset, DatasetName, DatasetOptions, DatasetSource, Pair } from './embed/datasets.js';

@@ -1,5 +1,5 @@
 // The semantic-search workload (README, Semantic search): the frozen encoder, the adapter
-// training, exact search and the datasets. The metrics are the top-level `metrics` namespace.
+// training and exact search. The metrics and the datasets are the top-level `metrics` and `datasets` namespaces.
 export {
   encoderHead,
   encoderIdentity,
@@ -26,4 +26,3 @@ export {
   type RetrievalSet,
 } from './finetune.js';
 export { search, searchSync, type SearchResult } from './search.js';
-export * as datasets from './datasets.js';

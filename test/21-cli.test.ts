@@ -142,7 +142,7 @@ describe('lowrank --help', () => {
     expect(none.stderr).toContain('Usage: lowrank <command> [options]');
     const help = cli(['--help']);
     expect(help.status).toBe(0);
-    for (const c of ['merge', 'inspect', 'demo', 'bench']) expect(help.stdout).toMatch(new RegExp(`^  ${c} `, 'm'));
+    for (const c of ['merge', 'inspect', 'demo', 'finetune-embeddings', 'bench']) expect(help.stdout).toMatch(new RegExp(`^  ${c} `, 'm'));
     expect(cli(['--version']).stdout.trim()).toBe(
       (JSON.parse(readFileSync(path.join(root, 'package.json'), 'utf8')) as { version: string }).version,
     );
@@ -151,7 +151,8 @@ describe('lowrank --help', () => {
   it.each([
     ['merge', 'lowrank merge --base <model> --adapter <dir> --out <path> [options]'],
     ['inspect', 'lowrank inspect <adapter dir | file.safetensors> [--json]'],
-    ['demo', '--steps N'],
+    ['demo', '--max-pairs N'],
+    ['finetune-embeddings', 'lowrank finetune-embeddings (--pairs <data.jsonl>'],
     ['bench', 'lowrank bench [--quick]'],
   ])('lowrank %s --help exits 0 with its usage', (command, usage) => {
     const r = cli([command, '--help']);
@@ -319,10 +320,18 @@ describe('lowrank merge', () => {
         ['inspect'],
         'lowrank inspect: Expected one path (an adapter directory or a .safetensors file) for lowrank inspect but received none',
       ],
-      [['frobnicate'], 'lowrank: Expected a command (merge, inspect, demo, bench) but received "frobnicate"'],
+      [['frobnicate'], 'lowrank: Expected a command (merge, inspect, demo, finetune-embeddings, bench) but received "frobnicate"'],
+      [
+        ['demo', '--synthetic', '--stepz', '3'],
+        'lowrank demo: Expected one of --synthetic, --steps, --out, --device, --quiet, --help for an option of lowrank demo but received "--stepz"',
+      ],
       [
         ['demo', '--stepz', '3'],
-        'lowrank demo: Expected one of --steps, --out, --device, --quiet, --help for an option of lowrank demo but received "--stepz"',
+        'lowrank demo: Expected one of --datasets, --max-pairs, --epochs, --methods, --out, --cache, --workers, --refresh, --seed, --quiet, --synthetic, --help for an option of lowrank demo but received "--stepz"',
+      ],
+      [
+        ['demo', '--datasets', 'imdb'],
+        'lowrank demo: Expected a comma-separated list of debian, manpages, wordnet for --datasets but received imdb',
       ],
     ];
     for (const [args, message] of cases) {

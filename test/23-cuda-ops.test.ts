@@ -515,8 +515,8 @@ describe('--device cuda on the command line', () => {
         ['merge', '--base', 'base.safetensors', '--adapter', 'adapter', '--out', 'out.safetensors', '--device', 'cuda'],
         'lowrank merge',
       ],
-      ['main.js', ['demo', '--steps', '2', '--device', 'cuda'], 'lowrank demo'],
-      ['demo-main.js', ['--steps', '2', '--device', 'cuda'], 'lowrank demo'],
+      ['main.js', ['demo', '--synthetic', '--steps', '2', '--device', 'cuda'], 'lowrank demo'],
+      ['demo-main.js', ['--synthetic', '--steps', '2', '--device', 'cuda'], 'lowrank demo'],
     ];
     for (const [script, args, prefix] of cases) {
       const r = run(script, args);
@@ -596,7 +596,17 @@ describe('--device cuda on the command line', () => {
       expect(relErr(outputs.cuda.f32('model.layers.0.k_proj.weight'), outputs.cpu.f32('model.layers.0.k_proj.weight'))).toBeLessThan(2e-2);
       expect(outputs.cuda.bytes('model.norm.weight').equals(outputs.cpu.bytes('model.norm.weight'))).toBe(true);
 
-      const demo = run('main.js', ['demo', '--steps', '3', '--device', 'cuda', '--quiet', '--out', path.join(tmp, 'demo.svg')]);
+      const demo = run('main.js', [
+        'demo',
+        '--synthetic',
+        '--steps',
+        '3',
+        '--device',
+        'cuda',
+        '--quiet',
+        '--out',
+        path.join(tmp, 'demo.svg'),
+      ]);
       expect(demo.status, demo.stderr).toBe(0);
       expect(existsSync(path.join(tmp, 'demo.svg'))).toBe(true);
     },

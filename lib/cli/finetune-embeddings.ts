@@ -18,6 +18,7 @@ import {
   type EmbeddingMethod,
   EmbeddingModel,
   finetuneEmbeddings,
+  gatherRows,
   identityHead,
   METHOD_LABELS,
   type RetrievalSet,
@@ -158,13 +159,6 @@ function numberOption(v: unknown, name: string, fallback: number, check: (n: num
   return n;
 }
 
-/** Rows of `src` ([*, width]) at `rows`, packed. */
-function gather(src: Float32Array, rows: readonly number[], width: number): Float32Array {
-  const out = new Float32Array(rows.length * width);
-  rows.forEach((r, j) => out.set(src.subarray(r * width, (r + 1) * width), j * width));
-  return out;
-}
-
 export interface FinetuneReport {
   mode: 'pairs' | 'embeddings';
   method: EmbeddingMethod;
@@ -269,7 +263,7 @@ export async function runFinetuneEmbeddings(argv: string[]): Promise<number> {
   const byDoc = new Map<string, number[]>();
   documentKeys.forEach((k, i) => byDoc.get(k)?.push(i) ?? byDoc.set(k, [i]));
   const set = (rows: number[]): RetrievalSet => ({
-    queries: gather(Q, rows, dim),
+    queries: gatherRows(Q, rows, dim),
     documents: D,
     relevant: rows.map((r) => byDoc.get(documentKeys[r])!),
   });
@@ -286,9 +280,9 @@ export async function runFinetuneEmbeddings(argv: string[]): Promise<number> {
   const run = finetuneEmbeddings(
     head,
     {
-      queries: gather(Q, split.train, dim),
-      documents: gather(D, split.train, dim),
-      negatives: N ? gather(N, split.train, dim) : undefined,
+      queries: gatherRows(Q, split.train, dim),
+      documents: gatherRows(D, split.train, dim),
+      negatives: N ? gatherRows(N, split.train, dim) : undefined,
     },
     {
       method,

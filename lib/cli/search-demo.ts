@@ -22,6 +22,7 @@ import {
   EmbeddingModel,
   type EpochReport,
   finetuneEmbeddings,
+  gatherRows,
   METHOD_LABELS,
   type PairVectors,
   type RetrievalSet,
@@ -88,13 +89,6 @@ export interface SearchDemoResult {
   seconds: number;
 }
 
-/** Rows of `src` ([*, width]) at `rows`, packed. */
-function gather(src: Float32Array, rows: readonly number[], width: number): Float32Array {
-  const out = new Float32Array(rows.length * width);
-  rows.forEach((r, j) => out.set(src.subarray(r * width, (r + 1) * width), j * width));
-  return out;
-}
-
 function formatBytes(n: number): string {
   return n >= 2 ** 20 ? `${(n / 2 ** 20).toFixed(2)} MiB` : n >= 1024 ? `${(n / 1024).toFixed(1)} KiB` : `${n} B`;
 }
@@ -137,7 +131,7 @@ function retrievalSet(ds: Dataset, Q: Float32Array, D: Float32Array, rows: reado
     if (list) list.push(i);
     else byText.set(p.document, [i]);
   });
-  return { queries: gather(Q, rows, dim), documents: D, relevant: rows.map((r) => byText.get(ds.pairs[r].document)!) };
+  return { queries: gatherRows(Q, rows, dim), documents: D, relevant: rows.map((r) => byText.get(ds.pairs[r].document)!) };
 }
 
 export async function searchDemo(opts: SearchDemoOptions): Promise<SearchDemoResult> {
@@ -186,7 +180,7 @@ export async function searchDemo(opts: SearchDemoOptions): Promise<SearchDemoRes
       const dim = head.inFeatures;
       const Q = enc.pooled.subarray(0, n * dim);
       const D = enc.pooled.subarray(n * dim);
-      const train: PairVectors = { queries: gather(Q, ds.split.train, dim), documents: gather(D, ds.split.train, dim) };
+      const train: PairVectors = { queries: gatherRows(Q, ds.split.train, dim), documents: gatherRows(D, ds.split.train, dim) };
       const validation = retrievalSet(ds, Q, D, ds.split.validation, dim);
       const test = retrievalSet(ds, Q, D, ds.split.test, dim);
       const shipped = new EmbeddingModel(head, 'full'); // untrained: the model as shipped

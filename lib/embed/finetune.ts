@@ -20,7 +20,7 @@ import * as nn from '../ops/nn.js';
 import * as vera from '../ops/vera.js';
 import { AdamW, loraPlusGroups, type ParamGroup } from '../optim.js';
 import { tensor, Tensor } from '../tensor.js';
-import { evaluateRetrieval, type RetrievalReport, type RetrievalScores } from './metrics.js';
+import { evaluateRetrieval, mulberry32, type RetrievalReport, type RetrievalScores } from './metrics.js';
 import { searchSync } from './search.js';
 
 export type EmbeddingMethod = 'full' | 'lora' | 'lora-fa' | 'vera' | 'delta-lora' | 'lora+';
@@ -135,16 +135,11 @@ interface HeadLayer {
   dispose(): void;
 }
 
-/** A 32-bit seeded generator (mulberry32) for the epochs' shuffles. */
-function generator(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+/** Rows of `src` ([*, width]) at `rows`, packed into a new array. */
+export function gatherRows(src: Float32Array, rows: readonly number[], width: number): Float32Array {
+  const out = new Float32Array(rows.length * width);
+  rows.forEach((r, j) => out.set(src.subarray(r * width, (r + 1) * width), j * width));
+  return out;
 }
 
 function rowsOf(data: Float32Array, width: number, name: string): number {
@@ -529,13 +524,10 @@ export function finetuneEmbeddings(head: EmbeddingHead, train: PairVectors, opts
   // With validation the start is a candidate too: a method that only gets worse keeps it.
   let bestSnap: Tensor[] | undefined = opts.validation ? model.snapshot() : undefined;
   let since = 0;
-  const random = generator(seed ^ 0x9e3779b9);
+  const next = mulberry32(seed ^ 0x9e3779b9);
+  const random = () => next() / 4294967296;
   const order = Array.from({ length: count }, (_, i) => i);
-  const gather = (src: Float32Array, rows: number[]): Float32Array => {
-    const out = new Float32Array(rows.length * din);
-    rows.forEach((r, j) => out.set(src.subarray(r * din, (r + 1) * din), j * din));
-    return out;
-  };
+  const gather = (src: Float32Array, rows: number[]) => gatherRows(src, rows, din);
   try {
     for (let epoch = 1; epoch <= epochs; epoch++) {
       for (let i = count - 1; i > 0; i--) {

@@ -295,8 +295,8 @@ export interface BootstrapInterval {
   seed: number;
 }
 
-/** mulberry32: a 32-bit generator (32 bits of state), returning uint32 values. */
-function mulberry32(seed: number): () => number {
+/** mulberry32: a 32-bit generator (32 bits of state), returning uint32 values (also the shuffles of lib/embed/finetune.ts). */
+export function mulberry32(seed: number): () => number {
   let s = seed >>> 0;
   return () => {
     s = (s + 0x6d2b79f5) >>> 0;

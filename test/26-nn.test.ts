@@ -4,33 +4,15 @@
 // argument checks; every backward also against central differences of the float64 forward,
 // and the cross-entropy's mean the same bits for any thread count. With a CUDA device: the same
 // on device tensors against the reference.
-import { afterAll, describe, expect, it } from 'vitest';
-import { backends, nn, setThreads, tensor, Tensor, zeros } from '../lib/index.js';
+import { describe, expect, it } from 'vitest';
+import { nn, tensor, Tensor, zeros } from '../lib/index.js';
+import { expectSameForAnyThreadCount, tensorPool, testDevices } from './helpers/tensors.js';
 import { errorOf, randomF32, relErr } from './helpers/reference.js';
 
-const cuda = backends().cuda;
 const SIZES = [1, 7, 33, 1031];
-const live: Tensor[] = [];
-const keep = <T extends Tensor>(t: T): T => (live.push(t), t);
-afterAll(() => live.forEach((t) => t.dispose()));
+const { keep, rnd, nextSeed } = tensorPool(2600);
 
-let seed = 2600;
-/** A fresh float32 tensor of N(0, std²) values (never zeros) on `device`. */
-const rnd = (shape: number[], device: 'cpu' | 'cuda' = 'cpu', std = 1) =>
-  keep(
-    tensor(
-      randomF32(
-        shape.reduce((a, b) => a * b, 1),
-        seed++,
-        std,
-      ),
-      shape,
-      { device },
-    ),
-  );
-
-if (!cuda.available) console.log(`test/26-nn: device tests skipped: CUDA unavailable: ${cuda.reason}`);
-const DEVICES = (['cpu', 'cuda'] as const).filter((d) => d === 'cpu' || cuda.available);
+const DEVICES = testDevices('test/26-nn');
 
 describe.each(DEVICES)('nn.fill and nn.addInto on %s', (device) => {
   it.each(SIZES)('fill writes every element of every dtype, n = %i', (n) => {
@@ -334,16 +316,7 @@ describe.each(DEVICES)('nn.softmaxCrossEntropy on %s', (device) => {
       r.dlogits!.dispose();
       return v;
     };
-    const first = once();
-    const threads = backends().cpu.threads;
-    try {
-      setThreads(1);
-      expect(once()).toEqual(first);
-      setThreads(Math.max(2, threads));
-      expect(once()).toEqual(first);
-    } finally {
-      setThreads(threads);
-    }
+    expectSameForAnyThreadCount(once);
   });
 
   it('softmaxCrossEntropyAsync gives the same bits off the event loop, and rejects what the sync form refuses', async () => {
@@ -443,7 +416,7 @@ describe.each(DEVICES)('nn.softmaxCrossEntropy on %s', (device) => {
 describe('nn on two devices', () => {
   // Stand-ins: tensors that claim CUDA over host arrays (the internal constructor), never run on.
   const fake = (n: number, dtype: 'float32' | 'int32' = 'float32') =>
-    keep(new Tensor(dtype === 'int32' ? new Int32Array(n) : randomF32(n, seed++), [n], dtype, 'cuda'));
+    keep(new Tensor(dtype === 'int32' ? new Int32Array(n) : randomF32(n, nextSeed()), [n], dtype, 'cuda'));
 
   it('mixed devices are a RangeError naming the second tensor; a CUDA tensor takes the device path', () => {
     const a = rnd([5]),
@@ -472,14 +445,14 @@ describe('nn on two devices', () => {
       cls: 'RangeError',
       message: `Expected a tensor on cuda (like x) for options.out but received ${a.describe()}`,
     });
-    const z = keep(tensor(randomF32(10, seed++), [5, 2])),
+    const z = keep(tensor(randomF32(10, nextSeed()), [5, 2])),
       cudaLabels = fake(5, 'int32'),
       cpuLabels = keep(tensor([0, 1, 0, 1, 0], [5], { dtype: 'int32' }));
     expect(errorOf(() => nn.softmaxCrossEntropy(z, cudaLabels))).toEqual({
       cls: 'RangeError',
       message: `Expected a tensor on cpu (like logits) for labels but received ${cudaLabels.describe()}`,
     });
-    const zc = keep(new Tensor(randomF32(10, seed++), [5, 2], 'float32', 'cuda'));
+    const zc = keep(new Tensor(randomF32(10, nextSeed()), [5, 2], 'float32', 'cuda'));
     expect(errorOf(() => nn.softmaxCrossEntropy(zc, cpuLabels))).toEqual({
       cls: 'RangeError',
       message: `Expected a tensor on cuda (like logits) for labels but received ${cpuLabels.describe()}`,

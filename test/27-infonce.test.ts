@@ -4,32 +4,14 @@
 // inputs at awkward sizes, the gradients also against central differences of the float64 loss;
 // the loss the same bits for any thread count, the async form the same bits as the sync one,
 // and the error texts of the argument checks. With a CUDA device: the same on device tensors.
-import { afterAll, describe, expect, it } from 'vitest';
-import { backends, nn, setThreads, tensor, Tensor, zeros } from '../lib/index.js';
+import { describe, expect, it } from 'vitest';
+import { nn, Tensor, zeros } from '../lib/index.js';
+import { expectSameForAnyThreadCount, tensorPool, testDevices } from './helpers/tensors.js';
 import { errorOf, randomF32, relErr } from './helpers/reference.js';
 
-const cuda = backends().cuda;
-const live: Tensor[] = [];
-const keep = <T extends Tensor>(t: T): T => (live.push(t), t);
-afterAll(() => live.forEach((t) => t.dispose()));
+const { keep, rnd, nextSeed } = tensorPool(2700);
 
-let seed = 2700;
-/** A fresh float32 tensor of N(0, std²) values (never zeros) on `device`. */
-const rnd = (shape: number[], device: 'cpu' | 'cuda' = 'cpu', std = 1) =>
-  keep(
-    tensor(
-      randomF32(
-        shape.reduce((a, b) => a * b, 1),
-        seed++,
-        std,
-      ),
-      shape,
-      { device },
-    ),
-  );
-
-if (!cuda.available) console.log(`test/27-infonce: device tests skipped: CUDA unavailable: ${cuda.reason}`);
-const DEVICES = (['cpu', 'cuda'] as const).filter((d) => d === 'cpu' || cuda.available);
+const DEVICES = testDevices('test/27-infonce');
 
 interface Config {
   scale: number;
@@ -196,16 +178,7 @@ describe.each(DEVICES)('nn.infoNce on %s', (device) => {
         [r.loss, r.dq!, r.dp!].forEach((t) => t.dispose());
         return out;
       };
-      const first = once();
-      const threads = setThreads(0);
-      try {
-        setThreads(1);
-        expect(once()).toEqual(first);
-        setThreads(Math.max(2, threads));
-        expect(once()).toEqual(first);
-      } finally {
-        setThreads(threads);
-      }
+      expectSameForAnyThreadCount(once);
     });
 
   it('infoNceAsync gives the same bits off the event loop, and rejects what the sync form refuses', async () => {
@@ -283,7 +256,7 @@ describe.each(DEVICES)('nn.infoNce on %s', (device) => {
 
 describe('nn.infoNce on two devices', () => {
   // A stand-in: a tensor that claims CUDA over a host array (the internal constructor), never run on.
-  const fake = (shape: number[]) => keep(new Tensor(randomF32(shape[0] * shape[1], seed++), shape, 'float32', 'cuda'));
+  const fake = (shape: number[]) => keep(new Tensor(randomF32(shape[0] * shape[1], nextSeed()), shape, 'float32', 'cuda'));
 
   it('mixed devices are a RangeError naming the second tensor', () => {
     const q = rnd([4, 5]),

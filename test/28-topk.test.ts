@@ -7,18 +7,15 @@
 // Exact search against a float64 brute force with a batchRows that does not divide n, async
 // and sync the same bits, every temporary disposed. With a CUDA device: the same on device
 // tensors.
-import { afterAll, describe, expect, it } from 'vitest';
-import { backends, embed, memory, nn, search, setThreads, tensor, Tensor, zeros, type Device } from '../lib/index.js';
+import { describe, expect, it } from 'vitest';
+import { embed, memory, nn, search, tensor, Tensor, zeros, type Device } from '../lib/index.js';
 import { native } from '../lib/native.js';
+import { expectSameForAnyThreadCount, tensorPool, testDevices } from './helpers/tensors.js';
 import { errorOf, mulberry32, randomF32 } from './helpers/reference.js';
 
-const cuda = backends().cuda;
-const live: Tensor[] = [];
-const keep = <T extends Tensor>(t: T): T => (live.push(t), t);
-afterAll(() => live.forEach((t) => t.dispose()));
+const { keep } = tensorPool(0);
 
-if (!cuda.available) console.log(`test/28-topk: device tests skipped: CUDA unavailable: ${cuda.reason}`);
-const DEVICES = (['cpu', 'cuda'] as const).filter((d) => d === 'cpu' || cuda.available);
+const DEVICES = testDevices('test/28-topk');
 
 let seed = 2800;
 const SPECIALS = [NaN, Infinity, -Infinity, 0, -0, 1, -1, 0.5];
@@ -129,16 +126,7 @@ describe.each(DEVICES)('search.topk on %s', (device) => {
         r.values.dispose();
         return out;
       };
-      const first = once();
-      const threads = setThreads(0);
-      try {
-        setThreads(1);
-        expect(once()).toEqual(first);
-        setThreads(Math.max(2, threads));
-        expect(once()).toEqual(first);
-      } finally {
-        setThreads(threads);
-      }
+      expectSameForAnyThreadCount(once);
     });
 
   it('errors: dtype, shape, k, a disposed tensor', () => {

@@ -97,17 +97,22 @@ function discard(p: Plan, q: Tensor | null, scores: Tensor | undefined, top: Top
   top?.values.dispose();
 }
 
+/** One step of the search: run now on the calling thread, or later off the event loop. */
+interface Step<T> {
+  now(): T;
+  later(): Promise<T>;
+}
+
+/** Yields a step and receives its result, for either driver below. */
+function* step<T>(s: Step<T>): Generator<Step<unknown>, T, unknown> {
+  return (yield s) as T;
+}
+
 /**
- * Exact search: for each row of queries [n, d], the k rows of documents [N, d] with the largest
- * dot products (float32 tensors on one device; pass L2-normalised rows for cosine similarity),
- * best first, ties to the lower document row (search.topk's order). Block by block over the
- * query rows (options.batchRows; by default a block of scores is at most 32 MiB), each block a
- * GEMM (linear.forwardAsync) and a topk off the event loop (CUDA: queued on the device), the
- * results read back into host arrays. On CUDA, when there is more than one block, each block's
- * query rows travel through the host.
+ * The search, once, as a sequence of steps: runSync performs each at once, runAsync awaits each
+ * one's off-thread form. Either way a failing step is thrown back in, so the finally blocks run.
  */
-export async function search(queries: Tensor, documents: Tensor, opts: SearchOptions): Promise<SearchResult> {
-  const p = plan(queries, documents, opts);
+function* searchSteps(p: Plan): Generator<Step<unknown>, SearchResult, unknown> {
   const releases = [p.q.hold(), p.docs.hold()]; // a dispose() meanwhile recycles their storage only afterwards
   try {
     for (let r0 = 0; r0 < p.n; r0 += p.batch) {
@@ -118,17 +123,23 @@ export async function search(queries: Tensor, documents: Tensor, opts: SearchOpt
       try {
         if (q === null) {
           const down = rowsDownload(p, r0, rows);
-          await holding(native().cudaDownload(down, true), []);
+          yield* step({ now: () => native().cudaDownload(down), later: () => holding(native().cudaDownload(down, true), []) });
           q = tensor(down.dst, [rows, p.d], { device: 'cuda' });
         }
-        scores = (await linear.forwardAsync(q, p.docs)).y;
-        top = await topkAsync(scores, p.k);
+        const block = q;
+        scores = (yield* step({ now: () => linear.forward(block, p.docs), later: () => linear.forwardAsync(block, p.docs) })).y;
+        const s = scores;
+        top = yield* step({ now: () => topk(s, p.k), later: () => topkAsync(s, p.k) });
         const out = target(p, r0, rows);
         if (p.device === 'cpu') copyHost(top, out);
-        else {
-          await holding(native().cudaDownload({ block: top.indices.deviceHandle(), dst: out.indices }, true), [top.indices]);
-          await holding(native().cudaDownload({ block: top.values.deviceHandle(), dst: out.scores }, true), [top.values]);
-        }
+        else
+          for (const [t, dst] of [
+            [top.indices, out.indices],
+            [top.values, out.scores],
+          ] as const) {
+            const down = { block: t.deviceHandle(), dst };
+            yield* step({ now: () => native().cudaDownload(down), later: () => holding(native().cudaDownload(down, true), [t]) });
+          }
       } finally {
         discard(p, q, scores, top);
       }
@@ -139,31 +150,50 @@ export async function search(queries: Tensor, documents: Tensor, opts: SearchOpt
   return p.result;
 }
 
+function runSync<R>(g: Generator<Step<unknown>, R, unknown>): R {
+  let r = g.next();
+  while (!r.done) {
+    let value: unknown;
+    try {
+      value = r.value.now();
+    } catch (e) {
+      r = g.throw(e);
+      continue;
+    }
+    r = g.next(value);
+  }
+  return r.value;
+}
+
+async function runAsync<R>(g: Generator<Step<unknown>, R, unknown>): Promise<R> {
+  let r = g.next();
+  while (!r.done) {
+    let value: unknown;
+    try {
+      value = await r.value.later();
+    } catch (e) {
+      r = g.throw(e);
+      continue;
+    }
+    r = g.next(value);
+  }
+  return r.value;
+}
+
+/**
+ * Exact search: for each row of queries [n, d], the k rows of documents [N, d] with the largest
+ * dot products (float32 tensors on one device; pass L2-normalised rows for cosine similarity),
+ * best first, ties to the lower document row (search.topk's order). Block by block over the
+ * query rows (options.batchRows; by default a block of scores is at most 32 MiB), each block a
+ * GEMM (linear.forwardAsync) and a topk off the event loop (CUDA: queued on the device), the
+ * results read back into host arrays. On CUDA, when there is more than one block, each block's
+ * query rows travel through the host.
+ */
+export async function search(queries: Tensor, documents: Tensor, opts: SearchOptions): Promise<SearchResult> {
+  return runAsync(searchSteps(plan(queries, documents, opts)));
+}
+
 /** search on the calling thread, synchronously. */
 export function searchSync(queries: Tensor, documents: Tensor, opts: SearchOptions): SearchResult {
-  const p = plan(queries, documents, opts);
-  for (let r0 = 0; r0 < p.n; r0 += p.batch) {
-    const rows = Math.min(p.batch, p.n - r0);
-    let q = view(p, r0, rows),
-      scores: Tensor | undefined,
-      top: TopkResult | undefined;
-    try {
-      if (q === null) {
-        const down = rowsDownload(p, r0, rows);
-        native().cudaDownload(down);
-        q = tensor(down.dst, [rows, p.d], { device: 'cuda' });
-      }
-      scores = linear.forward(q, p.docs).y;
-      top = topk(scores, p.k);
-      const out = target(p, r0, rows);
-      if (p.device === 'cpu') copyHost(top, out);
-      else {
-        native().cudaDownload({ block: top.indices.deviceHandle(), dst: out.indices });
-        native().cudaDownload({ block: top.values.deviceHandle(), dst: out.scores });
-      }
-    } finally {
-      discard(p, q, scores, top);
-    }
-  }
-  return p.result;
+  return runSync(searchSteps(plan(queries, documents, opts)));
 }

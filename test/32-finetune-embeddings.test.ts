@@ -12,7 +12,14 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync 
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { EMBEDDING_METHODS, EmbeddingModel, finetuneEmbeddings, identityHead, type RetrievalSet } from '../lib/embed/finetune.js';
+import {
+  EMBEDDING_METHODS,
+  EmbeddingModel,
+  finetuneEmbeddings,
+  identityHead,
+  retrievalSet,
+  type RetrievalSet,
+} from '../lib/embed/finetune.js';
 import { loadDataset } from '../lib/embed/datasets.js';
 import { useHead } from '../lib/embed/encoder.js';
 import { writeSafetensors } from '../lib/io/safetensors.js';
@@ -106,6 +113,15 @@ describe('finetuneEmbeddings', () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+
+  it('retrievalSet: the chosen queries against every document, relevant = every row with the same document key', () => {
+    const Q = Float32Array.from({ length: 5 * 2 }, (_, i) => i + 0.5),
+      D = Float32Array.from({ length: 5 * 2 }, (_, i) => -i - 0.25);
+    const s = retrievalSet(Q, D, [3, 0, 1], 2, ['a', 'b', 'a', 'c', 'b']);
+    expect(Array.from(s.queries)).toEqual([6.5, 7.5, 0.5, 1.5, 2.5, 3.5]);
+    expect(s.documents).toBe(D);
+    expect(s.relevant).toEqual([[3], [0, 2], [1, 4]]);
   });
 
   it('checks its arguments', () => {

@@ -21,7 +21,7 @@ import {
   gatherRows,
   identityHead,
   METHOD_LABELS,
-  type RetrievalSet,
+  retrievalSet,
 } from '../embed/finetune.js';
 import { pairedBootstrap, type RetrievalScores } from '../embed/metrics.js';
 import { type CommandSpec, HELP, parseCommand, UsageError, usageOf } from './args.js';
@@ -260,13 +260,7 @@ export async function runFinetuneEmbeddings(argv: string[]): Promise<number> {
   }
   const split = splitQueries(queryTexts, testFraction, seed);
   const dim = head.inFeatures;
-  const byDoc = new Map<string, number[]>();
-  documentKeys.forEach((k, i) => byDoc.get(k)?.push(i) ?? byDoc.set(k, [i]));
-  const set = (rows: number[]): RetrievalSet => ({
-    queries: gatherRows(Q, rows, dim),
-    documents: D,
-    relevant: rows.map((r) => byDoc.get(documentKeys[r])!),
-  });
+  const set = (rows: number[]) => retrievalSet(Q, D, rows, dim, documentKeys);
   const test = set(split.test);
   const validation = split.validation.length > 0 ? set(split.validation) : undefined;
 

@@ -25,7 +25,7 @@ import {
   gatherRows,
   METHOD_LABELS,
   type PairVectors,
-  type RetrievalSet,
+  retrievalSet,
 } from '../embed/finetune.js';
 import { type BootstrapInterval, pairedBootstrap, type RetrievalReport, type RetrievalScores } from '../embed/metrics.js';
 import { barsChart, curvesChart, stackCharts } from './chart.js';
@@ -123,17 +123,6 @@ function printTable(r: DatasetResult): void {
   for (const c of cells) console.log(line(c));
 }
 
-/** The queries of `rows` against the whole pool of documents; relevant: every pool row with the same document text. */
-function retrievalSet(ds: Dataset, Q: Float32Array, D: Float32Array, rows: readonly number[], dim: number): RetrievalSet {
-  const byText = new Map<string, number[]>();
-  ds.pairs.forEach((p, i) => {
-    const list = byText.get(p.document);
-    if (list) list.push(i);
-    else byText.set(p.document, [i]);
-  });
-  return { queries: gatherRows(Q, rows, dim), documents: D, relevant: rows.map((r) => byText.get(ds.pairs[r].document)!) };
-}
-
 export async function searchDemo(opts: SearchDemoOptions): Promise<SearchDemoResult> {
   const started = performance.now();
   const log = (s: string) => !opts.quiet && console.log(s);
@@ -181,8 +170,9 @@ export async function searchDemo(opts: SearchDemoOptions): Promise<SearchDemoRes
       const Q = enc.pooled.subarray(0, n * dim);
       const D = enc.pooled.subarray(n * dim);
       const train: PairVectors = { queries: gatherRows(Q, ds.split.train, dim), documents: gatherRows(D, ds.split.train, dim) };
-      const validation = retrievalSet(ds, Q, D, ds.split.validation, dim);
-      const test = retrievalSet(ds, Q, D, ds.split.test, dim);
+      const documentTexts = ds.pairs.map((p) => p.document); // the same text is one document
+      const validation = retrievalSet(Q, D, ds.split.validation, dim, documentTexts);
+      const test = retrievalSet(Q, D, ds.split.test, dim, documentTexts);
       const shipped = new EmbeddingModel(head, 'full'); // untrained: the model as shipped
       const before = shipped.evaluate(test);
       const beforeValidation = shipped.evaluate(validation).mean;

@@ -142,6 +142,23 @@ export function gatherRows(src: Float32Array, rows: readonly number[], width: nu
   return out;
 }
 
+/**
+ * The queries at `rows` of Q ([*, width]) against every document row of D; a query's relevant
+ * documents are all the rows whose key (a document's text, or a hash of its vector) equals that
+ * of its own document: documentKeys[i] is the key of D's row i, the document of query i.
+ */
+export function retrievalSet(
+  Q: Float32Array,
+  D: Float32Array,
+  rows: readonly number[],
+  width: number,
+  documentKeys: readonly string[],
+): RetrievalSet {
+  const byKey = new Map<string, number[]>();
+  documentKeys.forEach((k, i) => byKey.get(k)?.push(i) ?? byKey.set(k, [i]));
+  return { queries: gatherRows(Q, rows, width), documents: D, relevant: rows.map((r) => byKey.get(documentKeys[r])!) };
+}
+
 function rowsOf(data: Float32Array, width: number, name: string): number {
   if (!(data instanceof Float32Array)) throw invalidType('a Float32Array', name, data);
   if (data.length === 0 || data.length % width !== 0)

@@ -17,6 +17,7 @@ export {
   finetuneEmbeddings,
   identityHead,
   normalizeRows,
+  retrievalSet,
   type EmbeddingHead,
   type EmbeddingMethod,
   type EpochReport,

@@ -30,8 +30,29 @@ interface Axes {
   first: number;
 }
 
+const MARGIN = { top: 36, right: 16, bottom: 44, left: 64 };
+
+/** A panel's title and its horizontal grid lines with their labels, at y's ticks. */
+function titleAndGrid(
+  title: string,
+  x0: number,
+  width: number,
+  y: { ticks(n: number): number[]; tickFormat(n: number, f: string): (t: number) => string; (t: number): number | undefined },
+  format: string,
+): string[] {
+  const parts = [`<text x="${x0 + width / 2}" y="20" text-anchor="middle" font-size="14" font-weight="bold">${escape(title)}</text>`];
+  for (const t of y.ticks(5)) {
+    const yy = (y(t) ?? 0).toFixed(1);
+    parts.push(`<line x1="${x0 + MARGIN.left}" x2="${x0 + width - MARGIN.right}" y1="${yy}" y2="${yy}" stroke="#e5e5e5"/>`);
+    parts.push(
+      `<text x="${x0 + MARGIN.left - 6}" y="${yy}" text-anchor="end" dominant-baseline="middle" font-size="10">${y.tickFormat(5, format)(t)}</text>`,
+    );
+  }
+  return parts;
+}
+
 function panelSvg(panel: Panel, x0: number, width: number, height: number, axes: Axes): string {
-  const margin = { top: 36, right: 16, bottom: 44, left: 64 };
+  const margin = MARGIN;
   const usable = (v: number) => Number.isFinite(v) && (!axes.log || v > 0);
   const all = panel.series.flatMap((s) => s.values.filter(usable));
   const steps = Math.max(1, ...panel.series.map((s) => s.values.length));
@@ -44,15 +65,7 @@ function panelSvg(panel: Panel, x0: number, width: number, height: number, axes:
   const y = (
     axes.log ? scaleLog().domain([lo > 0 ? lo * 0.9 : 1e-6, hi > 0 ? hi * 1.1 : 1]) : scaleLinear().domain([lo - pad, hi + pad])
   ).range([height - margin.bottom, margin.top]);
-  const parts: string[] = [];
-  parts.push(`<text x="${x0 + width / 2}" y="20" text-anchor="middle" font-size="14" font-weight="bold">${escape(panel.title)}</text>`);
-  for (const t of y.ticks(5)) {
-    const yy = y(t).toFixed(1);
-    parts.push(`<line x1="${x0 + margin.left}" x2="${x0 + width - margin.right}" y1="${yy}" y2="${yy}" stroke="#e5e5e5"/>`);
-    parts.push(
-      `<text x="${x0 + margin.left - 6}" y="${yy}" text-anchor="end" dominant-baseline="middle" font-size="10">${y.tickFormat(5, axes.log ? '.1e' : '.3f')(t)}</text>`,
-    );
-  }
+  const parts = titleAndGrid(panel.title, x0, width, y, axes.log ? '.1e' : '.3f');
   for (const t of x.ticks(6)) {
     const xx = x(t).toFixed(1);
     parts.push(`<line x1="${xx}" x2="${xx}" y1="${height - margin.bottom}" y2="${height - margin.bottom + 4}" stroke="#333"/>`);
@@ -103,7 +116,7 @@ export function barsChart(
 ): string {
   const width = 460,
     height = 320;
-  const margin = { top: 36, right: 16, bottom: 44, left: 64 };
+  const margin = MARGIN;
   const body = panels
     .map((panel, pi) => {
       const x0 = pi * width;
@@ -113,15 +126,7 @@ export function barsChart(
         .range([height - margin.bottom, margin.top]);
       const slot = (width - margin.left - margin.right) / Math.max(1, panel.groups.length);
       const barW = (slot * 0.8) / Math.max(1, bars.length);
-      const parts: string[] = [];
-      parts.push(`<text x="${x0 + width / 2}" y="20" text-anchor="middle" font-size="14" font-weight="bold">${escape(panel.title)}</text>`);
-      for (const t of y.ticks(5)) {
-        const yy = y(t).toFixed(1);
-        parts.push(`<line x1="${x0 + margin.left}" x2="${x0 + width - margin.right}" y1="${yy}" y2="${yy}" stroke="#e5e5e5"/>`);
-        parts.push(
-          `<text x="${x0 + margin.left - 6}" y="${yy}" text-anchor="end" dominant-baseline="middle" font-size="10">${y.tickFormat(5, '.2f')(t)}</text>`,
-        );
-      }
+      const parts = titleAndGrid(panel.title, x0, width, y, '.2f');
       panel.groups.forEach((g, gi) => {
         const gx = x0 + margin.left + gi * slot + slot * 0.1;
         g.values.forEach((v, bi) => {

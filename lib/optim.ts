@@ -10,9 +10,9 @@
 // made there). A step runs one fused call per device: the CPU's over the thread pool, CUDA's
 // queued on the device's stream.
 import { invalidRange, invalidRangeText, invalidType } from './errors.js';
-import type { DeviceMemory, NativeTensor } from './native.js';
+import type { NativeTensor } from './native.js';
 import { type Device, formatShape, Tensor } from './tensor.js';
-import { checked, f32, operand } from './ops/check.js';
+import { checked, f32, operand, overlapping, type Region, regionOf } from './ops/check.js';
 import { run, runAsync } from './ops/run.js';
 import { nonNegative } from './validate.js';
 import { fillZeros } from './ops/elementwise.js';
@@ -85,26 +85,10 @@ function paramList(v: unknown, name: string): readonly Param[] {
   return v as Param[];
 }
 
-/** A region of memory a tensor's storage covers, for overlap checks: a host buffer's bytes, or a whole device block. */
-interface Region {
-  buffer: ArrayBufferLike | DeviceMemory;
-  begin: number;
-  end: number;
-  name: string;
-}
-
 /** The region of a checked float32 tensor (a CUDA tensor's views share its block). */
 function region(t: Tensor, name: string): Region {
-  if (t.device === 'cuda') {
-    const s = t.deviceStorage(name);
-    return { buffer: s.handle, begin: 0, end: s.bytes, name };
-  }
-  const storage = f32(t, name);
-  return { buffer: storage.buffer, begin: storage.byteOffset, end: storage.byteOffset + storage.byteLength, name };
-}
-
-function overlapping(a: Region, b: Region): boolean {
-  return a.buffer === b.buffer && a.begin < b.end && b.begin < a.end;
+  if (t.device !== 'cuda') f32(t, name);
+  return regionOf(t, name);
 }
 
 interface Slot {

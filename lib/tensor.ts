@@ -153,27 +153,47 @@ function filledBy(out: Tensor, fill: (t: Tensor) => void): Tensor {
  */
 export type Ownership = 'pooled' | 'borrowed' | 'view';
 
+/**
+ * One storage as a tensor and its views share it. The owner's dispose() empties it for all of
+ * them at once (so a view never reads or writes a buffer that was handed to another tensor);
+ * work off the event loop holds it, from any of them, and the buffer is recycled only after the
+ * last hold is released. @internal
+ */
+export class StorageCell {
+  data: Storage | DeviceStorage | null;
+  holds = 0;
+  /** Emptied while held: recycled on the last release. */
+  deferred: Storage | DeviceStorage | null = null;
+  constructor(data: Storage | DeviceStorage) {
+    this.data = data;
+  }
+}
+
+function free(storage: Storage | DeviceStorage): void {
+  if (isDevice(storage)) freeDevice(storage);
+  else recycle(storage);
+}
+
 export class Tensor {
-  #storage: Storage | DeviceStorage | null;
+  readonly #cell: StorageCell;
+  #disposed = false;
   readonly #shape: Shape;
   readonly #dtype: DType;
   readonly #device: Device;
   readonly #size: number;
   readonly #ownership: Ownership;
-  #holds = 0;
-  #deferred: Storage | DeviceStorage | null = null;
 
   /**
    * @internal Use tensor(), zeros() or randn(). A CUDA tensor's storage is a DeviceStorage
-   * ('pooled': the tensor owns the block; 'view': another tensor's block).
+   * ('pooled': the tensor owns the block). A view is made by reshape(), sharing its base's storage.
    */
-  constructor(storage: Storage | DeviceStorage, shape: Shape, dtype: DType, device: Device, ownership: Ownership = 'pooled') {
-    this.#storage = storage;
+  constructor(storage: Storage | DeviceStorage | StorageCell, shape: Shape, dtype: DType, device: Device, ownership: Ownership = 'pooled') {
+    this.#cell = storage instanceof StorageCell ? storage : new StorageCell(storage);
     this.#shape = Object.freeze([...shape]);
     this.#dtype = dtype;
     this.#device = device;
     this.#size = sizeOf(shape);
-    this.#ownership = ownership;
+    this.#ownership = storage instanceof StorageCell ? 'view' : ownership;
     live[device].tensors += 1;
     live[device].bytes += this.#countedBytes;
     registry.register(this, { device, bytes: this.#countedBytes }, this);
@@ -194,21 +214,22 @@ export class Tensor {
   }
 
   /**
-   * @internal Marks the tensor as in use by work off the event loop: a dispose() meanwhile
-   * takes effect at once for JavaScript, but its buffer is recycled only after release().
+   * @internal Marks the storage (shared with the tensor's base and views) as in use by work off
+   * the event loop: a dispose() meanwhile takes effect at once for JavaScript, but the buffer is
+   * recycled only after release().
    */
   hold(): () => void {
-    this.#holds += 1;
+    const cell = this.#cell;
+    cell.holds += 1;
     let released = false;
     return () => {
       if (released) return;
       released = true;
-      this.#holds -= 1;
-      if (this.#holds === 0 && this.#deferred) {
-        const deferred = this.#deferred;
-        this.#deferred = null;
-        if (isDevice(deferred)) freeDevice(deferred);
-        else recycle(deferred);
+      cell.holds -= 1;
+      if (cell.holds === 0 && cell.deferred) {
+        const deferred = cell.deferred;
+        cell.deferred = null;
+        free(deferred);
       }
     };
   }
@@ -230,14 +251,21 @@ export class Tensor {
   get nbytes(): number {
     return this.#size * dtypeBytes(this.#dtype);
   }
+  /** True after dispose(), and for a view once its base was disposed. */
   get disposed(): boolean {
-    return this.#storage === null;
+    return this.#disposed || this.#cell.data === null;
   }
 
-  /** The storage, host or device; throws a TypeError naming `name` after dispose(). */
+  /** The storage, host or device; throws a TypeError naming `name` after dispose() (of this tensor or of its base). */
   #live(name: string): Storage | DeviceStorage {
-    if (this.#storage === null) throw invalidType('a live Tensor', name, this, 'it was disposed');
-    return this.#storage;
+    if (this.#disposed) throw invalidType('a live Tensor', name, this, 'it was disposed');
+    if (this.#cell.data === null) throw invalidType('a live Tensor', name, this, 'its base tensor was disposed');
+    return this.#cell.data;
+  }
+
+  /** @internal Throws the TypeError naming `name` when the tensor (or its base) was disposed. */
+  checkLive(name: string): void {
+    this.#live(name);
   }
 
   /**
@@ -379,29 +407,29 @@ export class Tensor {
     const s = checkShape(shape, 'shape');
     if (sizeOf(s) !== this.#size)
       throw invalidRangeText(`a shape of ${this.#size} elements`, 'shape', `${formatShape(s)} (${sizeOf(s)} elements)`);
-    return new Tensor(this.#live('tensor'), s, this.#dtype, this.#device, 'view');
+    this.#live('tensor');
+    return new Tensor(this.#cell, s, this.#dtype, this.#device, 'view');
   }
 
   /**
-   * Frees the storage; safe to call twice. Every other method throws afterwards. A CUDA
-   * tensor's block returns to the caching allocator at once (work already queued on it still
-   * runs first); its views must not be used afterwards.
+   * Frees the storage; safe to call twice. Every other method throws afterwards, and so do
+   * they on the tensor's views (disposing a view frees nothing). A CUDA tensor's block returns
+   * to the caching allocator at once (work already queued on it still runs first); storage that
+   * work off the event loop holds is recycled when that work settles.
    */
   dispose(): void {
-    const storage = this.#storage;
-    if (storage === null) return;
-    this.#storage = null;
+    if (this.#disposed) return;
+    this.#disposed = true;
     registry.unregister(this);
     release(this.#device, this.#countedBytes);
-    if (this.#ownership !== 'pooled') return;
-    if (isDevice(storage)) {
-      if (this.#holds > 0) this.#deferred = storage;
-      else freeDevice(storage);
-      return;
-    }
-    if (this.#device !== 'cpu') return; // a host array standing in for a CUDA tensor
-    if (this.#holds > 0) this.#deferred = storage;
-    else recycle(storage);
+    if (this.#ownership === 'view') return;
+    const cell = this.#cell;
+    const storage = cell.data;
+    cell.data = null; // every view of it is disposed with it
+    if (storage === null || this.#ownership === 'borrowed') return;
+    if (!isDevice(storage) && this.#device !== 'cpu') return; // a host array standing in for a CUDA tensor
+    if (cell.holds > 0) cell.deferred = storage;
+    else free(storage);
   }
 
   [Symbol.dispose](): void {

@@ -25,21 +25,30 @@ export function positiveInt(v: unknown, name: string): number {
   return v;
 }
 
-export function finite(v: unknown, name: string): number {
-  if (typeof v !== 'number') throw invalidType('a finite number', name, v);
-  if (!Number.isFinite(v)) throw invalidRange('a finite number', name, v);
-  return v;
-}
-
 /** The largest finite float32. */
 export const FLOAT32_MAX = 3.4028234663852886e38;
 
-/** A finite number within float32's range; `fallback` when undefined. */
-export function finiteF32(v: unknown, name: string, fallback: number): number {
-  if (v === undefined) return fallback;
-  if (typeof v !== 'number') throw invalidType('a finite number', name, v);
-  if (!(Math.abs(v) <= FLOAT32_MAX)) throw invalidRange('a finite number within float32 range', name, v);
+/**
+ * A finite number within float32's range: the one check of every float32 scalar the native ops
+ * take (a larger finite double would become Infinity there, and Infinity · 0 NaN).
+ */
+/** An integer >= 0 (a count, a step number). */
+export function nonNegativeInt(v: unknown, name: string): number {
+  if (typeof v !== 'number' || !Number.isSafeInteger(v)) throw invalidType('a non-negative integer', name, v);
+  if (v < 0) throw invalidRange('a non-negative integer', name, v);
   return v;
+}
+
+export function finite(v: unknown, name: string): number {
+  if (typeof v !== 'number') throw invalidType('a finite number', name, v);
+  if (!Number.isFinite(v)) throw invalidRange('a finite number', name, v);
+  if (Math.abs(v) > FLOAT32_MAX) throw invalidRange('a finite number within float32 range', name, v);
+  return v;
+}
+
+/** finite(v), or `fallback` when v is undefined. */
+export function finiteF32(v: unknown, name: string, fallback: number): number {
+  return v === undefined ? fallback : finite(v, name);
 }
 
 /** A finite number >= 0. */
@@ -49,9 +58,15 @@ export function nonNegative(v: unknown, name: string): number {
   return v;
 }
 
+/**
+ * An options object (undefined: {}). An option is given or left out: one set to null is a
+ * TypeError naming it, never read as "not given" (nor as a value).
+ */
 export function options<T extends object>(v: unknown, name: string): Partial<T> {
   if (v === undefined) return {};
   if (typeof v !== 'object' || v === null) throw invalidType('an options object', name, v);
+  for (const [key, value] of Object.entries(v))
+    if (value === null) throw invalidType(`a value (or no ${key} at all)`, `${name}.${key}`, value);
   return v;
 }
 

@@ -1,6 +1,8 @@
 #!/usr/bin/env node
-// npm run prebuild: a CPU-only Node-API prebuild with prebuildify (--napi --strip) into
-// prebuilds/<platform>-<arch>/, which node-gyp-build loads when no local build exists.
+// npm run prebuild: a CPU-only prebuild with prebuildify (--strip) into
+// prebuilds/<platform>-<arch>/, which node-gyp-build loads when no local build exists. It is
+// tagged with this Node's ABI, not as Node-API only: native/addon/marshal.cc uses V8 for the
+// backing stores of typed arrays.
 // It builds in a temporary copy of the sources so the local build/ (possibly with CUDA) is
 // left alone.
 import { cpSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
@@ -17,7 +19,7 @@ try {
   symlinkSync(path.join(root, 'node_modules'), path.join(work, 'node_modules'), 'dir');
   const ok = run(
     process.execPath,
-    [path.join(root, 'node_modules', 'prebuildify', 'bin.js'), '--napi', '--strip', '--target', `node@${process.versions.node}`],
+    [path.join(root, 'node_modules', 'prebuildify', 'bin.js'), '--strip', '--target', `node@${process.versions.node}`],
     { cwd: work, env: { ...nodeHeadersEnv(), PREBUILD_NODE_GYP: gyp } },
   );
   if (!ok) fail('prebuildify failed (see the output above)');

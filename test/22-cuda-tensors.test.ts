@@ -339,7 +339,9 @@ describe.skipIf(!cuda.available)('on a CUDA device', () => {
     // Once the base is disposed its views refuse to read.
     const w = t.reshape([42]);
     t.dispose();
-    expect(() => w.toFloat32Array()).toThrow(/^Expected a live CUDA tensor for block but received a freed CUDA block$/);
+    expect(() => w.toFloat32Array()).toThrow(
+      /^Expected a live Tensor for tensor but received Tensor\(float32, \[42\], cuda, disposed\) \(its base tensor was disposed\)$/,
+    );
     w.dispose();
   });
 

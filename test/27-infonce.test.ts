@@ -236,7 +236,7 @@ describe.each(DEVICES)('nn.infoNce on %s', (device) => {
     for (const scale of [NaN, Infinity, -Infinity, 1e39])
       expect(errorOf(() => nn.infoNce(q, p, { scale }))).toEqual({
         cls: 'RangeError',
-        message: `Expected a finite number within float32 range for options.scale but received ${String(scale)}`,
+        message: `Expected a finite number${scale === 1e39 ? ' within float32 range' : ''} for options.scale but received ${String(scale)}`,
       });
     expect(errorOf(() => nn.infoNce(q, p, { scale: '20' as unknown as number }))).toEqual({
       cls: 'TypeError',

@@ -1,7 +1,7 @@
 // What LoraLinear and VeraLinear share: their parameters and gradients, the state one training
 // forward keeps for its backward, the merged flag, and the per-call dropout seeds.
 import { invalidRange } from '../errors.js';
-import { bool, finite, options } from '../validate.js';
+import { bool, checkSeed, finite, options } from '../validate.js';
 import { type Parameter, zeroGrad } from './parameter.js';
 
 interface SavedState {
@@ -14,14 +14,14 @@ export abstract class AdapterLayer<Saved extends SavedState> {
   protected saved: Saved | null = null;
   protected params: Parameter[] = [];
   protected isMerged = false;
-  readonly #seed: number;
-  #calls = 0;
+  readonly #seed: bigint;
+  #calls = 0n;
 
-  protected constructor(dropout: unknown, seed: number | undefined) {
+  protected constructor(dropout: unknown, seed: unknown) {
     const p = dropout === undefined ? 0 : finite(dropout, 'options.dropout');
     if (!(p >= 0 && p < 1)) throw invalidRange('a number in [0, 1)', 'options.dropout', p);
     this.dropout = p;
-    this.#seed = seed ?? 0;
+    this.#seed = seed === undefined ? 0n : checkSeed(seed, 'options.seed');
   }
 
   /** Trainable tensors with their gradients. */
@@ -51,9 +51,14 @@ export abstract class AdapterLayer<Saved extends SavedState> {
     return training;
   }
 
-  /** A fresh dropout mask seed for each training call (none when not training or p = 0). */
-  protected dropoutFor(training: boolean): { p: number; seed: number } | undefined {
-    return training && this.dropout > 0 ? { p: this.dropout, seed: this.#seed * 1_000_003 + ++this.#calls } : undefined;
+  /**
+   * A fresh dropout mask seed for each training call (none when not training or p = 0):
+   * seed · 1000003 + call, in 64-bit arithmetic (any seed in [0, 2^64) works).
+   */
+  protected dropoutFor(training: boolean): { p: number; seed: bigint } | undefined {
+    if (!training || this.dropout === 0) return undefined;
+    this.#calls += 1n;
+    return { p: this.dropout, seed: BigInt.asUintN(64, this.#seed * 1_000_003n + this.#calls) };
   }
 
   /** Keeps `saved` for backward when training, else frees it. */

@@ -4,7 +4,8 @@
 //   'delta-lora'  like 'lora', and after each optimizer step W also moves by
 //                 λ·s·(B₁A₁ − B₀A₀) once the step count passes startStep (dropout must be 0).
 import { invalidRange, invalidType } from '../errors.js';
-import { bool, finite, options, positiveInt } from '../validate.js';
+import { bool, finite, nonNegativeInt, options, positiveInt } from '../validate.js';
+import { apart, checked, sameDevice, shapeIs } from '../ops/check.js';
 import * as deltaLora from '../ops/delta-lora.js';
 import * as linear from '../ops/linear.js';
 import * as lora from '../ops/lora.js';
@@ -27,8 +28,8 @@ export interface LoraLinearOptions {
   variant?: LoraVariant;
   /** Dropout probability on the adapter input while training (not for 'delta-lora'). */
   dropout?: number;
-  /** Seed for the adapter's init and dropout masks. */
-  seed?: number;
+  /** Seed for the adapter's init and dropout masks: an integer in [0, 2^64). */
+  seed?: number | bigint;
   init?: 'kaiming' | 'gaussian';
   /** Existing adapter matrices (A [r, in], B [out, r]) instead of a fresh init. */
   A?: Tensor;
@@ -57,9 +58,14 @@ export class LoraLinear extends AdapterLayer<LoraSaved> {
     const o = options<LoraLinearOptions>(opts, 'options');
     super(o.dropout, o.seed);
     this.weight = checkTensorOption(o.weight, 'options.weight');
+    checked(this.weight, 'options.weight', 'weight');
     if (this.weight.shape.length !== 2) throw invalidRange('a 2-D weight [out, in]', 'options.weight', this.weight);
     const [out, inDim] = this.weight.shape as [number, number];
     this.bias = o.bias === undefined ? undefined : checkTensorOption(o.bias, 'options.bias');
+    if (this.bias) {
+      checked(this.bias, 'options.bias', 'activation');
+      shapeIs(this.bias, 'options.bias', [out], ['out']);
+    }
     const variant = o.variant ?? 'lora';
     if (variant !== 'lora' && variant !== 'lora-fa' && variant !== 'delta-lora')
       throw invalidType("'lora', 'lora-fa' or 'delta-lora'", 'options.variant', variant);
@@ -69,10 +75,18 @@ export class LoraLinear extends AdapterLayer<LoraSaved> {
     const alpha = o.alpha === undefined ? rank : finite(o.alpha, 'options.alpha');
     this.scale = lora.scaling(alpha, rank, { rslora: bool(o.rslora, 'options.rslora', false) });
     if (variant === 'delta-lora') deltaLora.checkDropout(this.dropout);
-    if ((o.A === undefined) !== (o.B === undefined)) throw invalidType('A and B together, or neither', 'options.A', o.A);
-    if (o.A && o.B) {
-      this.A = checkTensorOption(o.A, 'options.A');
-      this.B = checkTensorOption(o.B, 'options.B');
+    if (o.init !== undefined && o.init !== 'kaiming' && o.init !== 'gaussian')
+      throw invalidType("'kaiming' or 'gaussian'", 'options.init', o.init);
+    if (o.A !== undefined || o.B !== undefined) {
+      const [given, missing] = o.A === undefined ? ['options.B', 'options.A'] : ['options.A', 'options.B'];
+      if (o.A === undefined || o.B === undefined)
+        throw invalidType(`a Tensor (${given} was given: pass A and B together, or neither)`, missing, undefined);
+      if (o.init !== undefined)
+        throw invalidRange('no init when options.A and options.B are given (they are the starting values)', 'options.init', o.init);
+      this.A = checked(checkTensorOption(o.A, 'options.A'), 'options.A', 'float32');
+      this.B = checked(checkTensorOption(o.B, 'options.B'), 'options.B', 'float32');
+      shapeIs(this.A, 'options.A', [rank, inDim], ['rank', 'in']);
+      shapeIs(this.B, 'options.B', [out, rank], ['out', 'rank']);
     } else {
       ({ A: this.A, B: this.B } = lora.init({
         inFeatures: inDim,
@@ -83,11 +97,27 @@ export class LoraLinear extends AdapterLayer<LoraSaved> {
         device: this.weight.device,
       }));
     }
+    sameDevice([
+      [this.weight, 'options.weight'],
+      [this.bias, 'options.bias'],
+      [this.A, 'options.A'],
+      [this.B, 'options.B'],
+    ]);
+    // merge(), unmerge() and Delta-LoRA's update write the weight.
+    apart(
+      [[this.weight, 'options.weight']],
+      [
+        [this.bias, 'options.bias'],
+        [this.A, 'options.A'],
+        [this.B, 'options.B'],
+      ],
+    );
     this.#projectGradB = bool(o.projectGradB, 'options.projectGradB', false);
     if (this.#projectGradB && variant !== 'lora-fa') throw invalidRange("false unless variant is 'lora-fa'", 'options.projectGradB', true);
     const delta = options<{ lambda: number; startStep: number }>(o.delta, 'options.delta');
     this.#lambda = delta.lambda === undefined ? deltaLora.DEFAULTS.lambda : finite(delta.lambda, 'options.delta.lambda');
-    this.#startStep = delta.startStep === undefined ? deltaLora.DEFAULTS.startStep : finite(delta.startStep, 'options.delta.startStep');
+    this.#startStep =
+      delta.startStep === undefined ? deltaLora.DEFAULTS.startStep : nonNegativeInt(delta.startStep, 'options.delta.startStep');
     // parameters(): [lora_A, lora_B]; LoRA-FA: [lora_B]. savedBytes: T·(in + r)·4; LoRA-FA: T·r·4.
     this.params = variant === 'lora-fa' ? [parameter('lora_B', this.B)] : [parameter('lora_A', this.A), parameter('lora_B', this.B)];
   }

@@ -1,6 +1,7 @@
 // VeraLinear: a frozen linear layer with a VeRA adapter. The random projections are shared by
 // every layer of a model (sized by the largest in/out); a layer trains only λd [r] and λb [out].
-import { invalidRange } from '../errors.js';
+import { invalidRange, invalidType } from '../errors.js';
+import { apart, checked, sameDevice, shapeIs } from '../ops/check.js';
 import { options } from '../validate.js';
 import * as linear from '../ops/linear.js';
 import * as vera from '../ops/vera.js';
@@ -19,7 +20,8 @@ export interface VeraLinearOptions {
   dInitial?: number;
   /** Dropout probability on the adapter input while training. */
   dropout?: number;
-  seed?: number;
+  /** Seed of the dropout masks: an integer in [0, 2^64). */
+  seed?: number | bigint;
   /** Existing trained vectors instead of a fresh init. */
   lambdaD?: Tensor;
   lambdaB?: Tensor;
@@ -39,11 +41,25 @@ export class VeraLinear extends AdapterLayer<VeraSaved> {
     if (this.weight.shape.length !== 2) throw invalidRange('a 2-D weight [out, in]', 'options.weight', this.weight);
     const [out] = this.weight.shape as [number, number];
     this.bias = o.bias === undefined ? undefined : checkTensorOption(o.bias, 'options.bias');
+    if (this.bias) {
+      checked(this.bias, 'options.bias', 'activation');
+      shapeIs(this.bias, 'options.bias', [out], ['out']);
+      sameDevice([
+        [this.weight, 'options.weight'],
+        [this.bias, 'options.bias'],
+      ]);
+    }
     if (typeof o.projections !== 'object' || o.projections === null)
       throw invalidRange('the shared VeRA projections', 'options.projections', o.projections);
     this.projections = o.projections;
     const rank = checkTensorOption(o.projections.A, 'options.projections.A').shape[0];
+    checkTensorOption(o.projections.B, 'options.projections.B');
     if (o.lambdaD !== undefined || o.lambdaB !== undefined) {
+      const [given, missing] = o.lambdaD === undefined ? ['options.lambdaB', 'options.lambdaD'] : ['options.lambdaD', 'options.lambdaB'];
+      if (o.lambdaD === undefined || o.lambdaB === undefined)
+        throw invalidType(`a Tensor (${given} was given: pass lambdaD and lambdaB together, or neither)`, missing, undefined);
+      if (o.dInitial !== undefined)
+        throw invalidRange('no dInitial when options.lambdaD and options.lambdaB are given', 'options.dInitial', o.dInitial);
       this.lambdaD = checkTensorOption(o.lambdaD, 'options.lambdaD');
       this.lambdaB = checkTensorOption(o.lambdaB, 'options.lambdaB');
     } else {
@@ -54,6 +70,14 @@ export class VeraLinear extends AdapterLayer<VeraSaved> {
         device: this.weight.device,
       }));
     }
+    vera.checkLayer(this.weight, this.projections, this.lambdaD, this.lambdaB, {
+      W: 'options.weight',
+      A: 'options.projections.A',
+      B: 'options.projections.B',
+      lambdaD: 'options.lambdaD',
+      lambdaB: 'options.lambdaB',
+    });
+    if (this.bias) apart([[this.weight, 'options.weight']], [[this.bias, 'options.bias']]);
     // parameters(): [vera_lambda_d, vera_lambda_b]. savedBytes: T·r·4 (u only).
     this.params = [parameter('vera_lambda_d', this.lambdaD), parameter('vera_lambda_b', this.lambdaB)];
   }

@@ -4,7 +4,7 @@
 // the tensor as the native boundary reads it, { data, dtype }.
 import { dtypeCode, FLOAT_DTYPES, type DType, type FloatDType } from '../dtype.js';
 import { invalidRange, invalidRangeText, invalidType } from '../errors.js';
-import type { NativeTensor } from '../native.js';
+import type { DeviceMemory, NativeTensor } from '../native.js';
 import { type Device, formatShape, Tensor } from '../tensor.js';
 
 /**
@@ -31,7 +31,7 @@ function dtypeList(dtypes: readonly DType[]): string {
 /** A live tensor of a dtype `kind` accepts on the tensor's device; returns it. */
 export function checked(t: unknown, name: string, kind: OperandKind): Tensor {
   if (!(t instanceof Tensor)) throw invalidType('a Tensor', name, t);
-  if (t.disposed) throw invalidType('a live Tensor', name, t, 'it was disposed');
+  t.checkLive(name);
   const accepts = ACCEPTS[kind][t.device];
   if (!(accepts as readonly DType[]).includes(t.dtype)) throw invalidType(`a ${dtypeList(accepts)} Tensor`, name, t, `dtype is ${t.dtype}`);
   return t;
@@ -40,7 +40,7 @@ export function checked(t: unknown, name: string, kind: OperandKind): Tensor {
 /** A live tensor of any dtype; returns it. */
 export function live(t: unknown, name: string): Tensor {
   if (!(t instanceof Tensor)) throw invalidType('a Tensor', name, t);
-  if (t.disposed) throw invalidType('a live Tensor', name, t, 'it was disposed');
+  t.checkLive(name);
   return t;
 }
 
@@ -135,4 +135,57 @@ export function weight(t: unknown, name: string): NativeTensor {
 /** A fresh output tensor as the native boundary reads it. */
 export function output(t: Tensor): NativeTensor {
   return nativeOf(t, 'output');
+}
+
+// ---- aliasing ------------------------------------------------------------------------------
+
+/** The memory a tensor's storage covers, for overlap checks: a host buffer's bytes, or a whole device block. */
+export interface Region {
+  buffer: ArrayBufferLike | DeviceMemory;
+  begin: number;
+  end: number;
+  name: string;
+}
+
+/** The region of a live tensor (a CUDA tensor's views share its block). */
+export function regionOf(t: Tensor, name: string): Region {
+  if (t.device === 'cuda') {
+    const s = t.deviceStorage(name);
+    return { buffer: s.handle, begin: 0, end: s.bytes, name };
+  }
+  const storage = t.storage(name);
+  return { buffer: storage.buffer, begin: storage.byteOffset, end: storage.byteOffset + storage.byteLength, name };
+}
+
+/** Whether two regions share a byte. */
+export function overlapping(a: Region, b: Region): boolean {
+  return a.buffer === b.buffer && a.begin < b.end && b.begin < a.end;
+}
+
+/**
+ * What an op writes shares no memory with what else it reads or writes (an in-place op whose
+ * input aliases its output would read values it already overwrote), else a RangeError naming
+ * both. `exact`: an element-wise op, for which the very same memory (same region) is fine.
+ * Absent optional tensors (null, undefined) are skipped; the tensors are checked live.
+ */
+export function apart(
+  written: ReadonlyArray<readonly [Tensor | null | undefined, string]>,
+  others: ReadonlyArray<readonly [Tensor | null | undefined, string]>,
+  exact = false,
+): void {
+  const present = (list: typeof written) => list.filter((e): e is readonly [Tensor, string] => e[0] instanceof Tensor);
+  const w = present(written).map(([t, name]) => ({ t, r: regionOf(t, name) }));
+  const o = present(others).map(([t, name]) => ({ t, r: regionOf(t, name) }));
+  w.forEach((a, i) => {
+    for (const b of [...w.slice(i + 1), ...o]) {
+      if (!overlapping(a.r, b.r)) continue;
+      if (exact && a.r.begin === b.r.begin && a.r.end === b.r.end && !w.includes(b)) continue;
+      throw invalidRange(
+        `a tensor that shares no memory with ${a.r.name} (which the op writes)`,
+        b.r.name,
+        b.t,
+        `it shares memory with ${a.r.name}; pass a copy: ${b.r.name.replace(/^options\./, '')}.clone()`,
+      );
+    }
+  });
 }

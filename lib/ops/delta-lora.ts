@@ -7,8 +7,8 @@
 // adapters are float32 on both devices.
 import { invalidRange, invalidType } from '../errors.js';
 import { type Tensor } from '../tensor.js';
-import { finite, options } from '../validate.js';
-import { operand, sameDevice, shapeIs, weight } from './check.js';
+import { finite, FLOAT32_MAX, options } from '../validate.js';
+import { apart, operand, sameDevice, shapeIs, weight } from './check.js';
 import { run, runAsync } from './run.js';
 
 /**
@@ -67,6 +67,17 @@ function prepare(W: Tensor, before: DeltaLoraAdapter, after: DeltaLoraAdapter, o
   const o = options<DeltaLoraUpdateOptions>(opts, 'options');
   const lambda = o.lambda === undefined ? DEFAULTS.lambda : finite(o.lambda, 'options.lambda');
   const scale = finite(o.scale, 'options.scale');
+  if (Math.abs(lambda * scale) > FLOAT32_MAX)
+    throw invalidRange(`a number whose product with options.lambda (${lambda}) is within float32 range`, 'options.scale', scale);
+  apart(
+    [[W, 'W']],
+    [
+      [b.At, 'before.A'],
+      [b.Bt, 'before.B'],
+      [a.At, 'after.A'],
+      [a.Bt, 'after.B'],
+    ],
+  );
   const args = { W: Ws, A0: b.A, B0: b.B, A1: a.A, B1: a.B, out, in: inDim, r, lambda, scale };
   return { args, tensors: [W, b.At, b.Bt, a.At, a.Bt] };
 }

@@ -2,7 +2,7 @@
 // one tensor into another. Both are float32-only (gradients), and both are the native ops
 // `fill` and `addInto` (on CUDA, device kernels queued on the backend stream).
 import { type Tensor } from '../tensor.js';
-import { checked, f32, nativeOf } from './check.js';
+import { apart, checked, f32, nativeOf } from './check.js';
 import { run } from './run.js';
 
 /** t ← 0 (a float32 tensor on either device). */
@@ -20,5 +20,6 @@ export function addInto(dst: Tensor, src: Tensor, dstName: string, srcName: stri
     f32(d, dstName);
     f32(s, srcName);
   }
+  apart([[d, dstName]], [[s, srcName]], true);
   run('addInto', { dst: nativeOf(d, dstName), src: nativeOf(s, srcName) });
 }

@@ -6,7 +6,7 @@ import { invalidRange, invalidType } from '../errors.js';
 import type { NativeLoraDims } from '../native.js';
 import { type Device, type DType, rand, randn, Tensor, zeros } from '../tensor.js';
 import { bool, dropout, type DropoutOption, finite, options, positiveInt } from '../validate.js';
-import { biasOf, operand, output, rowsOf, sameDevice, shapeIs, upstream, weight } from './check.js';
+import { apart, biasOf, operand, output, rowsOf, sameDevice, shapeIs, upstream, weight } from './check.js';
 import { run, runAsync } from './run.js';
 
 export interface LoraForwardOptions {
@@ -195,6 +195,13 @@ function prepareMerge(W: Tensor, A: Tensor, B: Tensor, scale: number, safe: bool
     As = operand(A, 'A', 'float32'),
     Bs = operand(B, 'B', 'float32');
   const { out, inDim, r } = adapterShapes(W, A, B);
+  apart(
+    [[W, 'W']],
+    [
+      [A, 'A'],
+      [B, 'B'],
+    ],
+  );
   return { device, args: { W: Ws, A: As, B: Bs, out, in: inDim, r, scale: finite(scale, 'scale'), safe } };
 }
 

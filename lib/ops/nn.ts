@@ -5,7 +5,7 @@
 import { invalidRange, invalidType } from '../errors.js';
 import { Tensor } from '../tensor.js';
 import { bool, finiteF32, options } from '../validate.js';
-import { checked, indices, live, nativeOf, output, sameDevice, sameShape } from './check.js';
+import { apart, checked, indices, live, nativeOf, output, sameDevice, sameShape } from './check.js';
 import { run, runAsync } from './run.js';
 
 const INT32_MIN = -(2 ** 31),
@@ -33,6 +33,7 @@ export function addInto(dst: Tensor, src: Tensor): Tensor {
   const d = checked(dst, 'dst', 'float32'),
     s = checked(src, 'src', 'float32');
   sameShape(s, 'src', d, 'dst');
+  apart([[d, 'dst']], [[s, 'src']], true);
   run('addInto', { dst: nativeOf(d, 'dst'), src: nativeOf(s, 'src') });
   return d;
 }
@@ -126,6 +127,14 @@ export function add(a: Tensor, b: Tensor, opts?: { alpha?: number; out?: Tensor 
   const as = nativeOf(p, 'a'),
     bs = nativeOf(q, 'b');
   const out = outputLike(o.out, p, 'a');
+  apart(
+    [[o.out, 'options.out']],
+    [
+      [p, 'a'],
+      [q, 'b'],
+    ],
+    true,
+  );
   run('add', { a: as, b: bs, out: nativeOf(out, 'options.out'), alpha });
   return out;
 }
@@ -142,6 +151,7 @@ export function scale(x: Tensor, alpha: number, opts?: { out?: Tensor }): Tensor
   const a = finiteF32(alpha, 'alpha', 1);
   const xs = nativeOf(c, 'x');
   const out = outputLike(o.out, c, 'x');
+  apart([[o.out, 'options.out']], [[c, 'x']], true);
   run('scale', { x: xs, y: nativeOf(out, 'options.out'), alpha: a });
   return out;
 }

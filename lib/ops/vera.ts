@@ -8,8 +8,8 @@
 import { invalidRange, invalidType } from '../errors.js';
 import type { NativeTensor, NativeVeraDims } from '../native.js';
 import { checkDevice, type Device, type DType, Tensor } from '../tensor.js';
-import { bool, checkSeed, dropout, type DropoutOption, finite, FLOAT32_MAX, options, positiveInt } from '../validate.js';
-import { biasOf, nativeOf, operand, output, rowsOf, sameDevice, shapeIs, upstream, weight } from './check.js';
+import { bool, checkSeed, dropout, type DropoutOption, finite, options, positiveInt } from '../validate.js';
+import { apart, biasOf, checked, nativeOf, operand, output, rowsOf, sameDevice, shapeIs, upstream, weight } from './check.js';
 import { run, runAsync } from './run.js';
 import type { MergeOptions } from './lora.js';
 
@@ -140,7 +140,6 @@ export function init(opts: VeraInitOptions): { lambdaD: Tensor; lambdaB: Tensor 
   const out = positiveInt(o.outFeatures, 'options.outFeatures');
   const r = positiveInt(o.rank, 'options.rank');
   const d = o.dInitial === undefined ? 0.1 : finite(o.dInitial, 'options.dInitial');
-  if (!(Math.abs(d) <= FLOAT32_MAX)) throw invalidRange('a finite number within float32 range', 'options.dInitial', d);
   const device = o.device === undefined ? 'cpu' : checkDevice(o.device, 'options.device');
   const host = Tensor.empty([r], 'float32', 'cpu');
   (host.storage() as Float32Array).fill(d);
@@ -266,21 +265,66 @@ export interface VeraGrads {
 }
 
 /** Checks the shapes of W [out, in], proj (A [r, maxIn], B [maxOut, r]), λd [r], λb [out]; returns the dimensions. */
-function layerShapes(W: Tensor, proj: VeraProjectionPair, lambdaD: Tensor, lambdaB: Tensor) {
-  if (W.shape.length !== 2 || W.shape[0] < 1 || W.shape[1] < 1) throw invalidRange('a 2-D weight [out, in] with out, in >= 1', 'W', W);
+/** The names a layer's tensors go by in messages. */
+export interface VeraNames {
+  W: string;
+  A: string;
+  B: string;
+  lambdaD: string;
+  lambdaB: string;
+}
+
+const ARG_NAMES: VeraNames = { W: 'W', A: 'proj.A', B: 'proj.B', lambdaD: 'lambdaD', lambdaB: 'lambdaB' };
+
+function layerShapes(W: Tensor, proj: VeraProjectionPair, lambdaD: Tensor, lambdaB: Tensor, n: VeraNames = ARG_NAMES) {
+  if (W.shape.length !== 2 || W.shape[0] < 1 || W.shape[1] < 1) throw invalidRange('a 2-D weight [out, in] with out, in >= 1', n.W, W);
   const [out, inDim] = W.shape as [number, number];
   const { A, B } = proj;
   if (A.shape.length !== 2 || A.shape[0] < 1 || A.shape[1] < 1)
-    throw invalidRange('a 2-D projection [r, maxIn] with r, maxIn >= 1', 'proj.A', A);
+    throw invalidRange('a 2-D projection [r, maxIn] with r, maxIn >= 1', n.A, A);
   const [r, maxIn] = A.shape as [number, number];
   if (B.shape.length !== 2 || B.shape[0] < 1 || B.shape[1] !== r)
-    throw invalidRange(`a 2-D projection [maxOut, r] with r = ${r} (proj.A's rows) and maxOut >= 1`, 'proj.B', B);
+    throw invalidRange(`a 2-D projection [maxOut, r] with r = ${r} (${n.A}'s rows) and maxOut >= 1`, n.B, B);
   const maxOut = B.shape[0];
   if (out > maxOut || inDim > maxIn)
-    throw invalidRange(`a weight [out, in] with out <= ${maxOut} and in <= ${maxIn} (the projections' maxOut and maxIn)`, 'W', W);
-  shapeIs(lambdaD, 'lambdaD', [r], ['r']);
-  shapeIs(lambdaB, 'lambdaB', [out], ['out']);
+    throw invalidRange(`a weight [out, in] with out <= ${maxOut} and in <= ${maxIn} (the projections' maxOut and maxIn)`, n.W, W);
+  shapeIs(lambdaD, n.lambdaD, [r], ['r']);
+  shapeIs(lambdaB, n.lambdaB, [out], ['out']);
   return { out, inDim, r, maxIn, maxOut };
+}
+
+/**
+ * A VeRA layer's tensors as merge() takes them: W a weight, the projections and λ float32, all
+ * live, on one device, of agreeing shapes, and W (written in place) sharing memory with none of
+ * the others. `names` name them in the messages (VeraLinear: options.weight, ...).
+ */
+export function checkLayer(W: Tensor, proj: VeraProjectionPair, lambdaD: Tensor, lambdaB: Tensor, names: VeraNames = ARG_NAMES) {
+  const device = sameDevice([
+    [W, names.W],
+    [proj.A, names.A],
+    [proj.B, names.B],
+    [lambdaD, names.lambdaD],
+    [lambdaB, names.lambdaB],
+  ]);
+  checked(W, names.W, 'weight');
+  for (const [t, name] of [
+    [proj.A, names.A],
+    [proj.B, names.B],
+    [lambdaD, names.lambdaD],
+    [lambdaB, names.lambdaB],
+  ] as const)
+    checked(t, name, 'float32');
+  const shapes = layerShapes(W, proj, lambdaD, lambdaB, names);
+  apart(
+    [[W, names.W]],
+    [
+      [proj.A, names.A],
+      [proj.B, names.B],
+      [lambdaD, names.lambdaD],
+      [lambdaB, names.lambdaB],
+    ],
+  );
+  return { device, ...shapes };
 }
 
 /** The projections argument: an object { A, B } (checked as float32 tensors by projParts). */
@@ -415,19 +459,21 @@ export async function backwardAsync(dy: Tensor, saved: VeraSaved): Promise<VeraG
 function prepareMerge(W: Tensor, proj: VeraProjectionPair, lambdaD: Tensor, lambdaB: Tensor, opts: unknown, sign: 1 | -1) {
   const safe = bool(options<MergeOptions>(opts, 'options').safe, 'options.safe', false);
   const pair = projPair(proj);
-  const device = sameDevice([
-    [W, 'W'],
-    [pair.A, 'proj.A'],
-    [pair.B, 'proj.B'],
-    [lambdaD, 'lambdaD'],
-    [lambdaB, 'lambdaB'],
-  ]);
-  const Ws = weight(W, 'W');
-  const P = projParts(pair);
-  const lds = operand(lambdaD, 'lambdaD', 'float32'),
-    lbs = operand(lambdaB, 'lambdaB', 'float32');
-  const { out, inDim, r, maxIn, maxOut } = layerShapes(W, pair, lambdaD, lambdaB);
-  return { device, args: { W: Ws, ...P, lambdaD: lds, lambdaB: lbs, out, in: inDim, r, maxIn, maxOut, sign, safe } };
+  const { device, out, inDim, r, maxIn, maxOut } = checkLayer(W, pair, lambdaD, lambdaB);
+  const args = {
+    W: weight(W, 'W'),
+    ...projParts(pair),
+    lambdaD: operand(lambdaD, 'lambdaD', 'float32'),
+    lambdaB: operand(lambdaB, 'lambdaB', 'float32'),
+    out,
+    in: inDim,
+    r,
+    maxIn,
+    maxOut,
+    sign,
+    safe,
+  };
+  return { device, args };
 }
 
 /** W ← W + (λb ⊙ B)(λd ⊙ A), in place (A, B the slices of proj for W's shape). */

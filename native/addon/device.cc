@@ -180,9 +180,11 @@ Napi::Value CudaDownload(const Napi::CallbackInfo& info) {
     const size_t offset = size_field(a, "offset", "cudaDownload", true);
     check_span("cudaDownload", "block", *b, offset, dst.bytes);
     const void* src = static_cast<const uint8_t*>(b->ptr) + offset;
-    // `a` stays referenced until the copy is done; the caller keeps the block from being freed
-    // (and handed to another tensor) meanwhile.
-    return run(env, async_flag(info), a, [src, dst] { cuda::download(dst.data, src, dst.bytes); });
+    // `a` stays referenced and dst's memory held until the copy is done; the caller keeps the
+    // block from being freed (and handed to another tensor) meanwhile.
+    HostStores stores;
+    stores.add(a.Get("dst").As<Napi::TypedArray>());
+    return run(env, async_flag(info), a, std::move(stores), [src, dst] { cuda::download(dst.data, src, dst.bytes); });
   });
 }
 

@@ -1,7 +1,11 @@
 #include "marshal.h"
 
+#include <v8.h>
+
 #include <algorithm>
 #include <cmath>
+#include <cstring>
+#include <limits>
 #include <sstream>
 
 #include "device.h"
@@ -9,34 +13,70 @@
 namespace lowrank::addon {
 namespace {
 
-class Job : public Napi::AsyncWorker {
- public:
-  Job(Napi::Env env, Napi::Object keep, std::function<void()> work)
-      : Napi::AsyncWorker(env, "lowrank"),
-        deferred_(Napi::Promise::Deferred::New(env)),
-        keep_(Napi::Persistent(keep)),
-        work_(std::move(work)) {}
+// An op off the event loop, as raw Node-API async work rather than Napi::AsyncWorker: its
+// completion runs while the environment may be tearing down (a worker terminated or exiting,
+// process.exit), when every call into JavaScript can fail. It then must not throw (a C++
+// exception out of a libuv callback ends the process): each failing call is skipped, the
+// Promise is dropped, and the job is freed.
+struct Job {
+  napi_env env = nullptr;
+  napi_async_work work = nullptr;
+  napi_deferred deferred = nullptr;
+  napi_ref keep = nullptr;
+  HostStores stores;
+  std::function<void()> fn;
+  bool failed = false;
+  Failure failure;
 
-  Napi::Promise promise() { return deferred_.Promise(); }
-
-  void Execute() override {
+  static void execute(napi_env /*env*/, void* data) {
+    auto* job = static_cast<Job*>(data);
     try {
-      work_();
+      job->fn();
     } catch (...) {
-      failure_ = capture(std::current_exception());
-      SetError(failure_.message);
+      job->failed = true;
+      job->failure = capture(std::current_exception());
     }
   }
 
-  void OnOK() override { deferred_.Resolve(Env().Undefined()); }
-  void OnError(const Napi::Error&) override { deferred_.Reject(to_js(Env(), failure_).Value()); }
+  static void complete(napi_env env, napi_status status, void* data) {
+    std::unique_ptr<Job> job(static_cast<Job*>(data));
+    napi_handle_scope scope = nullptr;
+    if (status == napi_ok && napi_open_handle_scope(env, &scope) == napi_ok) {
+      if (!job->failed) {
+        napi_value undefined = nullptr;
+        if (napi_get_undefined(env, &undefined) == napi_ok) napi_resolve_deferred(env, job->deferred, undefined);
+      } else {
+        napi_value error = rejection(env, job->failure);
+        if (error != nullptr) napi_reject_deferred(env, job->deferred, error);
+      }
+      napi_close_handle_scope(env, scope);
+    }
+    if (job->keep != nullptr) napi_delete_reference(env, job->keep);
+    napi_delete_async_work(env, job->work);
+  }
 
- private:
-  Napi::Promise::Deferred deferred_;
-  Napi::ObjectReference keep_;
-  std::function<void()> work_;
-  Failure failure_;
+  // The JavaScript error of a failure, or null when it cannot be made now.
+  static napi_value rejection(napi_env env, const Failure& f) {
+    napi_value message = nullptr, error = nullptr;
+    if (napi_create_string_utf8(env, f.message.data(), f.message.size(), &message) != napi_ok) return nullptr;
+    napi_status made = napi_ok;
+    switch (f.cls) {
+      case Failure::kRange: made = napi_create_range_error(env, nullptr, message, &error); break;
+      case Failure::kType: made = napi_create_type_error(env, nullptr, message, &error); break;
+      case Failure::kError: made = napi_create_error(env, nullptr, message, &error); break;
+    }
+    return made == napi_ok ? error : nullptr;
+  }
 };
+
+// Node-API's napi_value is a v8::Local<v8::Value> (node's js_native_api_v8.h converts them the
+// same way); the backing store is the one thing Node-API does not expose.
+v8::Local<v8::Value> v8_local(napi_value v) {
+  v8::Local<v8::Value> local;
+  static_assert(sizeof(local) == sizeof(v), "napi_value and v8::Local differ in size");
+  std::memcpy(static_cast<void*>(&local), &v, sizeof(v));
+  return local;
+}
 
 Napi::Value get(const Napi::Object& obj, const char* key) {
   if (!obj.Has(key)) throw lowrank::TypeError(std::string("missing native argument '") + key + "'");
@@ -92,15 +132,32 @@ Napi::Error to_js(Napi::Env env, const Failure& f) {
   return Napi::Error::New(env, f.message);
 }
 
-Napi::Value run(Napi::Env env, bool async, Napi::Object keep, std::function<void()> work) {
-  if (async) {
-    auto* job = new Job(env, keep, std::move(work));
-    Napi::Promise p = job->promise();
-    job->Queue();
-    return p;
+void HostStores::add(const Napi::TypedArray& ta) {
+  const v8::Local<v8::Value> v = v8_local(ta);
+  if (!v->IsArrayBufferView()) return;
+  std::shared_ptr<v8::BackingStore> store = v.As<v8::ArrayBufferView>()->Buffer()->GetBackingStore();
+  if (store && store->Data() != nullptr) stores_.push_back(std::move(store));
+}
+
+Napi::Value run(Napi::Env env, bool async, Napi::Object keep, HostStores stores, std::function<void()> work) {
+  if (!async) {
+    work();  // errors go to the caller's guarded()
+    return env.Undefined();
   }
-  work();  // errors go to the caller's guarded()
-  return env.Undefined();
+  auto job = std::make_unique<Job>();
+  job->env = env;
+  job->stores = std::move(stores);
+  job->fn = std::move(work);
+  napi_value promise = nullptr, name = nullptr;
+  NAPI_THROW_IF_FAILED(env, napi_create_promise(env, &job->deferred, &promise), Napi::Value());
+  NAPI_THROW_IF_FAILED(env, napi_create_reference(env, keep, 1, &job->keep), Napi::Value());
+  NAPI_THROW_IF_FAILED(env, napi_create_string_utf8(env, "lowrank", NAPI_AUTO_LENGTH, &name), Napi::Value());
+  NAPI_THROW_IF_FAILED(env,
+                       napi_create_async_work(env, nullptr, name, &Job::execute, &Job::complete, job.get(), &job->work),
+                       Napi::Value());
+  NAPI_THROW_IF_FAILED(env, napi_queue_async_work(env, job->work), Napi::Value());
+  job.release();  // Job::complete frees it
+  return Napi::Value(env, promise);
 }
 
 // ---- plain fields --------------------------------------------------------------------------
@@ -199,7 +256,15 @@ void Unpacker::dim(const char* name, int64_t& d) {
 void Unpacker::scalar(const char* name, float& x) {
   const Napi::Value v = field(name);
   if (!v.IsNumber()) throw lowrank::TypeError(std::string(op_) + ": native argument '" + name + "' is not a number");
-  x = static_cast<float>(v.As<Napi::Number>().DoubleValue());
+  const double d = v.As<Napi::Number>().DoubleValue();
+  // A finite double beyond float32 would become Infinity here (NaN and ±Infinity are values a
+  // fill may ask for; TypeScript refuses them where an op cannot take them).
+  if (std::isfinite(d) && std::fabs(d) > static_cast<double>(std::numeric_limits<float>::max())) {
+    std::ostringstream s;
+    s << op_ << ": " << name << " = " << d << " is outside float32's range";
+    throw lowrank::RangeError(s.str());
+  }
+  x = static_cast<float>(d);
 }
 
 void Unpacker::sign(const char* name, float& x) {
@@ -260,13 +325,39 @@ void Unpacker::tensors(const char* name, std::vector<TensorRef>& list, ops::Kind
                    like != nullptr ? (*like)[i].elements : -1);
 }
 
-void Unpacker::tensor(const char* name, TensorRef& t, ops::Kind k, int64_t want, bool optional) {
+void Unpacker::tensor(const char* name, TensorRef& t, ops::Kind k, int64_t want, bool optional, bool written) {
   const Napi::Value v = field(name);
   if (optional && (v.IsNull() || v.IsUndefined())) {
     t = TensorRef{};
     return;
   }
   t = read(name, v, k, want);
+  const auto* begin = static_cast<const uint8_t*>(t.data);
+  size_t bytes = static_cast<size_t>(t.elements) * static_cast<size_t>(dtype_size(t.dtype));
+  const Napi::Value data = v.As<Napi::Object>().Get("data");
+  if (data.IsExternal()) {
+    const DeviceBlock* b = live_block(data, name);
+    if (b->test_only) return;  // a stand-in block of no memory, refused by dispatch()
+    bytes = b->bytes;          // a CUDA block: views share all of it
+  }
+  regions_.push_back({name, written, begin, begin + bytes});
+}
+
+void Unpacker::check_aliasing() const {
+  for (size_t i = 0; i < regions_.size(); ++i) {
+    for (size_t j = 0; j < regions_.size(); ++j) {
+      const Region &w = regions_[i], &o = regions_[j];
+      if (i == j || !w.written || (o.written && j < i)) continue;  // each written pair once
+      if (w.begin == w.end || o.begin == o.end || !(w.begin < o.end && o.begin < w.end)) continue;
+      const bool same = w.begin == o.begin && w.end == o.end;
+      const auto allowed = [&](const std::string& a, const std::string& b) {
+        return std::find(aliases_.begin(), aliases_.end(), std::make_pair(a, b)) != aliases_.end();
+      };
+      if (same && !o.written && allowed(w.name, o.name)) continue;
+      throw lowrank::RangeError(std::string(op_) + ": " + o.name + " shares memory with " + w.name +
+                                ", which the op writes; pass a copy of " + o.name);
+    }
+  }
 }
 
 TensorRef Unpacker::read(const std::string& name, const Napi::Value& v, ops::Kind k, int64_t want) {
@@ -299,6 +390,7 @@ TensorRef Unpacker::read(const std::string& name, const Napi::Value& v, ops::Kin
     t.device = Device::kCpu;
     t.data = static_cast<uint8_t*>(ta.ArrayBuffer().Data()) + ta.ByteOffset();
     t.elements = static_cast<int64_t>(ta.ElementLength());
+    stores_.add(ta);
   } else if (data.IsExternal()) {
     b = live_block(data, key);
     t.device = Device::kCuda;
@@ -349,6 +441,7 @@ void Unpacker::finish() {
     if (std::find(seen_.begin(), seen_.end(), key) == seen_.end())
       throw lowrank::TypeError(std::string(op_) + ": unknown native argument '" + key + "'");
   }
+  check_aliasing();
 }
 
 namespace detail {

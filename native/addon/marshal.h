@@ -48,10 +48,26 @@ Napi::Value guarded(Napi::Env env, F&& body) {
   }
 }
 
+// ---- host memory held by work off the event loop -------------------------------------------
+
+// The backing stores of the typed arrays an op reads or writes. Work off the event loop holds
+// them until it is done: a buffer detached meanwhile (transferred to a worker or by
+// structuredClone, then collected) keeps its memory until then.
+class HostStores {
+ public:
+  // Adds the store behind typed array `ta` (nothing for an empty one).
+  void add(const Napi::TypedArray& ta);
+  bool empty() const { return stores_.empty(); }
+
+ private:
+  std::vector<std::shared_ptr<void>> stores_;
+};
+
 // Runs `work` on the calling thread when `async` is false (returns undefined), or on a libuv
-// worker (returns a Promise, rejected with to_js(capture(error))). `keep` stays referenced
-// until the work is done, so the typed arrays it holds stay alive.
-Napi::Value run(Napi::Env env, bool async, Napi::Object keep, std::function<void()> work);
+// worker (returns a Promise, rejected with to_js(capture(error))). Until the work is done,
+// `keep` stays referenced and `stores` held. Completion never throws: when the environment is
+// going away (a worker terminated, process.exit) the Promise is dropped and the job freed.
+Napi::Value run(Napi::Env env, bool async, Napi::Object keep, HostStores stores, std::function<void()> work);
 
 // ---- plain fields --------------------------------------------------------------------------
 
@@ -113,19 +129,22 @@ class Unpacker {
   Unpacker(const Napi::Object& args, const char* op) : args_(args), op_(op) {}
 
   void dim(const char* name, int64_t& d);
-  void input(const char* name, TensorRef& t, ops::Kind k) { tensor(name, t, k, -1, false); }
-  void input(const char* name, TensorRef& t, ops::Kind k, ops::Shape s) { tensor(name, t, k, count(s), false); }
-  void output(const char* name, TensorRef& t, ops::Kind k) { tensor(name, t, k, -1, false); }
-  void output(const char* name, TensorRef& t, ops::Kind k, ops::Shape s) { tensor(name, t, k, count(s), false); }
-  void inout(const char* name, TensorRef& t, ops::Kind k) { tensor(name, t, k, -1, false); }
-  void inout(const char* name, TensorRef& t, ops::Kind k, ops::Shape s) { tensor(name, t, k, count(s), false); }
-  void optional_input(const char* name, TensorRef& t, ops::Kind k, ops::Shape s) { tensor(name, t, k, count(s), true); }
+  void input(const char* name, TensorRef& t, ops::Kind k) { tensor(name, t, k, -1, false, false); }
+  void input(const char* name, TensorRef& t, ops::Kind k, ops::Shape s) { tensor(name, t, k, count(s), false, false); }
+  void output(const char* name, TensorRef& t, ops::Kind k) { tensor(name, t, k, -1, false, true); }
+  void output(const char* name, TensorRef& t, ops::Kind k, ops::Shape s) { tensor(name, t, k, count(s), false, true); }
+  void inout(const char* name, TensorRef& t, ops::Kind k) { tensor(name, t, k, -1, false, true); }
+  void inout(const char* name, TensorRef& t, ops::Kind k, ops::Shape s) { tensor(name, t, k, count(s), false, true); }
+  void optional_input(const char* name, TensorRef& t, ops::Kind k, ops::Shape s) {
+    tensor(name, t, k, count(s), true, false);
+  }
   void optional_output(const char* name, TensorRef& t, ops::Kind k, ops::Shape s) {
-    tensor(name, t, k, count(s), true);
+    tensor(name, t, k, count(s), true, true);
   }
   void labels(const char* name, TensorRef& t, ops::Shape s, int64_t /*bound*/) {
-    tensor(name, t, ops::kInt32, count(s), false);
+    tensor(name, t, ops::kInt32, count(s), false, false);
   }
+  void may_alias(const char* written, const char* read) { aliases_.emplace_back(written, read); }
   void scalar(const char* name, float& x);
   void sign(const char* name, float& x);
   void flag(const char* name, bool& x);
@@ -138,16 +157,28 @@ class Unpacker {
     read_numbers(name, list);
   }
 
-  // After the visit: refuses fields the op does not declare.
+  // After the visit: refuses fields the op does not declare, and a tensor the op writes that
+  // overlaps another of its tensors (unless may_alias() allows that pair to be the same memory).
   void finish();
   Device device() const { return device_; }
   bool has_test_block() const { return test_block_; }
+  // The backing stores of the host tensors read so far (for run()).
+  HostStores& stores() { return stores_; }
 
  private:
   int64_t count(ops::Shape s) const { return ops::elements_of(op_, s); }
   Napi::Value field(const char* name);
   void read_numbers(const char* name, std::vector<double>& list);
-  void tensor(const char* name, TensorRef& t, ops::Kind k, int64_t want, bool optional);
+  void tensor(const char* name, TensorRef& t, ops::Kind k, int64_t want, bool optional, bool written);
+  void check_aliasing() const;
+
+  // The bytes a tensor field's storage covers (a CUDA block: all of it), for the aliasing check.
+  struct Region {
+    std::string name;
+    bool written = false;
+    const uint8_t* begin = nullptr;
+    const uint8_t* end = nullptr;
+  };
   TensorRef read(const std::string& name, const Napi::Value& v, ops::Kind k, int64_t want);
 
   Napi::Object args_;
@@ -156,6 +187,9 @@ class Unpacker {
   std::string first_;  // the first tensor read, for the device check
   Device device_ = Device::kCpu;
   bool test_block_ = false;
+  HostStores stores_;
+  std::vector<Region> regions_;
+  std::vector<std::pair<std::string, std::string>> aliases_;
 };
 
 namespace detail {
@@ -189,7 +223,7 @@ Napi::Value dispatch(const Napi::CallbackInfo& info, const char* op, void (*cpu_
       cuda_fn(*args);
       return async ? detail::resolved(env) : env.Undefined();
     }
-    return run(env, async, a, [args, cpu_fn] { cpu_fn(*args); });
+    return run(env, async, a, std::move(u.stores()), [args, cpu_fn] { cpu_fn(*args); });
   });
 }
 

@@ -89,6 +89,7 @@ class Filler {
   void seed(const char*, uint64_t& x) { x = rng_(); }
   void dropout(Dropout& d) { d = Dropout::make(coin() ? 0.0 : 0.3, rng_()); }
   void invariant(bool holds, const char*) { valid_ = valid_ && holds; }
+  void may_alias(const char*, const char*) {}
   void tensors(const char* n, std::vector<TensorRef>& list, ops::Kind k, const std::vector<TensorRef>* like) {
     if (like == nullptr)
       list.resize(1 + rng_() % 3);
@@ -176,6 +177,7 @@ class Refs {
   void seed(const char*, uint64_t&) {}
   void dropout(Dropout&) {}
   void invariant(bool, const char*) {}
+  void may_alias(const char*, const char*) {}
   void tensors(const char*, std::vector<TensorRef>& list, ops::Kind, const std::vector<TensorRef>*) {
     for (TensorRef& t : list) refs.push_back(&t);
   }

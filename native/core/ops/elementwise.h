@@ -31,13 +31,14 @@ struct Fill {
   }
 };
 
-// dst += src, float32: gradient accumulation. FLOPs n. Fewest bytes: 12·n.
+// dst += src, float32: gradient accumulation; src may alias dst. FLOPs n. Fewest bytes: 12·n.
 struct AddInto {
   TensorRef dst, src;
   template <class V>
   void visit(V& v) {
     v.inout("dst", dst, kF32);
     v.input("src", src, kF32, {dst.elements});
+    v.may_alias("dst", "src");
   }
 };
 
@@ -50,11 +51,12 @@ struct Unary {
   void visit(V& v) {
     v.input("x", x, kF32);
     v.output("y", y, kF32, {x.elements});
+    v.may_alias("y", "x");
   }
 };
 
 // dx = dy ⊙ f'(x), from the forward's input x, float32: reluBackward (dy where x > 0, else 0),
-// geluBackward (Φ(x) + x·φ(x)), tanhBackward (1 − tanh²(x)). dx may alias dy.
+// geluBackward (Φ(x) + x·φ(x)), tanhBackward (1 − tanh²(x)). dx may alias dy or x.
 // FLOPs: n (relu), ~35·n (gelu), ~22·n (tanh). Fewest bytes: 12·n.
 struct UnaryBackward {
   TensorRef x, dy, dx;
@@ -63,6 +65,7 @@ struct UnaryBackward {
     v.input("x", x, kF32);
     v.input("dy", dy, kF32, {x.elements});
     v.output("dx", dx, kF32, {x.elements});
+    v.may_alias("dx", "dy"), v.may_alias("dx", "x");
   }
 };
 
@@ -76,6 +79,7 @@ struct Add {
     v.input("a", a, kF32);
     v.input("b", b, kF32, {a.elements});
     v.output("out", out, kF32, {a.elements});
+    v.may_alias("out", "a"), v.may_alias("out", "b");
     v.scalar("alpha", alpha);
   }
 };
@@ -88,6 +92,7 @@ struct Scale {
   void visit(V& v) {
     v.input("x", x, kF32);
     v.output("y", y, kF32, {x.elements});
+    v.may_alias("y", "x");
     v.scalar("alpha", alpha);
   }
 };

@@ -21,6 +21,11 @@
 //   dropout(Dropout&)                      the dropout fields "p" (in [0, 1)) and "seed".
 //   invariant(bool, message)               a relation between the fields read so far (a
 //                                          RangeError "<op>: <message>" when false).
+//   may_alias(written, read)               the op is element-wise in these two: the tensor it
+//                                          writes may be the very same memory as the one it
+//                                          reads. Any other overlap between a tensor an op
+//                                          writes and another of its tensors is refused (the
+//                                          addon's RangeError naming both).
 //   tensors(name, vector<TensorRef>&, Kind, like)   a list of tensors; when `like` is given,
 //                                          as many as it has, each with its entry's count.
 //   numbers(name, vector<double>&, example)  a list of numbers (per group); `example` is a

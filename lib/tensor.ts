@@ -10,7 +10,7 @@ import { describe, invalidRange, invalidRangeText, invalidType } from './errors.
 import { type DeviceMemory, native, type NativeTensor } from './native.js';
 import { holding, run } from './ops/run.js';
 import { allocate, poolInfo, recycle } from './pool.js';
-import { checkSeed, checkShape, finiteF32, formatShape, sizeOf } from './validate.js';
+import { checkSeed, checkShape, finiteF32, formatShape, MAX_ELEMENTS, sizeOf } from './validate.js';
 
 export type { DType, FloatDType } from './dtype.js';
 export { DTYPES, FLOAT_DTYPES } from './dtype.js';
@@ -205,6 +205,8 @@ export class Tensor {
    */
   static empty(shape: Shape, dtype: DType, device: Device, zeroed = false): Tensor {
     const n = sizeOf(shape);
+    if (n > MAX_ELEMENTS)
+      throw invalidRangeText(`a result of at most ${MAX_ELEMENTS} elements`, 'the output', `${formatShape(shape)} (${n} elements)`);
     if (device === 'cuda') return new Tensor(allocateDevice(n * dtypeBytes(dtype), zeroed), shape, dtype, device, 'pooled');
     return new Tensor(allocate(dtype, n, zeroed), shape, dtype, device, 'pooled');
   }

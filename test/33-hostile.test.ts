@@ -7,7 +7,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { deltaLora, LoraLinear, lora, nn, randn, tensor, Tensor, vera, zeros } from '../lib/index.js';
+import { deltaLora, linear, LoraLinear, lora, nn, randn, safetensors, tensor, Tensor, vera, VeraLinear, zeros } from '../lib/index.js';
 import { native } from '../lib/native.js';
 import { errorOf, randomF32, sameBits } from './helpers/reference.js';
 
@@ -316,5 +316,195 @@ describe('finite doubles beyond float32 range', () => {
     expect(Math.fround(3.4028234663852886e38)).toBe(3.4028234663852886e38); // the largest float32 itself is fine
     const y = nn.scale(tensor([1, -1], [2]), 3.4028234663852886e38);
     expect(Array.from(y.toFloat32Array())).toEqual([3.4028234663852886e38, -3.4028234663852886e38]);
+  });
+});
+
+describe('options are taken as given, or refused', () => {
+  const W = tensor(randomF32(8 * 6, 30), [8, 6]);
+  const B = randn([8, 2], { seed: 31 });
+  it.each([
+    [
+      'A: null with B given',
+      () => new LoraLinear({ weight: W, rank: 2, A: null as never, B }),
+      'TypeError',
+      'Expected a value (or no A at all) for options.A but received null',
+    ],
+    [
+      'B: null with A given',
+      () => new LoraLinear({ weight: W, rank: 2, A: randn([2, 6]), B: null as never }),
+      'TypeError',
+      'Expected a value (or no B at all) for options.B but received null',
+    ],
+    [
+      'A alone',
+      () => new LoraLinear({ weight: W, rank: 2, A: randn([2, 6]) }),
+      'TypeError',
+      'Expected a Tensor (options.A was given: pass A and B together, or neither) for options.B but received undefined',
+    ],
+    [
+      'seed "1"',
+      () => new LoraLinear({ weight: W, rank: 2, seed: '1' as never }),
+      'TypeError',
+      'Expected a non-negative integer or bigint for options.seed but received "1"',
+    ],
+    [
+      'seed true',
+      () => new LoraLinear({ weight: W, rank: 2, seed: true as never }),
+      'TypeError',
+      'Expected a non-negative integer or bigint for options.seed but received true',
+    ],
+    [
+      'seed [1]',
+      () => new LoraLinear({ weight: W, rank: 2, seed: [1] as never }),
+      'TypeError',
+      'Expected a non-negative integer or bigint for options.seed but received [1]',
+    ],
+    [
+      'startStep -1',
+      () => new LoraLinear({ weight: W, rank: 2, variant: 'delta-lora', delta: { startStep: -1 } }),
+      'RangeError',
+      'Expected a non-negative integer for options.delta.startStep but received -1',
+    ],
+    [
+      'startStep 0.5',
+      () => new LoraLinear({ weight: W, rank: 2, variant: 'delta-lora', delta: { startStep: 0.5 } }),
+      'TypeError',
+      'Expected a non-negative integer for options.delta.startStep but received 0.5',
+    ],
+    [
+      'startStep 2^64',
+      () => new LoraLinear({ weight: W, rank: 2, variant: 'delta-lora', delta: { startStep: 2 ** 64 } }),
+      'TypeError',
+      'Expected a non-negative integer for options.delta.startStep but received 18446744073709552000',
+    ],
+    [
+      'init with A and B',
+      () => new LoraLinear({ weight: W, rank: 2, A: randn([2, 6]), B, init: 'gaussian' }),
+      'RangeError',
+      'Expected no init when options.A and options.B are given (they are the starting values) for options.init but received "gaussian"',
+    ],
+    [
+      'an unknown init',
+      () => new LoraLinear({ weight: W, rank: 2, init: 'xavier' as never }),
+      'TypeError',
+      `Expected 'kaiming' or 'gaussian' for options.init but received "xavier"`,
+    ],
+    [
+      'A of the wrong shape',
+      () => new LoraLinear({ weight: W, rank: 2, A: randn([3, 6]), B }),
+      'RangeError',
+      'Expected shape [rank, in] = [2, 6] for options.A but received [3, 6]',
+    ],
+    [
+      'B of the wrong dtype',
+      () => new LoraLinear({ weight: W, rank: 2, A: randn([2, 6]), B: B.astype('bfloat16') }),
+      'TypeError',
+      `Expected a float32 Tensor for options.B but received Tensor(bfloat16, [8, 2], cpu) (dtype is bfloat16)`,
+    ],
+    [
+      'a bias of the wrong shape',
+      () => new LoraLinear({ weight: W, rank: 2, bias: randn([7]) }),
+      'RangeError',
+      'Expected shape [out] = [8] for options.bias but received [7]',
+    ],
+    [
+      'an A that is the weight',
+      () => new LoraLinear({ weight: W, rank: 8, A: W.reshape([8, 6]), B: randn([8, 8]) }),
+      'RangeError',
+      'Expected a tensor that shares no memory with options.weight (which the op writes) for options.A but received Tensor(float32, [8, 6], cpu) (it shares memory with options.weight; pass a copy: A.clone())',
+    ],
+    [
+      "null in an op's options",
+      () => lora.forward(randn([3, 6]), W, randn([2, 6]), B, { scale: 1, bias: null as never }),
+      'TypeError',
+      'Expected a value (or no bias at all) for options.bias but received null',
+    ],
+  ] as const)('LoraLinear / lora: %s', (_, make, cls, message) => {
+    expect(errorOf(make)).toEqual({ cls, message });
+  });
+
+  it('a disposed tensor is refused at construction, naming the option', () => {
+    const A = randn([2, 6]);
+    A.dispose();
+    expect(errorOf(() => new LoraLinear({ weight: W, rank: 2, A, B }))).toEqual({
+      cls: 'TypeError',
+      message: 'Expected a live Tensor for options.A but received Tensor(float32, [2, 6], cpu, disposed) (it was disposed)',
+    });
+  });
+
+  it('VeraLinear validates its tensors at construction', () => {
+    const proj = vera.projections({ rank: 4, maxIn: 6, maxOut: 8, seed: 1 });
+    expect(errorOf(() => new VeraLinear({ weight: W, projections: proj, lambdaD: randn([3]), lambdaB: randn([8]) }))).toEqual({
+      cls: 'RangeError',
+      message: 'Expected shape [r] = [4] for options.lambdaD but received [3]',
+    });
+    expect(errorOf(() => new VeraLinear({ weight: W, projections: proj, lambdaD: randn([4]) }))).toEqual({
+      cls: 'TypeError',
+      message:
+        'Expected a Tensor (options.lambdaD was given: pass lambdaD and lambdaB together, or neither) for options.lambdaB but received undefined',
+    });
+    expect(errorOf(() => new VeraLinear({ weight: randn([9, 6]), projections: proj }))).toMatchObject({ cls: 'RangeError' });
+    new VeraLinear({ weight: W, projections: proj }).dispose();
+  });
+});
+
+describe('valid input that used to be refused, and engine errors that were not ours', () => {
+  it('a LoraLinear seed of 2^34 (or any below 2^64) trains with dropout: the derived seeds do not overflow', () => {
+    for (const seed of [2 ** 34, 2 ** 53 - 1, (1n << 64n) - 1n]) {
+      const layer = new LoraLinear({ weight: tensor(randomF32(5 * 4, 40), [5, 4]), rank: 2, seed, dropout: 0.1 });
+      const y = layer.forward(tensor(randomF32(3 * 4, 41), [3, 4]));
+      expect(y.shape).toEqual([3, 5]);
+      expect(y.toFloat32Array().every(Number.isFinite)).toBe(true);
+      layer.dispose();
+    }
+  });
+
+  it('LoRA-FA projectGradB with r > in gives finite gradients (PEFT inverts A Aᵀ + 1e-8·I; it need not be positive definite)', () => {
+    const T = 4,
+      I = 3,
+      O = 8,
+      R = 8;
+    const { saved } = lora.forward(
+      randn([T, I], { seed: 1 }),
+      randn([O, I], { seed: 2 }),
+      randn([R, I], { seed: 3 }),
+      randn([O, R], { seed: 4 }),
+      {
+        scale: 1,
+        frozenA: true,
+      },
+    );
+    const g = lora.backward(randn([T, O], { seed: 5 }), saved, { projectGradB: true });
+    expect(g.dB.toFloat32Array().every(Number.isFinite)).toBe(true);
+  });
+
+  it('a result beyond 2^32 - 1 elements is a RangeError naming the output, not an engine error', () => {
+    expect(errorOf(() => linear.forward(randn([1 << 17, 1]), randn([1 << 16, 1])))).toEqual({
+      cls: 'RangeError',
+      message: 'Expected a result of at most 4294967295 elements for the output but received [131072, 65536] (8589934592 elements)',
+    });
+  });
+
+  it.each([
+    ['linear.backward', () => linear.backward(randn([2, 3]), undefined as never), 'linear.forward'],
+    ['lora.backward', () => lora.backward(randn([2, 3]), undefined as never), 'lora.forward'],
+    ['vera.backward', () => vera.backward(randn([2, 3]), undefined as never), 'vera.forward'],
+  ])('%s without its saved state: a TypeError naming saved', (_, call, from) => {
+    expect(errorOf(call)).toEqual({ cls: 'TypeError', message: `Expected the saved state from ${from} for saved but received undefined` });
+  });
+
+  it('a missing safetensors file is a RangeError naming path (with the system code kept)', () => {
+    const e = (() => {
+      try {
+        safetensors.readSafetensors(path.join(scratch, 'nope.safetensors'));
+      } catch (err) {
+        return err as NodeJS.ErrnoException;
+      }
+    })();
+    expect(e).toBeInstanceOf(RangeError);
+    expect(e?.code).toBe('ENOENT');
+    expect(e?.message).toMatch(
+      /^Expected a readable safetensors file for path but received ".*nope\.safetensors" \(ENOENT: no such file or directory\)$/,
+    );
   });
 });

@@ -490,7 +490,15 @@ export class SafetensorsFile {
   /** Opens `path` and reads and validates its header (synchronously); the data stays on disk. */
   static open(path: string): SafetensorsFile {
     if (typeof path !== 'string' || path.length === 0) throw invalidType('a non-empty path string', 'path', path);
-    const fd = openSync(path, 'r');
+    let fd: number;
+    try {
+      fd = openSync(path, 'r');
+    } catch (e) {
+      // A RangeError naming the argument, keeping the system error's code (and the error as its cause).
+      const err = e as NodeJS.ErrnoException;
+      const reason = `${err.code ?? 'error'}: ${err.message.replace(/^[A-Z]+: /, '').replace(/, open .*$/, '')}`;
+      throw Object.assign(invalidRange('a readable safetensors file', 'path', path, reason), { code: err.code, cause: err });
+    }
     try {
       const size = fstatSync(fd).size;
       const head = new Uint8Array(Math.min(8, size));

@@ -1,7 +1,7 @@
 // A plain linear layer, y = x Wᵀ + b, with W trainable: the full fine-tuning baseline. On CUDA,
 // x, W, the bias and dy may be float32, bfloat16 or float16 (y and dx take x's dtype); dW and
 // db are float32.
-import { invalidRange } from '../errors.js';
+import { invalidRange, invalidType } from '../errors.js';
 import { Tensor } from '../tensor.js';
 import { options } from '../validate.js';
 import { biasOf, operand, output, rowsOf, sameDevice, upstream, weight } from './check.js';
@@ -53,6 +53,9 @@ export interface LinearGrads {
 }
 
 function prepareBackward(dy: Tensor, saved: LinearSaved) {
+  const s = saved as Partial<LinearSaved> | null | undefined;
+  if (typeof s !== 'object' || s === null || !(s.x instanceof Tensor) || !(s.W instanceof Tensor))
+    throw invalidType('the saved state from linear.forward', 'saved', saved);
   const d = dims(saved.x, saved.W);
   const device = saved.x.device;
   const dys = upstream(dy, d.leading, d.out, device);

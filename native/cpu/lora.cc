@@ -17,38 +17,49 @@ namespace lowrank::cpu {
 
 namespace {
 
-// Cholesky L Lᵀ = G + 1e-8·I in double (symmetric positive definite for a full-rank A).
-std::vector<double> gram_factor(const float* gram, int64_t r) {
-  std::vector<double> L(static_cast<size_t>(r * r), 0.0);
-  for (int64_t i = 0; i < r; ++i) {
-    for (int64_t j = 0; j <= i; ++j) {
-      double sum = 0.5 * (static_cast<double>(gram[i * r + j]) + gram[j * r + i]) + (i == j ? 1e-8 : 0.0);
-      for (int64_t k = 0; k < j; ++k) sum -= L[i * r + k] * L[j * r + k];
-      if (i == j) {
-        if (!(sum > 0.0))
-          throw RangeError("lora-fa gradient projection: A Aᵀ is not positive definite (A is rank-deficient)");
-        L[i * r + i] = std::sqrt(sum);
-      } else {
-        L[i * r + j] = sum / L[j * r + j];
-      }
+// LU with partial pivoting of M = G + 1e-8·I in double (G symmetrised), as PEFT inverts it
+// (torch.inverse): M need not be positive definite, so a rank-deficient A (r > in, or repeated
+// rows) still gives the finite, large projection PEFT gives. Only an exactly singular M fails.
+struct GramLu {
+  std::vector<double> lu;
+  std::vector<int64_t> pivot;
+};
+
+GramLu gram_factor(const float* gram, int64_t r) {
+  GramLu f{std::vector<double>(static_cast<size_t>(r * r)), std::vector<int64_t>(static_cast<size_t>(r))};
+  double* a = f.lu.data();
+  for (int64_t i = 0; i < r; ++i)
+    for (int64_t j = 0; j < r; ++j)
+      a[i * r + j] = 0.5 * (static_cast<double>(gram[i * r + j]) + gram[j * r + i]) + (i == j ? 1e-8 : 0.0);
+  for (int64_t k = 0; k < r; ++k) {
+    int64_t p = k;
+    for (int64_t i = k + 1; i < r; ++i)
+      if (std::fabs(a[i * r + k]) > std::fabs(a[p * r + k])) p = i;
+    f.pivot[k] = p;
+    if (!(a[p * r + k] != 0.0) || !std::isfinite(a[p * r + k]))
+      throw RangeError("lora-fa gradient projection: A Aᵀ + 1e-8·I is singular (A is not finite or far too large)");
+    if (p != k)
+      for (int64_t j = 0; j < r; ++j) std::swap(a[k * r + j], a[p * r + j]);
+    for (int64_t i = k + 1; i < r; ++i) {
+      const double m = a[i * r + k] / a[k * r + k];
+      a[i * r + k] = m;
+      for (int64_t j = k + 1; j < r; ++j) a[i * r + j] -= m * a[k * r + j];
     }
   }
-  return L;
+  return f;
 }
 
-// Row `row` (r values) ← the solution x of x (L Lᵀ) = row, times inv_s2.
-void solve_row(const std::vector<double>& L, int64_t r, double inv_s2, float* row) {
+// Row `row` (r values) ← the solution x of x M = row (M symmetric: M xᵀ = rowᵀ), times inv_s2.
+void solve_row(const GramLu& f, int64_t r, double inv_s2, float* row) {
   thread_local std::vector<double> y;
-  y.assign(static_cast<size_t>(r), 0.0);
-  for (int64_t i = 0; i < r; ++i) {
-    double v = row[i];
-    for (int64_t k = 0; k < i; ++k) v -= L[i * r + k] * y[k];
-    y[i] = v / L[i * r + i];
-  }
+  y.assign(row, row + r);
+  const double* a = f.lu.data();
+  for (int64_t k = 0; k < r; ++k) std::swap(y[k], y[f.pivot[k]]);
+  for (int64_t i = 0; i < r; ++i)
+    for (int64_t k = 0; k < i; ++k) y[i] -= a[i * r + k] * y[k];
   for (int64_t i = r - 1; i >= 0; --i) {
-    double v = y[i];
-    for (int64_t k = i + 1; k < r; ++k) v -= L[k * r + i] * y[k];
-    y[i] = v / L[i * r + i];
+    for (int64_t k = i + 1; k < r; ++k) y[i] -= a[i * r + k] * y[k];
+    y[i] /= a[i * r + i];
   }
   for (int64_t i = 0; i < r; ++i) row[i] = static_cast<float>(y[i] * inv_s2);
 }
@@ -56,7 +67,7 @@ void solve_row(const std::vector<double>& L, int64_t r, double inv_s2, float* ro
 }  // namespace
 
 std::vector<float> lora_fa_projector(const float* gram, int64_t r, float scale) {
-  const std::vector<double> L = gram_factor(gram, r);
+  const GramLu L = gram_factor(gram, r);
   const double inv_s2 = 1.0 / (static_cast<double>(scale) * scale);
   std::vector<float> M(static_cast<size_t>(r * r), 0.0f);
   for (int64_t o = 0; o < r; ++o) {
@@ -118,7 +129,7 @@ void lora_fa_project_grad(const ops::LoraFaProjectGrad& a) {
   std::vector<float> gram(static_cast<size_t>(r * r));
   const GemmTerm t{{A, a.in, false}, {A, a.in, true}, a.in, 1.0f};
   gemm({r, r, &t, 1, gram.data(), r, 0.0f, nullptr});
-  const std::vector<double> L = gram_factor(gram.data(), r);
+  const GramLu L = gram_factor(gram.data(), r);
   const double inv_s2 = 1.0 / (static_cast<double>(a.scale) * a.scale);
   // Row o of the result solves x (L Lᵀ) = dB[o]: forward then back substitution.
   parallel_for(a.out, [&](int64_t o) { solve_row(L, r, inv_s2, dB + o * r); });

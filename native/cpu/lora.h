@@ -17,7 +17,7 @@ struct LoraDims {
 };
 
 // The projection's r x r matrix M = (G + 1e-8·I)⁻¹ / scale² for the Gram matrix G = A Aᵀ
-// (row-major, symmetrised), from the same Cholesky factor in double: dB ← dB M is the
+// (row-major, symmetrised), from the same LU factor in double: dB ← dB M is the
 // projection (the CUDA backend computes G and dB M on the device).
 std::vector<float> lora_fa_projector(const float* gram, int64_t r, float scale);
 

@@ -70,7 +70,7 @@ void lora_backward(const ops::LoraBackward& a) {
 }
 
 // LoRA-FA's projection. Only the r x r Gram matrix crosses to the host: A Aᵀ on the device,
-// its Cholesky factor and inverse on the host (in double, cpu::lora_fa_projector), the r x r
+// its LU factor and inverse on the host (in double, cpu::lora_fa_projector), the r x r
 // M = (A Aᵀ + 1e-8·I)⁻¹ / scale² back, and dB ← dB M on the device. Synchronizes.
 // FLOPs: 2·r²·in (A Aᵀ) + 2·out·r² (dB M) on the device, O(r³) on the host. Fewest bytes: A
 // read once, dB read and written once, 2·r²·4 across the bus.

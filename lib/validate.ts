@@ -51,10 +51,11 @@ export function finiteF32(v: unknown, name: string, fallback: number): number {
   return v === undefined ? fallback : finite(v, name);
 }
 
-/** A finite number >= 0. */
+/** A finite number >= 0 within float32's range (learning rates, decays: what an update multiplies float32 values by). */
 export function nonNegative(v: unknown, name: string): number {
   if (typeof v !== 'number') throw invalidType('a finite number >= 0', name, v);
   if (!(Number.isFinite(v) && v >= 0)) throw invalidRange('a finite number >= 0', name, v);
+  if (v > FLOAT32_MAX) throw invalidRange('a finite number >= 0 within float32 range', name, v);
   return v;
 }
 

@@ -5,7 +5,7 @@
 import { invalidRange, invalidType } from '../errors.js';
 import type { NativeLoraDims } from '../native.js';
 import { type Device, type DType, rand, randn, Tensor, zeros } from '../tensor.js';
-import { bool, dropout, type DropoutOption, finite, options, positiveInt } from '../validate.js';
+import { bool, dropout, type DropoutOption, finite, FLOAT32_MAX, options, positiveInt } from '../validate.js';
 import { apart, biasOf, operand, output, rowsOf, sameDevice, shapeIs, upstream, weight } from './check.js';
 import { run, runAsync } from './run.js';
 
@@ -235,8 +235,16 @@ export interface LoraBackwardOptions {
 }
 
 function backwardOptions(opts: unknown, saved: LoraSaved): boolean {
+  if (!(saved instanceof LoraSaved)) throw invalidType('the saved state from lora.forward', 'saved', saved);
   const project = bool(options<LoraBackwardOptions>(opts, 'options').projectGradB, 'options.projectGradB', false);
   if (project && !saved.frozenA) throw invalidRange('false unless forward ran with frozenA (LoRA-FA)', 'options.projectGradB', project);
+  const s = Math.fround(saved.scale);
+  if (project && !(s !== 0 && 1 / (s * s) <= FLOAT32_MAX))
+    throw invalidRange(
+      `false for a forward scale (${saved.scale}) whose 1 / scale² is not finite in float32 (the projection divides by it)`,
+      'options.projectGradB',
+      project,
+    );
   return project;
 }
 

@@ -2,14 +2,15 @@
 // what must happen instead (no crash; the right result, or a TypeError / RangeError naming the
 // argument). Teardown and detached-buffer cases run in child processes, so a crash shows as a
 // signal or an abort status instead of taking the test runner down.
-import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { deltaLora, linear, LoraLinear, lora, nn, randn, safetensors, tensor, Tensor, vera, VeraLinear, zeros } from '../lib/index.js';
 import { native } from '../lib/native.js';
 import { errorOf, randomF32, sameBits } from './helpers/reference.js';
+import { type FixtureTensor, safetensorsBytes } from './helpers/safetensors-fixture.js';
 
 const INDEX = path.resolve('dist/index.js');
 const scratch = mkdtempSync(path.join(os.tmpdir(), 'lowrank-hostile-'));
@@ -507,4 +508,81 @@ describe('valid input that used to be refused, and engine errors that were not o
       /^Expected a readable safetensors file for path but received ".*nope\.safetensors" \(ENOENT: no such file or directory\)$/,
     );
   });
+});
+
+describe.skipIf(process.platform === 'win32')('a signal during lowrank merge', () => {
+  const N = 1024,
+    TENSORS = 40; // 160 MiB of float32: long enough to be caught mid-write
+  const dir = path.join(scratch, 'signal-base'),
+    adapter = path.join(scratch, 'signal-adapter');
+  const names = Array.from({ length: TENSORS }, (_, i) => `model.layers.${i}.self_attn.q_proj.weight`);
+  function fixtures(): void {
+    if (existsSync(dir)) return;
+    mkdirSync(dir, { recursive: true });
+    mkdirSync(adapter, { recursive: true });
+    const v = new Float32Array(N * N).map((_, i) => ((i * 2654435761) >>> 20) * 1e-4);
+    writeFileSync(
+      path.join(dir, 'model.safetensors'),
+      safetensorsBytes(names.map((name) => ({ name, dtype: 'F32', shape: [N, N], data: v }))),
+    );
+    writeFileSync(
+      path.join(adapter, 'adapter_config.json'),
+      JSON.stringify({ peft_type: 'LORA', r: 4, lora_alpha: 8, target_modules: ['q_proj'] }),
+    );
+    const a = randomF32(4 * N, 50, 0.02),
+      b = randomF32(N * 4, 51, 0.02);
+    writeFileSync(
+      path.join(adapter, 'adapter_model.safetensors'),
+      safetensorsBytes(
+        names.flatMap((n): FixtureTensor[] => {
+          const m = `base_model.model.${n.replace(/\.weight$/, '')}`;
+          return [
+            { name: `${m}.lora_A.weight`, dtype: 'F32', shape: [4, N], data: a },
+            { name: `${m}.lora_B.weight`, dtype: 'F32', shape: [N, 4], data: b },
+          ];
+        }),
+      ),
+    );
+  }
+
+  it.each([
+    ['SIGTERM', 143],
+    ['SIGINT', 130],
+  ] as const)(
+    '%s mid-merge: the temporary file is deleted, nothing appears under the final name, exit status %i',
+    async (signal, status) => {
+      fixtures();
+      const outDir = path.join(scratch, `signal-out-${signal}`);
+      mkdirSync(outDir, { recursive: true });
+      const out = path.join(outDir, 'merged.safetensors');
+      const child = spawn(process.execPath, [
+        path.resolve('dist/cli/main.js'),
+        'merge',
+        '--base',
+        dir,
+        '--adapter',
+        adapter,
+        '--out',
+        out,
+        '--json',
+      ]);
+      let stderr = '';
+      child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+      const exited = new Promise<{ code: number | null; sig: NodeJS.Signals | null }>((resolve) =>
+        child.on('exit', (code, sig) => resolve({ code, sig })),
+      );
+      // wait for the temporary file, then signal
+      const deadline = Date.now() + 30_000;
+      while (!readdirSync(outDir).some((f) => f.endsWith('.tmp')) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 2));
+      expect(readdirSync(outDir).some((f) => f.endsWith('.tmp'))).toBe(true);
+      child.kill(signal);
+      const { code, sig } = await exited;
+      expect({ code, sig, stderr: stderr.trim() }).toEqual({
+        code: status,
+        sig: null,
+        stderr: `lowrank merge: stopped by ${signal}; its temporary files were deleted`,
+      });
+      expect(readdirSync(outDir)).toEqual([]);
+    },
+  );
 });

@@ -2,10 +2,13 @@
 // does the work. This file parses the command's arguments, shows its progress (a bar on a
 // terminal, a line per 10 % otherwise) and prints its report (text, or JSON with --json).
 import { SingleBar } from 'cli-progress';
-import { mergeCheckpoint, type MergeProgress, type MergeReport } from '../io/checkpoint.js';
-import { setPoolBudget } from '../pool.js';
+import { rmSync } from 'node:fs';
+import os from 'node:os';
+import { Worker } from 'node:worker_threads';
+import { type MergeProgress, type MergeReport } from '../io/checkpoint.js';
 import { type CommandSpec, HELP, parseCommand, required, usageOf } from './args.js';
 import { formatBytes } from './inspect.js';
+import { type MergeMessage, type MergeWorkerData } from './merge-worker.js';
 
 export const MERGE = {
   usage: 'lowrank merge --base <model> --adapter <dir> --out <path> [options]',
@@ -80,8 +83,18 @@ function formatReport(r: MergeReport): string {
   ].join('\n');
 }
 
-/** Runs `lowrank merge` with `argv` (the arguments after "merge"); returns the exit status (errors are thrown). */
-export function runMerge(argv: string[]): number {
+/** The conventional exit status of a process ended by `signal`: 128 + its number. */
+function signalStatus(signal: NodeJS.Signals): number {
+  return 128 + (os.constants.signals[signal] ?? 15);
+}
+
+/**
+ * Runs `lowrank merge` with `argv` (the arguments after "merge"); resolves to the exit status
+ * (errors are thrown). The merge runs on a worker thread: on SIGINT or SIGTERM this thread
+ * stops it, deletes its temporary files (nothing appears under the final name), says so in one
+ * line and exits with 128 + the signal's number.
+ */
+export async function runMerge(argv: string[]): Promise<number> {
   const { values } = parseCommand('merge', MERGE, argv);
   if (values.help) {
     console.log(usageOf(MERGE));
@@ -90,23 +103,54 @@ export function runMerge(argv: string[]): number {
   const base = required(values, 'merge', MERGE, 'base');
   const adapter = required(values, 'merge', MERGE, 'adapter');
   const out = required(values, 'merge', MERGE, 'out');
-  // A command-line merge holds one tensor at a time: keep no freed buffers around for reuse.
-  if (process.env.LOWRANK_POOL_BYTES === undefined) setPoolBudget(0);
   const json = values.json === true;
   const quiet = values.quiet === true;
   const bar = progress(json || quiet);
-  let report: MergeReport;
-  try {
-    report = mergeCheckpoint({
+  const data: MergeWorkerData = {
+    options: {
       base,
       adapter,
       out,
       dtype: values.dtype as 'float32' | 'bfloat16' | 'float16' | undefined,
       device: values.device as 'cpu' | 'cuda' | undefined,
-      onProgress: bar.onProgress,
+    },
+    noPool: process.env.LOWRANK_POOL_BYTES === undefined,
+  };
+  const worker = new Worker(new URL('./merge-worker.js', import.meta.url), { workerData: data });
+  const temporary = new Set<string>();
+  let report: MergeReport;
+  const onSignal = (signal: NodeJS.Signals) => {
+    void worker.terminate().finally(() => {
+      for (const p of temporary) rmSync(p, { force: true });
+      bar.stop();
+      console.error(`lowrank merge: stopped by ${signal}; its temporary files were deleted`);
+      process.exit(signalStatus(signal));
+    });
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  try {
+    report = await new Promise<MergeReport>((resolve, reject) => {
+      worker.on('message', (m: MergeMessage) => {
+        if (m.kind === 'progress') bar.onProgress?.(m.progress);
+        else if (m.kind === 'created') temporary.add(m.path);
+        else if (m.kind === 'committed' || m.kind === 'removed') temporary.delete(m.path);
+        else if (m.kind === 'done') resolve(m.report);
+        else {
+          const Ctor = m.cls === 'RangeError' ? RangeError : m.cls === 'TypeError' ? TypeError : Error;
+          const err = new Ctor(m.message);
+          if (m.stack) err.stack = m.stack;
+          reject(err);
+        }
+      });
+      worker.on('error', reject);
+      worker.on('exit', (code) => reject(new Error(`the merge stopped unexpectedly (worker exit code ${code})`)));
     });
   } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
     bar.stop();
+    await worker.terminate();
   }
   if (json) console.log(JSON.stringify(report, null, 2));
   else if (!quiet) console.log(formatReport(report));

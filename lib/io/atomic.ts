@@ -18,8 +18,26 @@ function stateError(expected: string, name: string, received: string): TypeError
 const pending = new Set<string>();
 let hooked = false;
 
+/** What happened to a temporary file: made, renamed into place, or deleted. */
+export type TemporaryFileEvent = 'created' | 'committed' | 'removed';
+const watchers: ((event: TemporaryFileEvent, path: string) => void)[] = [];
+
+/**
+ * Calls `listener` whenever a writer of this thread makes, commits or removes a temporary file:
+ * how a caller that may be stopped from outside (a worker terminated on SIGTERM) learns what
+ * to delete.
+ */
+export function watchTemporaryFiles(listener: (event: TemporaryFileEvent, path: string) => void): void {
+  watchers.push(listener);
+}
+
+function notify(event: TemporaryFileEvent, path: string): void {
+  for (const w of watchers) w(event, path);
+}
+
 function track(tmp: string): void {
   pending.add(tmp);
+  notify('created', tmp);
   if (hooked) return;
   hooked = true;
   process.on('exit', () => {
@@ -116,6 +134,7 @@ export class AtomicWriter {
     }
     this.#state = 'committed';
     pending.delete(this.temporaryPath);
+    notify('committed', this.temporaryPath);
     fsyncDirectory(dirname(this.path));
   }
 
@@ -137,6 +156,7 @@ export class AtomicWriter {
       // never created or already gone
     }
     pending.delete(this.temporaryPath);
+    notify('removed', this.temporaryPath);
   }
 }
 

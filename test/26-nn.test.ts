@@ -7,7 +7,7 @@
 import { describe, expect, it } from 'vitest';
 import { nn, tensor, Tensor, zeros } from '../lib/index.js';
 import { expectSameForAnyThreadCount, tensorPool, testDevices } from './helpers/tensors.js';
-import { errorOf, randomF32, relErr } from './helpers/reference.js';
+import { ACTIVATION_REF, errorOf, randomF32, relErr } from './helpers/reference.js';
 
 const SIZES = [1, 7, 33, 1031];
 const { keep, rnd, nextSeed } = tensorPool(2600);
@@ -74,30 +74,6 @@ describe.each(DEVICES)('nn.fill and nn.addInto on %s', (device) => {
 
 // ---- float64 references ---------------------------------------------------------------------
 
-/** erf in float64: its Maclaurin series below 3, the asymptotic series of erfc above. */
-function erf(x: number): number {
-  const a = Math.abs(x);
-  if (a < 3) {
-    let term = x,
-      sum = x;
-    for (let n = 1; n < 80; n++) {
-      term *= (-x * x) / n;
-      sum += term / (2 * n + 1);
-    }
-    return (2 / Math.sqrt(Math.PI)) * sum;
-  }
-  const z = 1 / (2 * a * a);
-  const erfc = (Math.exp(-a * a) / (a * Math.sqrt(Math.PI))) * (1 - z + 3 * z * z - 15 * z ** 3 + 105 * z ** 4);
-  return Math.sign(x) * (1 - erfc);
-}
-const REF: Record<'relu' | 'gelu' | 'tanh', { f: (x: number) => number; df: (x: number) => number }> = {
-  relu: { f: (x) => Math.max(x, 0), df: (x) => (x > 0 ? 1 : 0) },
-  gelu: {
-    f: (x) => 0.5 * x * (1 + erf(x / Math.SQRT2)),
-    df: (x) => 0.5 * (1 + erf(x / Math.SQRT2)) + (x * Math.exp(-0.5 * x * x)) / Math.sqrt(2 * Math.PI),
-  },
-  tanh: { f: Math.tanh, df: (x) => 1 - Math.tanh(x) ** 2 },
-};
 const ACTIVATIONS = [
   ['relu', nn.relu, nn.reluBackward],
   ['gelu', nn.gelu, nn.geluBackward],
@@ -106,7 +82,7 @@ const ACTIVATIONS = [
 
 describe.each(DEVICES)('nn activations, add and scale on %s', (device) => {
   describe.each(ACTIVATIONS)('%s', (name, forward, backward) => {
-    const { f, df } = REF[name];
+    const { f, df } = ACTIVATION_REF[name];
     it.each(SIZES)('forward and backward against float64, and backward against central differences, n = %i', (n) => {
       const shape = n === 1031 ? [1031] : [n, 3];
       const x = rnd(shape, device, 2),

@@ -8,7 +8,7 @@
 import fc from 'fast-check';
 import { afterAll, describe, expect, it } from 'vitest';
 import { deltaLora, linear, LoraLinear, lora, nn, optim, search, tensor, Tensor, vera, VeraLinear, zeros } from '../lib/index.js';
-import { loraBackwardRef, loraForwardRef, matmulNN, matmulNT, mergeRef, randomF32, relErr } from './helpers/reference.js';
+import { ACTIVATION_REF, loraBackwardRef, loraForwardRef, matmulNN, matmulNT, mergeRef, randomF32, relErr } from './helpers/reference.js';
 
 const SCALE_RUNS = Number(process.env.FC_RUNS ?? 1);
 const SEED = Number(process.env.FC_SEED ?? 3401);
@@ -424,27 +424,6 @@ describe('property: VeRA and linear', () => {
 
 // ---- element-wise ops, losses, search, the optimizer, tensors ---------------------------------
 
-const ACT = {
-  relu: (v: number) => (v > 0 ? v : 0),
-  tanh: Math.tanh,
-  gelu: (v: number) => 0.5 * v * (1 + erf(v / Math.SQRT2)),
-};
-const ACT_GRAD = {
-  relu: (v: number) => (v > 0 ? 1 : 0),
-  tanh: (v: number) => 1 - Math.tanh(v) ** 2,
-  gelu: (v: number) => 0.5 * (1 + erf(v / Math.SQRT2)) + (v * Math.exp(-0.5 * v * v)) / Math.sqrt(2 * Math.PI),
-};
-/** erf by its Maclaurin series (|x| < 3 here), in double. */
-function erf(x: number): number {
-  let term = x,
-    sum = x;
-  for (let n = 1; n < 80; n++) {
-    term *= (-x * x) / n;
-    sum += term / (2 * n + 1);
-  }
-  return (2 / Math.sqrt(Math.PI)) * sum;
-}
-
 describe('property: element-wise ops', () => {
   it('relu/gelu/tanh and their gradients; add, scale and addInto with out aliasing exactly, partly or not at all', async () => {
     await fc.assert(
@@ -499,9 +478,9 @@ describe('property: element-wise ops', () => {
               const A = av!,
                 B = srcv!;
               let ref: number[];
-              if (op in ACT) ref = Array.from(A, ACT[op as keyof typeof ACT]);
+              if (op in ACTIVATION_REF) ref = Array.from(A, ACTIVATION_REF[op as keyof typeof ACTIVATION_REF].f);
               else if (op.endsWith('Backward'))
-                ref = Array.from(A, (v, i) => B[i] * ACT_GRAD[op.replace('Backward', '') as keyof typeof ACT](v));
+                ref = Array.from(A, (v, i) => B[i] * ACTIVATION_REF[op.replace('Backward', '') as keyof typeof ACTIVATION_REF].df(v));
               else if (op === 'add') ref = Array.from(A, (v, i) => v + f32(alpha) * B[i]);
               else if (op === 'scale') ref = Array.from(A, (v) => f32(alpha) * v);
               else ref = Array.from(A, (v, i) => v + B[i]);

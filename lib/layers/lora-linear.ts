@@ -12,7 +12,7 @@ import * as lora from '../ops/lora.js';
 import { type LoraSaved } from '../ops/lora.js';
 import { Tensor } from '../tensor.js';
 import { AdapterLayer } from './adapter-layer.js';
-import { accumulate, checkTensorOption, parameter } from './parameter.js';
+import { accumulate, baseOptions, checkTensorOption, givenTogether, parameter } from './parameter.js';
 
 export type LoraVariant = 'lora' | 'lora-fa' | 'delta-lora';
 
@@ -57,15 +57,10 @@ export class LoraLinear extends AdapterLayer<LoraSaved> {
   constructor(opts: LoraLinearOptions) {
     const o = options<LoraLinearOptions>(opts, 'options');
     super(o.dropout, o.seed);
-    this.weight = checkTensorOption(o.weight, 'options.weight');
-    checked(this.weight, 'options.weight', 'weight');
-    if (this.weight.shape.length !== 2) throw invalidRange('a 2-D weight [out, in]', 'options.weight', this.weight);
-    const [out, inDim] = this.weight.shape as [number, number];
-    this.bias = o.bias === undefined ? undefined : checkTensorOption(o.bias, 'options.bias');
-    if (this.bias) {
-      checked(this.bias, 'options.bias', 'activation');
-      shapeIs(this.bias, 'options.bias', [out], ['out']);
-    }
+    const base = baseOptions(o.weight, o.bias);
+    this.weight = base.weight;
+    this.bias = base.bias;
+    const { out, inDim } = base;
     const variant = o.variant ?? 'lora';
     if (variant !== 'lora' && variant !== 'lora-fa' && variant !== 'delta-lora')
       throw invalidType("'lora', 'lora-fa' or 'delta-lora'", 'options.variant', variant);
@@ -77,12 +72,7 @@ export class LoraLinear extends AdapterLayer<LoraSaved> {
     if (variant === 'delta-lora') deltaLora.checkDropout(this.dropout);
     if (o.init !== undefined && o.init !== 'kaiming' && o.init !== 'gaussian')
       throw invalidType("'kaiming' or 'gaussian'", 'options.init', o.init);
-    if (o.A !== undefined || o.B !== undefined) {
-      const [given, missing] = o.A === undefined ? ['options.B', 'options.A'] : ['options.A', 'options.B'];
-      if (o.A === undefined || o.B === undefined)
-        throw invalidType(`a Tensor (${given} was given: pass A and B together, or neither)`, missing, undefined);
-      if (o.init !== undefined)
-        throw invalidRange('no init when options.A and options.B are given (they are the starting values)', 'options.init', o.init);
+    if (givenTogether([o.A, 'options.A', o.B, 'options.B'], [o.init, 'options.init'])) {
       this.A = checked(checkTensorOption(o.A, 'options.A'), 'options.A', 'float32');
       this.B = checked(checkTensorOption(o.B, 'options.B'), 'options.B', 'float32');
       shapeIs(this.A, 'options.A', [rank, inDim], ['rank', 'in']);

@@ -1,14 +1,14 @@
 // VeraLinear: a frozen linear layer with a VeRA adapter. The random projections are shared by
 // every layer of a model (sized by the largest in/out); a layer trains only λd [r] and λb [out].
-import { invalidRange, invalidType } from '../errors.js';
-import { apart, checked, sameDevice, shapeIs } from '../ops/check.js';
+import { invalidRange } from '../errors.js';
+import { apart } from '../ops/check.js';
 import { options } from '../validate.js';
 import * as linear from '../ops/linear.js';
 import * as vera from '../ops/vera.js';
 import { type VeraProjectionPair, type VeraSaved } from '../ops/vera.js';
 import { Tensor } from '../tensor.js';
 import { AdapterLayer } from './adapter-layer.js';
-import { accumulate, checkTensorOption, parameter } from './parameter.js';
+import { accumulate, baseOptions, checkTensorOption, givenTogether, parameter } from './parameter.js';
 
 export interface VeraLinearOptions {
   /** The frozen base weight [out, in], float32 or bfloat16 (shared, not copied). */
@@ -37,29 +37,16 @@ export class VeraLinear extends AdapterLayer<VeraSaved> {
   constructor(opts: VeraLinearOptions) {
     const o = options<VeraLinearOptions>(opts, 'options');
     super(o.dropout, o.seed);
-    this.weight = checkTensorOption(o.weight, 'options.weight');
-    if (this.weight.shape.length !== 2) throw invalidRange('a 2-D weight [out, in]', 'options.weight', this.weight);
-    const [out] = this.weight.shape as [number, number];
-    this.bias = o.bias === undefined ? undefined : checkTensorOption(o.bias, 'options.bias');
-    if (this.bias) {
-      checked(this.bias, 'options.bias', 'activation');
-      shapeIs(this.bias, 'options.bias', [out], ['out']);
-      sameDevice([
-        [this.weight, 'options.weight'],
-        [this.bias, 'options.bias'],
-      ]);
-    }
+    const base = baseOptions(o.weight, o.bias);
+    this.weight = base.weight;
+    this.bias = base.bias;
+    const { out } = base;
     if (typeof o.projections !== 'object' || o.projections === null)
       throw invalidRange('the shared VeRA projections', 'options.projections', o.projections);
     this.projections = o.projections;
     const rank = checkTensorOption(o.projections.A, 'options.projections.A').shape[0];
     checkTensorOption(o.projections.B, 'options.projections.B');
-    if (o.lambdaD !== undefined || o.lambdaB !== undefined) {
-      const [given, missing] = o.lambdaD === undefined ? ['options.lambdaB', 'options.lambdaD'] : ['options.lambdaD', 'options.lambdaB'];
-      if (o.lambdaD === undefined || o.lambdaB === undefined)
-        throw invalidType(`a Tensor (${given} was given: pass lambdaD and lambdaB together, or neither)`, missing, undefined);
-      if (o.dInitial !== undefined)
-        throw invalidRange('no dInitial when options.lambdaD and options.lambdaB are given', 'options.dInitial', o.dInitial);
+    if (givenTogether([o.lambdaD, 'options.lambdaD', o.lambdaB, 'options.lambdaB'], [o.dInitial, 'options.dInitial'])) {
       this.lambdaD = checkTensorOption(o.lambdaD, 'options.lambdaD');
       this.lambdaB = checkTensorOption(o.lambdaB, 'options.lambdaB');
     } else {

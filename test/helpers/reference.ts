@@ -393,3 +393,32 @@ export function errorOf(fn: () => unknown): { cls: string; message: string } {
   if (!(e instanceof Error)) return { cls: typeof e, message: String(e) };
   return { cls: e.constructor.name, message: e.message };
 }
+
+// ---- activations (README.md, Building blocks) ---------------------------------------------------
+
+/** erf in double: its Maclaurin series below 3, the asymptotic erfc series above. */
+export function erf(x: number): number {
+  const a = Math.abs(x);
+  if (a < 3) {
+    let term = x,
+      sum = x;
+    for (let n = 1; n < 80; n++) {
+      term *= (-x * x) / n;
+      sum += term / (2 * n + 1);
+    }
+    return (2 / Math.sqrt(Math.PI)) * sum;
+  }
+  const z = 1 / (2 * a * a);
+  const erfc = (Math.exp(-a * a) / (a * Math.sqrt(Math.PI))) * (1 - z + 3 * z * z - 15 * z ** 3 + 105 * z ** 4);
+  return Math.sign(x) * (1 - erfc);
+}
+
+/** The activations and their derivatives in double: relu (NaN kept by the op, not here), exact GELU, tanh. */
+export const ACTIVATION_REF: Record<'relu' | 'gelu' | 'tanh', { f: (x: number) => number; df: (x: number) => number }> = {
+  relu: { f: (x) => Math.max(x, 0), df: (x) => (x > 0 ? 1 : 0) },
+  gelu: {
+    f: (x) => 0.5 * x * (1 + erf(x / Math.SQRT2)),
+    df: (x) => 0.5 * (1 + erf(x / Math.SQRT2)) + (x * Math.exp(-0.5 * x * x)) / Math.sqrt(2 * Math.PI),
+  },
+  tanh: { f: Math.tanh, df: (x) => 1 - Math.tanh(x) ** 2 },
+};

@@ -10,7 +10,7 @@ import { describe, invalidRange, invalidRangeText, invalidType } from './errors.
 import { type DeviceMemory, native, type NativeTensor } from './native.js';
 import { holding, run } from './ops/run.js';
 import { allocate, poolInfo, recycle } from './pool.js';
-import { checkSeed, checkShape, finiteF32, formatShape, MAX_ELEMENTS, sizeOf } from './validate.js';
+import { checkSeed, checkShape, finiteF32, FLOAT32_MAX, formatShape, MAX_ELEMENTS, sizeOf } from './validate.js';
 
 export type { DType, FloatDType } from './dtype.js';
 export { DTYPES, FLOAT_DTYPES } from './dtype.js';
@@ -628,6 +628,8 @@ export function randn(shape: readonly number[], options?: RandomOptions & { mean
 export function rand(shape: readonly number[], options?: RandomOptions & { low?: number; high?: number }): Tensor {
   const low = finiteF32(options?.low, 'options.low', 0);
   const high = finiteF32(options?.high, 'options.high', 1);
-  if (!(low < high)) throw invalidRange(`a number above options.low (${low})`, 'options.high', high);
+  // in float32, as the values are drawn: distinct bounds, and a width that is finite there
+  if (!(Math.fround(low) < Math.fround(high)) || !(Math.fround(high) - Math.fround(low) <= FLOAT32_MAX))
+    throw invalidRange(`a number above options.low (${low}) in float32, within float32 range of it`, 'options.high', high);
   return filled(shape, options, false, low, high);
 }

@@ -310,8 +310,15 @@ describe('finite doubles beyond float32 range', () => {
     const t = new Float32Array(4);
     expect(errorOf(() => native().fill({ dst: { data: t, dtype: 0 }, value: 1e39 }))).toEqual({
       cls: 'RangeError',
-      message: "fill: value = 1e+39 is outside float32's range",
+      message: "fill: value must lie in float32's range",
     });
+    expect(errorOf(() => native().scale({ x: { data: t, dtype: 0 }, y: { data: new Float32Array(4), dtype: 0 }, alpha: 1e39 }))).toEqual({
+      cls: 'RangeError',
+      message: "scale: alpha = 1e+39 is outside float32's range",
+    });
+    const big = new Int32Array(3);
+    native().fill({ dst: { data: big, dtype: 3 }, value: -485303338 }); // an int32 beyond 2^24: exact (the value crosses as a double)
+    expect(Array.from(big)).toEqual([-485303338, -485303338, -485303338]);
     native().fill({ dst: { data: t, dtype: 0 }, value: -Infinity });
     expect(Array.from(t)).toEqual([-Infinity, -Infinity, -Infinity, -Infinity]);
     expect(Math.fround(3.4028234663852886e38)).toBe(3.4028234663852886e38); // the largest float32 itself is fine

@@ -7,8 +7,35 @@
 // FC_RUNS scales every property's run count (default 1: 10,900 cases in all); FC_SEED fixes the seed.
 import fc from 'fast-check';
 import { afterAll, describe, expect, it } from 'vitest';
-import { deltaLora, linear, LoraLinear, lora, nn, optim, search, tensor, Tensor, vera, VeraLinear, zeros } from '../lib/index.js';
-import { ACTIVATION_REF, loraBackwardRef, loraForwardRef, matmulNN, matmulNT, mergeRef, randomF32, relErr } from './helpers/reference.js';
+import {
+  deltaLora,
+  embed,
+  Linear,
+  linear,
+  LoraLinear,
+  lora,
+  nn,
+  optim,
+  rand,
+  randn,
+  search,
+  tensor,
+  Tensor,
+  vera,
+  VeraLinear,
+  zeros,
+} from '../lib/index.js';
+import {
+  ACTIVATION_REF,
+  bf16Value,
+  loraBackwardRef,
+  loraForwardRef,
+  matmulNN,
+  matmulNT,
+  mergeRef,
+  randomF32,
+  relErr,
+} from './helpers/reference.js';
 
 const SCALE_RUNS = Number(process.env.FC_RUNS ?? 1);
 const SEED = Number(process.env.FC_SEED ?? 3401);
@@ -107,10 +134,25 @@ async function outcome(name: string, mustRefuse: boolean, run: () => unknown, ve
   c.ran++;
 }
 
-function close(got: ArrayLike<number>, ref: ArrayLike<number>, tol: number, what: string): void {
-  const e = relErr(got, ref);
+/**
+ * got against the float64 reference: max|got − ref| within tol of max|ref|, or, given `bound`
+ * (the reference computed on the inputs' absolute values: the size of the terms summed), of
+ * max(bound), which a sum with cancellation needs (its rounding follows the terms, not the result).
+ */
+function close(got: ArrayLike<number>, ref: ArrayLike<number>, tol: number, what: string, bound?: ArrayLike<number>): void {
+  let e = relErr(got, ref);
+  if (bound) {
+    let diff = 0,
+      size = 0;
+    for (let i = 0; i < ref.length; i++) {
+      diff = Math.max(diff, Math.abs(got[i] - ref[i]));
+      size = Math.max(size, Math.abs(bound[i]));
+    }
+    e = Number.isNaN(diff) ? Infinity : size === 0 ? diff : diff / size;
+  }
   if (!(e <= tol)) throw new Error(`${what}: relative error ${e} against the float64 reference (tolerance ${tol})`);
 }
+const abs = (v: ArrayLike<number>) => Float64Array.from(v, Math.abs);
 
 const runs = (n: number) => ({ numRuns: Math.max(1, Math.round(n * SCALE_RUNS)), seed: SEED, endOnFailure: true });
 const dispose = (...ts: (Tensor | undefined | null)[]) => ts.forEach((t) => t?.dispose());
@@ -158,7 +200,20 @@ describe('property: LoRA forward, backward, merge', () => {
                 d.O,
                 d.R,
               );
-              close(y.toFloat32Array(), ref.y, 2e-5, 'y');
+              const bound = loraForwardRef(
+                abs(x.values!),
+                abs(W.values!),
+                bias ? abs(bias.values!) : null,
+                abs(A.values!),
+                abs(B.values!),
+                Math.abs(f32(scale)),
+                null,
+                d.T,
+                d.I,
+                d.O,
+                d.R,
+              );
+              close(y.toFloat32Array(), ref.y, 2e-5, 'y', bound.y);
               dispose(y);
               saved.dispose();
             },
@@ -204,10 +259,23 @@ describe('property: LoRA forward, backward, merge', () => {
             (r) => {
               const g = r as lora.LoraGrads;
               const ref = loraBackwardRef(dy.values!, x.values!, W.values!, A.values!, B.values!, f32(scale), null, d.T, d.I, d.O, d.R);
-              close(g.dx.toFloat32Array(), ref.dx, 2e-5, 'dx');
-              if (!d.frozenA) close(g.dA!.toFloat32Array(), ref.dA, 2e-5, 'dA');
+              const b = loraBackwardRef(
+                abs(dy.values!),
+                abs(x.values!),
+                abs(W.values!),
+                abs(A.values!),
+                abs(B.values!),
+                Math.abs(f32(scale)),
+                null,
+                d.T,
+                d.I,
+                d.O,
+                d.R,
+              );
+              close(g.dx.toFloat32Array(), ref.dx, 2e-5, 'dx', b.dx);
+              if (!d.frozenA) close(g.dA!.toFloat32Array(), ref.dA, 2e-5, 'dA', b.dA);
               else if (g.dA !== undefined) throw new Error('dA with frozenA');
-              if (!d.project) close(g.dB.toFloat32Array(), ref.dB, 2e-5, 'dB');
+              if (!d.project) close(g.dB.toFloat32Array(), ref.dB, 2e-5, 'dB', b.dB);
               else if (!g.dB.toFloat32Array().every(Number.isFinite)) throw new Error('projected dB not finite');
               dispose(g.dx, g.dA, g.dB);
             },
@@ -240,7 +308,8 @@ describe('property: LoRA forward, backward, merge', () => {
             () => {
               const s = which.startsWith('un') ? -f32(scale) : f32(scale);
               const ref = mergeRef(before!, A.values!, B.values!, s, d.O, d.I, d.R);
-              close(W.t.toFloat32Array(), ref, W.t.dtype === 'bfloat16' ? 1e-2 : 2e-6, 'W');
+              const bound = mergeRef(abs(before!), abs(A.values!), abs(B.values!), Math.abs(s), d.O, d.I, d.R);
+              close(W.t.toFloat32Array(), ref, W.t.dtype === 'bfloat16' ? 1e-2 : 2e-6, 'W', bound);
             },
           );
           dispose(W.t, A.t, B.t);
@@ -289,7 +358,10 @@ describe('property: LoRA forward, backward, merge', () => {
               const b1a1 = matmulNN(B1.values!, A1.values!, d.O, d.I, d.R),
                 b0a0 = matmulNN(B0.values!, A0.values!, d.O, d.I, d.R);
               const ref = before!.map((w, i) => w + s * (b1a1[i] - b0a0[i]));
-              close(W.t.toFloat32Array(), ref, W.t.dtype === 'bfloat16' ? 1e-2 : 2e-6, 'W');
+              const m1 = matmulNN(abs(B1.values!), abs(A1.values!), d.O, d.I, d.R),
+                m0 = matmulNN(abs(B0.values!), abs(A0.values!), d.O, d.I, d.R);
+              const bound = Array.from(before!, (w, i) => Math.abs(w) + Math.abs(s) * (m1[i] + m0[i]));
+              close(W.t.toFloat32Array(), ref, W.t.dtype === 'bfloat16' ? 1e-2 : 2e-6, 'W', bound);
             },
           );
           dispose(W.t, A0.t, B0.t, A1.t, B1.t);
@@ -317,52 +389,52 @@ describe('property: VeRA and linear', () => {
           const A =
             roles.projA === 'W' && d.R === d.O && d.extraIn === 0 && W.values !== null && !W.t.disposed ? W.t.reshape([d.R, d.I]) : proj.A;
           const pair = { A, B: proj.B };
-          const Av = A === proj.A ? proj.A.toFloat32Array() : null,
+          const Av = A.toFloat32Array(), // proj.A's values, or W's when it is a view of W
             Bv = proj.B.toFloat32Array();
           const x = make('ok', [d.T, d.I]);
           const maxIn = d.I + d.extraIn;
-          // the slices: A[:, :in], B[:out, :]
-          const slice = () => {
+          /** (λb ⊙ B[:out]) (λd ⊙ A[:, :in]) [out, in]; with `absolute`, of the absolute values (the terms' size). */
+          const delta = (absolute: boolean) => {
+            const m = absolute ? Math.abs : (v: number) => v;
             const a = new Float64Array(d.R * d.I);
-            for (let r = 0; r < d.R; r++) for (let i = 0; i < d.I; i++) a[r * d.I + i] = Av![r * maxIn + i] * ld.values![r];
+            for (let r = 0; r < d.R; r++) for (let i = 0; i < d.I; i++) a[r * d.I + i] = m(Av[r * maxIn + i]) * m(ld.values![r]);
             const b = new Float64Array(d.O * d.R);
-            for (let o = 0; o < d.O; o++) for (let r = 0; r < d.R; r++) b[o * d.R + r] = Bv[o * d.R + r] * lb.values![o];
-            return { a, b };
+            for (let o = 0; o < d.O; o++) for (let r = 0; r < d.R; r++) b[o * d.R + r] = m(Bv[o * d.R + r]) * m(lb.values![o]);
+            return matmulNN(b, a, d.O, d.I, d.R);
           };
-          const bad = [W, ld, lb].some((m) => m.values === null) || (A !== proj.A && !W.t.disposed && which !== 'forward');
+          const bad = [W, ld, lb].some((m) => m.values === null) || (A !== proj.A && which !== 'forward');
           const before = W.values;
           await outcome(
             `vera.${which}`,
             bad,
             () => (which === 'forward' ? vera.forward(x.t, W.t, pair, ld.t, lb.t) : vera[which](W.t, pair, ld.t, lb.t)),
             (r) => {
-              if (Av === null) {
-                if (which !== 'forward') throw new Error('a merge through a projection that is W returned');
-                (r as { y: Tensor; saved: { dispose(): void } }).y.dispose();
-                (r as { saved: { dispose(): void } }).saved.dispose();
-                return;
-              }
-              const { a, b } = slice();
-              const ba = matmulNN(b, a, d.O, d.I, d.R);
+              const ba = delta(false),
+                baAbs = delta(true);
               if (which === 'forward') {
                 const { y, saved } = r as { y: Tensor; saved: { dispose(): void } };
-                const base = matmulNT(x.values!, before!, d.T, d.O, d.I);
-                const ad = matmulNT(x.values!, ba, d.T, d.O, d.I);
+                const base = matmulNT(x.values!, before!, d.T, d.O, d.I),
+                  ad = matmulNT(x.values!, ba, d.T, d.O, d.I);
+                const bBase = matmulNT(abs(x.values!), abs(before!), d.T, d.O, d.I),
+                  bAd = matmulNT(abs(x.values!), baAbs, d.T, d.O, d.I);
                 close(
                   y.toFloat32Array(),
                   base.map((v, i) => v + ad[i]),
                   2e-5,
                   'y',
+                  bBase.map((v, i) => v + bAd[i]),
                 );
                 y.dispose();
                 saved.dispose();
               } else {
                 const s = which === 'merge' ? 1 : -1;
+                const bound = Array.from(before!, (w, i) => Math.abs(w) + baAbs[i]);
                 close(
                   W.t.toFloat32Array(),
                   before!.map((w, i) => w + s * ba[i]),
                   W.t.dtype === 'bfloat16' ? 1e-2 : 2e-6,
                   'W',
+                  bound,
                 );
               }
             },
@@ -392,7 +464,10 @@ describe('property: VeRA and linear', () => {
             (r) => {
               fwd = r as typeof fwd;
               const ref = matmulNT(x.values!, W.values!, d.T, d.O, d.I).map((v, i) => v + (bias ? bias.values![i % d.O] : 0));
-              close(fwd!.y.toFloat32Array(), ref, 2e-5, 'y');
+              const bound = matmulNT(abs(x.values!), abs(W.values!), d.T, d.O, d.I).map(
+                (v, i) => v + (bias ? Math.abs(bias.values![i % d.O]) : 0),
+              );
+              close(fwd!.y.toFloat32Array(), ref, 2e-5, 'y', bound);
             },
           );
           if (fwd) {
@@ -403,12 +478,23 @@ describe('property: VeRA and linear', () => {
               () => (isAsync ? linear.backwardAsync(dy.t, fwd!.saved) : linear.backward(dy.t, fwd!.saved)),
               (r) => {
                 const g = r as { dx: Tensor; dW: Tensor; db?: Tensor };
-                close(g.dx.toFloat32Array(), matmulNN(dy.values!, W.values!, d.T, d.I, d.O), 2e-5, 'dx');
-                const dW = new Float64Array(d.O * d.I);
+                close(
+                  g.dx.toFloat32Array(),
+                  matmulNN(dy.values!, W.values!, d.T, d.I, d.O),
+                  2e-5,
+                  'dx',
+                  matmulNN(abs(dy.values!), abs(W.values!), d.T, d.I, d.O),
+                );
+                const dW = new Float64Array(d.O * d.I),
+                  dWAbs = new Float64Array(d.O * d.I);
                 for (let t = 0; t < d.T; t++)
                   for (let o = 0; o < d.O; o++)
-                    for (let i = 0; i < d.I; i++) dW[o * d.I + i] += dy.values![t * d.O + o] * x.values![t * d.I + i];
-                close(g.dW.toFloat32Array(), dW, 2e-5, 'dW');
+                    for (let i = 0; i < d.I; i++) {
+                      const term = dy.values![t * d.O + o] * x.values![t * d.I + i];
+                      dW[o * d.I + i] += term;
+                      dWAbs[o * d.I + i] += Math.abs(term);
+                    }
+                close(g.dW.toFloat32Array(), dW, 2e-5, 'dW', dWAbs);
                 dispose(g.dx, g.dW, g.db);
               },
             );
@@ -446,6 +532,7 @@ describe('property: element-wise ops', () => {
           const aT = partial ? tensor(shared.subarray(0, d.n), [d.n]) : a.t;
           const av = partial ? shared.slice(0, d.n) : a.values;
           const shifted = tensor(shared.subarray(1), [d.n]);
+          const shiftedBefore = shared.slice(1);
           const fresh = zeros([d.n]);
           const target = { none: undefined, a: aT, b: op === 'add' ? b.t : aT, partial: shifted, fresh }[out];
           const src = op === 'addInto' && (out === 'a' || partial) ? aT : b.t; // addInto(a, a): exact aliasing, 2a
@@ -483,7 +570,7 @@ describe('property: element-wise ops', () => {
                 ref = Array.from(A, (v, i) => B[i] * ACTIVATION_REF[op.replace('Backward', '') as keyof typeof ACTIVATION_REF].df(v));
               else if (op === 'add') ref = Array.from(A, (v, i) => v + f32(alpha) * B[i]);
               else if (op === 'scale') ref = Array.from(A, (v) => f32(alpha) * v);
-              else ref = Array.from(A, (v, i) => v + B[i]);
+              else ref = Array.from(partial ? shiftedBefore : A, (v, i) => v + B[i]); // addInto: dst's values before, plus src
               close(y, ref, 1e-5, op);
               if (r !== aT && r !== b.t && r !== target) (r as Tensor).dispose();
             },
@@ -639,6 +726,303 @@ describe('property: losses and search', () => {
         },
       ),
       runs(600),
+    );
+  });
+});
+
+describe('property: the rest of the ops', () => {
+  it('vera.backward: dx, dλd, dλb against the float64 chain rule', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.record({ T: dim, I: dim, O: dim, R: dim, dy: role({ bf16: 0 }), drop: fc.boolean() }),
+        fc.boolean(),
+        async (d, isAsync) => {
+          const proj = vera.projections({ rank: d.R, maxIn: d.I, maxOut: d.O, seed: seed++ });
+          const x = make('ok', [d.T, d.I]),
+            W = make('ok', [d.O, d.I]),
+            ld = make('ok', [d.R]),
+            lb = make('ok', [d.O]);
+          const { y, saved } = vera.forward(x.t, W.t, proj, ld.t, lb.t);
+          const dy = make(d.dy, [d.T, d.O], y);
+          if (d.drop) saved.dispose();
+          await outcome(
+            'vera.backward',
+            dy.values === null || d.drop,
+            () => (isAsync ? vera.backwardAsync(dy.t, saved) : vera.backward(dy.t, saved)),
+            (r) => {
+              const g = r as vera.VeraGrads;
+              const A = proj.A.toFloat32Array(),
+                B = proj.B.toFloat32Array();
+              /** dx, dλd, dλb by the chain rule; with `absolute`, on the inputs' absolute values (the terms' size). */
+              const grads = (absolute: boolean) => {
+                const m = (v: ArrayLike<number>) => (absolute ? abs(v) : Float64Array.from(v));
+                const [xv, Wv, Av, Bv, ldv, lbv, dyv] = [x.values!, W.values!, A, B, ld.values!, lb.values!, dy.values!].map(m);
+                const h = matmulNT(xv, Av, d.T, d.R, d.I); // x Aᵀ [T, r]
+                const u = h.map((v, k) => v * ldv[k % d.R]);
+                const z = matmulNT(u, Bv, d.T, d.O, d.R); // u Bᵀ [T, out]
+                const dz = dyv.map((v, k) => v * lbv[k % d.O]);
+                const dlb = new Float64Array(d.O),
+                  dld = new Float64Array(d.R);
+                for (let k = 0; k < d.T * d.O; k++) dlb[k % d.O] += dyv[k] * z[k];
+                const du = matmulNN(dz, Bv, d.T, d.R, d.O);
+                for (let k = 0; k < d.T * d.R; k++) dld[k % d.R] += du[k] * h[k];
+                const dh = du.map((v, k) => v * ldv[k % d.R]);
+                const dxBase = matmulNN(dyv, Wv, d.T, d.I, d.O),
+                  dxAd = matmulNN(dh, Av, d.T, d.I, d.R);
+                return { dx: dxBase.map((v, k) => v + dxAd[k]), dld, dlb };
+              };
+              const ref = grads(false),
+                bound = grads(true);
+              close(g.dx.toFloat32Array(), ref.dx, 2e-5, 'dx', bound.dx);
+              close(g.dLambdaD.toFloat32Array(), ref.dld, 2e-5, 'dLambdaD', bound.dld);
+              close(g.dLambdaB.toFloat32Array(), ref.dlb, 2e-5, 'dLambdaB', bound.dlb);
+              dispose(g.dx, g.dLambdaD, g.dLambdaB);
+            },
+          );
+          saved.dispose();
+          dispose(x.t, W.t, ld.t, lb.t, y, dy.t, proj.A, proj.B);
+        },
+      ),
+      runs(600),
+    );
+  });
+
+  it('nn.fill: every element the value rounded to the dtype; int32 takes integers in range only', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.record({
+          n: fc.integer({ min: 1, max: 40 }),
+          dtype: fc.constantFrom('float32', 'bfloat16', 'int32'),
+          t: role({ alias: 0, bf16: 0, int32: 0, shape: 0 }),
+        }),
+        fc.oneof(
+          fc.double(),
+          fc.integer({ min: -(2 ** 31), max: 2 ** 31 - 1 }),
+          fc.constantFrom(NaN, Infinity, -Infinity, 2 ** 31, 0.5, '1', null),
+        ),
+        async (d, value) => {
+          const t = d.t === 'disposed' ? make('disposed', [d.n]).t : zeros([d.n], { dtype: d.dtype });
+          const intOk = typeof value === 'number' && Number.isInteger(value) && value >= -(2 ** 31) && value < 2 ** 31;
+          const bad =
+            d.t === 'disposed' ||
+            typeof value !== 'number' ||
+            (d.dtype === 'int32' && !intOk) ||
+            (d.dtype !== 'int32' && Number.isFinite(value) && Math.abs(value) > 3.4028234663852886e38);
+          await outcome(
+            'nn.fill',
+            bad,
+            () => nn.fill(t, value as number),
+            () => {
+              const v = value as number;
+              const want = d.dtype === 'int32' ? Math.trunc(v) + 0 : d.dtype === 'float32' ? Math.fround(v) : bf16Value(Math.fround(v)); // + 0: int32 has no -0
+              const got = d.dtype === 'int32' ? Array.from(t.toInt32Array()) : Array.from(t.toFloat32Array());
+              if (!got.every((g) => Object.is(g, want) || (Number.isNaN(g) && Number.isNaN(want))))
+                throw new Error(`fill ${v}: got ${got[0]}, want ${want}`);
+            },
+          );
+          t.dispose();
+        },
+      ),
+      runs(600),
+    );
+  });
+
+  it('embed.search / searchSync against a float64 brute force', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.record({
+          n: dim,
+          N: fc.integer({ min: 1, max: 20 }),
+          D: dim,
+          k: fc.integer({ min: 0, max: 22 }),
+          batchRows: fc.option(fc.integer({ min: 0, max: 10 })),
+        }),
+        fc.record({ q: role({ alias: 0, bf16: 1 }), docs: role({ alias: 0, bf16: 1 }) }),
+        fc.boolean(),
+        async (d, roles, isAsync) => {
+          const q = make(roles.q, [d.n, d.D]),
+            docs = make(roles.docs, [d.N, d.D]);
+          const bad =
+            q.values === null ||
+            docs.values === null ||
+            q.t.dtype !== 'float32' ||
+            docs.t.dtype !== 'float32' ||
+            d.k < 1 ||
+            d.k > d.N ||
+            d.batchRows === 0;
+          const opts = { k: d.k, ...(d.batchRows === null ? {} : { batchRows: d.batchRows }) };
+          await outcome(
+            'embed.search',
+            bad,
+            () => (isAsync ? embed.search(q.t, docs.t, opts) : embed.searchSync(q.t, docs.t, opts)),
+            (r) => {
+              const res = r as { indices: Int32Array; scores: Float32Array };
+              const s = matmulNT(q.values!, docs.values!, d.n, d.N, d.D);
+              for (let i = 0; i < d.n; i++) {
+                const row = Array.from(s.subarray(i * d.N, (i + 1) * d.N));
+                const order = row.map((_, j) => j).sort((a, b) => row[b] - row[a] || a - b);
+                for (let j = 0; j < d.k; j++) {
+                  const got = res.indices[i * d.k + j];
+                  // the same document, or one whose float64 score ties within float32 rounding
+                  if (got !== order[j] && Math.abs(row[got] - row[order[j]]) > 1e-5 * (1 + Math.abs(row[order[j]])))
+                    throw new Error(`query ${i}, rank ${j}: ${got}, not ${order[j]}`);
+                  if (Math.abs(res.scores[i * d.k + j] - row[got]) > 1e-5 * (1 + Math.abs(row[got])))
+                    throw new Error('a score is not the dot product');
+                }
+              }
+            },
+          );
+          dispose(q.t, docs.t);
+        },
+      ),
+      runs(600),
+    );
+  });
+
+  it('tensor, zeros, randn, rand with random data, shapes and options', async () => {
+    const shape = fc.oneof(
+      { arbitrary: fc.array(fc.integer({ min: 0, max: 6 }), { maxLength: 3 }), weight: 8 },
+      { arbitrary: fc.constantFrom([-1], [1.5], ['2'], null, 3), weight: 1 },
+    );
+    await fc.assert(
+      fc.asyncProperty(
+        fc.constantFrom('tensor', 'zeros', 'randn', 'rand'),
+        shape,
+        fc.record(
+          {
+            dtype: fc.oneof(fc.constantFrom('float32', 'bfloat16', 'float16', 'int32'), fc.constantFrom('float64', 1)),
+            seed: fc.oneof(fc.integer({ min: 0, max: 1000 }), fc.constantFrom(-1, 1.5, '1')),
+            low: fc.double({ min: -3, max: 3, noNaN: true }),
+            high: fc.double({ min: -3, max: 3, noNaN: true }),
+            std: fc.oneof(fc.double({ min: 0, max: 3, noNaN: true }), fc.constantFrom(NaN, 1e39)),
+          },
+          { requiredKeys: [] },
+        ),
+        fc.constantFrom('f32', 'array', 'i32', 'u16', 'short'),
+        async (fn, sh, o, kind) => {
+          const valid = Array.isArray(sh) && (sh as unknown[]).every((x) => typeof x === 'number' && Number.isInteger(x) && x >= 0);
+          const n = valid ? (sh as number[]).reduce((a, b) => a * b, 1) : 3;
+          const v = randomF32(n, seed++);
+          const data = {
+            f32: v,
+            array: Array.from(v),
+            i32: Int32Array.from(v, (x) => Math.round(x * 10)),
+            u16: new Uint16Array(n).fill(0x3f80),
+            short: v.subarray(0, Math.max(0, n - 1)),
+          }[kind];
+          const dtypeOk = o.dtype === undefined || ['float32', 'bfloat16', 'float16', 'int32'].includes(o.dtype as string);
+          await outcome(
+            fn,
+            !valid || !dtypeOk,
+            () => {
+              if (fn === 'tensor') return tensor(data, sh as number[], { dtype: o.dtype as 'float32' });
+              if (fn === 'zeros') return zeros(sh as number[], { dtype: o.dtype as 'float32' });
+              if (fn === 'randn') return randn(sh as number[], { seed: o.seed as number, std: o.std, dtype: o.dtype as 'float32' });
+              return rand(sh as number[], { seed: o.seed as number, low: o.low, high: o.high, dtype: o.dtype as 'float32' });
+            },
+            (r) => {
+              const t = r as Tensor;
+              if (t.size !== n || t.shape.length !== (sh as number[]).length) throw new Error('wrong shape');
+              const values = t.dtype === 'int32' ? Array.from(t.toInt32Array()) : Array.from(t.toFloat32Array());
+              if (fn === 'zeros' && values.some((x) => x !== 0)) throw new Error('zeros not zero');
+              if (fn === 'rand' && t.dtype === 'float32' && values.some((x) => !(x >= (o.low ?? 0) && x < (o.high ?? 1))))
+                throw new Error('rand out of range');
+              if (fn === 'tensor' && kind === 'f32' && t.dtype === 'float32' && values.some((x, i) => x !== v[i]))
+                throw new Error('tensor values');
+              if (fn === 'tensor' && kind === 'short' && n > 0) throw new Error('a short array accepted');
+              if ((fn === 'randn' || fn === 'rand') && t.dtype === 'int32') throw new Error('random int32 accepted');
+              if (!values.every(Number.isFinite)) throw new Error('not finite');
+              t.dispose();
+            },
+          );
+        },
+      ),
+      runs(1000),
+    );
+  });
+
+  it('lora.init, vera.init, vera.projections and the Linear layer with random options', async () => {
+    const maybe = <T>(a: fc.Arbitrary<T>) =>
+      fc.oneof({ arbitrary: a, weight: 4 }, { arbitrary: fc.constantFrom(0, -1, 1.5, '2', null, 2 ** 40), weight: 1 });
+    await fc.assert(
+      fc.asyncProperty(
+        fc.constantFrom('lora.init', 'vera.init', 'vera.projections', 'Linear'),
+        fc.record({ a: maybe(dim), b: maybe(dim), c: maybe(dim) }),
+        fc.record({
+          method: fc.constantFrom(undefined, 'kaiming', 'gaussian', 'xavier'),
+          dInitial: fc.constantFrom(undefined, 0.1, 1e39, NaN),
+          W: role({ bf16: 1 }),
+          bias: fc.option(role({ alias: 2 })),
+        }),
+        async (fn, d, o) => {
+          const dims = [d.a, d.b, d.c];
+          const used = fn === 'vera.init' ? dims.slice(0, 2) : dims;
+          const dimsOk = used.every((x) => typeof x === 'number' && Number.isSafeInteger(x) && x >= 1 && x <= 9);
+          if (fn === 'Linear') {
+            const W = make(o.W, [dimsOk ? (d.a as number) : 3, dimsOk ? (d.b as number) : 2]);
+            const bias = o.bias === null ? null : make(o.bias, [W.t.shape[0] ?? 1], W.t);
+            await outcome(
+              'Linear',
+              W.values === null || W.t.dtype !== 'float32' || (bias !== null && (bias.values === null || bias.aliased === true)),
+              () => new Linear({ weight: W.t, ...(bias ? { bias: bias.t } : {}) }),
+              (r) => {
+                const layer = r as Linear;
+                const x = make('ok', [2, W.t.shape[1]]);
+                const y = layer.forward(x.t, { training: false });
+                const ref = matmulNT(x.values!, W.values!, 2, W.t.shape[0], W.t.shape[1]).map(
+                  (v, k) => v + (bias ? bias.values![k % W.t.shape[0]] : 0),
+                );
+                close(y.toFloat32Array(), ref, 2e-5, 'Linear y');
+                dispose(y, x.t);
+                layer.dispose();
+              },
+            );
+            dispose(W.t, bias?.t);
+            return;
+          }
+          await outcome(
+            fn,
+            !dimsOk ||
+              (fn === 'lora.init' && o.method === 'xavier') ||
+              (fn === 'vera.init' && o.dInitial !== undefined && !Number.isFinite(o.dInitial)) ||
+              (fn === 'vera.init' && o.dInitial === 1e39),
+            () => {
+              if (fn === 'lora.init')
+                return lora.init({
+                  inFeatures: d.a as number,
+                  outFeatures: d.b as number,
+                  rank: d.c as number,
+                  method: o.method as 'kaiming',
+                  seed: 1,
+                });
+              if (fn === 'vera.init') return vera.init({ outFeatures: d.a as number, rank: d.b as number, dInitial: o.dInitial });
+              return vera.projections({ rank: d.a as number, maxIn: d.b as number, maxOut: d.c as number, seed: 2 });
+            },
+            (r) => {
+              if (fn === 'lora.init') {
+                const { A, B } = r as { A: Tensor; B: Tensor };
+                const bound = 1 / Math.sqrt(d.a as number);
+                if (A.shape.join() !== `${d.c},${d.a}` || B.shape.join() !== `${d.b},${d.c}`) throw new Error('init shapes');
+                if (B.toFloat32Array().some((x) => x !== 0)) throw new Error('B not zero');
+                if (o.method !== 'gaussian' && A.toFloat32Array().some((x) => !(Math.abs(x) <= bound)))
+                  throw new Error('kaiming A out of bounds');
+                dispose(A, B);
+              } else if (fn === 'vera.init') {
+                const { lambdaD, lambdaB } = r as { lambdaD: Tensor; lambdaB: Tensor };
+                if (lambdaD.toFloat32Array().some((x) => x !== Math.fround(o.dInitial ?? 0.1))) throw new Error('lambdaD');
+                if (lambdaB.toFloat32Array().some((x) => x !== 0)) throw new Error('lambdaB');
+                dispose(lambdaD, lambdaB);
+              } else {
+                const p = r as { A: Tensor; B: Tensor };
+                if (p.A.shape.join() !== `${d.a},${d.b}` || p.B.shape.join() !== `${d.c},${d.a}`) throw new Error('projection shapes');
+                if (![...p.A.toFloat32Array(), ...p.B.toFloat32Array()].every(Number.isFinite)) throw new Error('projections not finite');
+                dispose(p.A, p.B);
+              }
+            },
+          );
+        },
+      ),
+      runs(1000),
     );
   });
 });

@@ -4,7 +4,8 @@ import { bool, options } from '../validate.js';
 import * as linear from '../ops/linear.js';
 import { type LinearSaved } from '../ops/linear.js';
 import { Tensor } from '../tensor.js';
-import { accumulate, checkTensorOption, type Parameter, parameter, zeroGrad } from './parameter.js';
+import { apart, checked } from '../ops/check.js';
+import { accumulate, baseOptions, type Parameter, parameter, zeroGrad } from './parameter.js';
 
 export class Linear {
   readonly weight: Tensor;
@@ -15,8 +16,11 @@ export class Linear {
   /** Trains `weight` [out, in] (float32) and `bias` [out] in place. */
   constructor(opts: { weight: Tensor; bias?: Tensor }) {
     const o = options<{ weight: Tensor; bias: Tensor }>(opts, 'options');
-    this.weight = checkTensorOption(o.weight, 'options.weight');
-    this.bias = o.bias === undefined ? undefined : checkTensorOption(o.bias, 'options.bias');
+    const base = baseOptions(o.weight, o.bias);
+    // both train (the optimizer writes them): float32, apart from each other
+    this.weight = checked(base.weight, 'options.weight', 'float32');
+    this.bias = base.bias && checked(base.bias, 'options.bias', 'float32');
+    apart([[this.weight, 'options.weight']], [[this.bias, 'options.bias']]);
     this.#params = [parameter('weight', this.weight), ...(this.bias ? [parameter('bias', this.bias)] : [])];
   }
 

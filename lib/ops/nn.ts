@@ -4,7 +4,7 @@
 // returns new tensors on its inputs' device unless told to write into `out`.
 import { invalidRange, invalidType } from '../errors.js';
 import { Tensor } from '../tensor.js';
-import { bool, finiteF32, options } from '../validate.js';
+import { bool, finiteF32, FLOAT32_MAX, options } from '../validate.js';
 import { apart, checked, indices, live, nativeOf, output, sameDevice, sameShape } from './check.js';
 import { run, runAsync } from './run.js';
 
@@ -20,6 +20,8 @@ export function fill(t: Tensor, value: number): Tensor {
   if (typeof value !== 'number') throw invalidType('a number', 'value', value);
   if (c.dtype === 'int32' && !(Number.isInteger(value) && value >= INT32_MIN && value <= INT32_MAX))
     throw invalidRange('an integer in int32 range (t is int32)', 'value', value);
+  if (c.dtype !== 'int32' && Number.isFinite(value) && Math.abs(value) > FLOAT32_MAX)
+    throw invalidRange(`a number within float32 range, NaN or ±Infinity (t is ${c.dtype})`, 'value', value);
   run('fill', { dst: nativeOf(c, 't'), value });
   return c;
 }

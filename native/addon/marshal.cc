@@ -267,6 +267,12 @@ void Unpacker::scalar(const char* name, float& x) {
   x = static_cast<float>(d);
 }
 
+void Unpacker::number(const char* name, double& x) {
+  const Napi::Value v = field(name);
+  if (!v.IsNumber()) throw lowrank::TypeError(std::string(op_) + ": native argument '" + name + "' is not a number");
+  x = v.As<Napi::Number>().DoubleValue();
+}
+
 void Unpacker::sign(const char* name, float& x) {
   scalar(name, x);
   LR_CHECK(op_, x == 1.0f || x == -1.0f, std::string(name) + " must be 1 (merge) or -1 (unmerge)");

@@ -146,6 +146,7 @@ class Unpacker {
   }
   void may_alias(const char* written, const char* read) { aliases_.emplace_back(written, read); }
   void scalar(const char* name, float& x);
+  void number(const char* name, double& x);
   void sign(const char* name, float& x);
   void flag(const char* name, bool& x);
   void seed(const char* name, uint64_t& x);

@@ -44,9 +44,9 @@ float tanh_grad(float x) {
 void fill(const ops::Fill& a) {
   const int64_t n = a.dst.elements;
   switch (a.dst.dtype) {
-    case DType::kFloat32: return fill_with(a.dst.as<float>(), a.value, n);
-    case DType::kBFloat16: return fill_with(a.dst.as<uint16_t>(), f32_to_bf16(a.value), n);
-    case DType::kFloat16: return fill_with(a.dst.as<uint16_t>(), f32_to_f16(a.value), n);
+    case DType::kFloat32: return fill_with(a.dst.as<float>(), static_cast<float>(a.value), n);
+    case DType::kBFloat16: return fill_with(a.dst.as<uint16_t>(), f32_to_bf16(static_cast<float>(a.value)), n);
+    case DType::kFloat16: return fill_with(a.dst.as<uint16_t>(), f32_to_f16(static_cast<float>(a.value)), n);
     case DType::kInt32: return fill_with(a.dst.as<int32_t>(), static_cast<int32_t>(a.value), n);
   }
 }

@@ -104,14 +104,14 @@ void backward(const char* what, const ops::UnaryBackward& a) {
 
 void fill(const ops::Fill& a) {
   const DevOut dst = dev_out(a.dst);
-  const float value = a.value;
+  const auto value = static_cast<float>(a.value);
   const int64_t n = a.dst.elements;
   LR_CHECK("fill", n >= 0, "n must be >= 0");
   if (n == 0) return;
   if (dst.dtype == DType::kFloat32) {
     fill_kernel<<<blocks_for(n), kElementwiseThreads, 0, stream()>>>(static_cast<float*>(dst.data), value, n);
   } else if (dst.dtype == DType::kInt32) {
-    const auto v = static_cast<int32_t>(value);
+    const auto v = static_cast<int32_t>(a.value);  // exact: a.value is a double
     fill_kernel<<<blocks_for(n), kElementwiseThreads, 0, stream()>>>(static_cast<int32_t*>(dst.data), v, n);
   } else {
     const uint16_t bits = dst.dtype == DType::kBFloat16 ? f32_to_bf16(value) : f32_to_f16(value);

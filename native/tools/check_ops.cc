@@ -84,6 +84,7 @@ class Filler {
     }
   }
   void scalar(const char*, float& x) { x = std::uniform_real_distribution<float>(0.5f, 2.0f)(rng_); }
+  void number(const char*, double& x) { x = std::uniform_real_distribution<double>(0.5, 2.0)(rng_); }
   void sign(const char*, float& x) { x = coin() ? 1.0f : -1.0f; }
   void flag(const char*, bool& x) { x = coin(); }
   void seed(const char*, uint64_t& x) { x = rng_(); }
@@ -172,6 +173,7 @@ class Refs {
   }
   void labels(const char*, TensorRef& t, ops::Shape, int64_t) { refs.push_back(&t); }
   void scalar(const char*, float&) {}
+  void number(const char*, double&) {}
   void sign(const char*, float&) {}
   void flag(const char*, bool&) {}
   void seed(const char*, uint64_t&) {}

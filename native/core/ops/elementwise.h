@@ -19,15 +19,23 @@ struct Convert {
   }
 };
 
-// dst[i] = value rounded to dst's dtype (an int32 dst: value truncated toward zero).
-// FLOPs 0. Fewest bytes: n·size written.
+// dst[i] = value rounded to dst's dtype (an int32 dst: value truncated toward zero; a double,
+// so every int32 is exact). FLOPs 0. Fewest bytes: n·size written.
 struct Fill {
   TensorRef dst;
-  float value = 0;
+  double value = 0;
   template <class V>
   void visit(V& v) {
     v.output("dst", dst, kAnyDtype);
-    v.scalar("value", value);
+    v.number("value", value);
+  }
+  void validate(const char* op) const {
+    if (dst.dtype == DType::kInt32) {
+      LR_CHECK(op, value >= -2147483648.0 && value <= 2147483647.0, "value must lie in int32's range for an int32 dst");
+    } else {
+      LR_CHECK(op, !std::isfinite(value) || std::fabs(value) <= 3.4028234663852886e38,
+               "value must lie in float32's range");
+    }
   }
 };
 

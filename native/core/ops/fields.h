@@ -14,7 +14,10 @@
 //   output(...)                            a tensor the op writes completely (never read).
 //   inout(...)                             a tensor the op reads and updates in place.
 //   optional_input / optional_output(...)  the same, null when absent.
-//   scalar(name, float&)                   a number.
+//   scalar(name, float&)                   a number (a finite one within float32's range, or
+//                                          NaN or ±Infinity).
+//   number(name, double&)                  a number kept as a double (fill's value, exact for
+//                                          every int32).
 //   sign(name, float&)                     +1 or -1.
 //   flag(name, bool&)                      a boolean.
 //   seed(name, uint64_t&)                  a 64-bit seed (BigInt or safe integer in JS).

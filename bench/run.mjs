@@ -126,7 +126,13 @@ async function benchCpu() {
   const shapeNames = (args.shapes ?? (args.quick ? 'Q,S' : 'S,M,M64')).split(',');
   for (const s of shapeNames) if (!SHAPES[s]) throw new RangeError(`Expected one of ${Object.keys(SHAPES)} for --shapes but received ${s}`);
   const n = native();
-  console.log(`lowrank bench: ${os.cpus()[0]?.model ?? 'unknown CPU'}, ${threads} threads, kernels ${backends().cpu.isa}`);
+  const { isa, caches, blocking } = backends().cpu;
+  const kib = (b) => `${Math.round(b / 1024)} KiB`;
+  console.log(`lowrank bench: ${os.cpus()[0]?.model ?? 'unknown CPU'}, ${threads} threads, kernels ${isa}`);
+  console.log(
+    `caches L1d ${kib(caches.l1d)}, L2 ${kib(caches.l2)}, L3 ${kib(caches.l3)} (${caches.source}); ` +
+      `blocking ${blocking.mr}x${blocking.nr} kernel, kc ${blocking.kc}, mc ${blocking.mc}, nc ${blocking.nc} (${blocking.rule})`,
+  );
   const peak = n.probePeak(args.quick ? 0.3 : 1.0);
   const bandwidth = n.probeBandwidth(256 * 2 ** 20, args.quick ? 2 : 5);
   console.log(
@@ -351,6 +357,8 @@ async function benchCpu() {
       logicalCpus: os.cpus().length,
       threads,
       kernels: backends().cpu.isa,
+      caches: backends().cpu.caches,
+      blocking: backends().cpu.blocking,
       peakGflops: peak.gflops,
       peakIsa: peak.isa,
       copyGBs: bandwidth,

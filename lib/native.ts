@@ -38,7 +38,19 @@ export interface NativeCudaDevice {
 }
 
 export interface NativeBackends {
-  cpu: { isa: 'avx512' | 'avx2' | 'scalar'; threads: number };
+  cpu: {
+    isa: 'avx512' | 'avx2' | 'scalar';
+    threads: number;
+    /** The data caches the CPU reports, in bytes (L1d and L2 per core, L3 in all), and where they were read. */
+    caches: { l1d: number; l2: number; l3: number; source: 'sysfs' | 'sysconf' | 'default' };
+    /**
+     * The packed product's blocking for the current ISA's micro-kernel (mr x nr): kc steps of the
+     * inner dimension per block, mc rows of A per block, nc columns of B per panel; `rule` says
+     * whether it is a measured choice for these caches, derived from them, or set by LOWRANK_KC /
+     * LOWRANK_MC / LOWRANK_NC.
+     */
+    blocking: { mr: number; nr: number; kc: number; mc: number; nc: number; rule: 'tuned' | 'derived' | 'env' };
+  };
   cuda: {
     compiled: boolean;
     available: boolean;

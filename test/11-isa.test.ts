@@ -2,7 +2,7 @@
 // family correctly, and the paths agree with each other within 1e-5 relative.
 import { spawnSync } from 'node:child_process';
 import { afterAll, describe, expect, it } from 'vitest';
-import { lora, tensor } from '../lib/index.js';
+import { backends, lora, tensor } from '../lib/index.js';
 import { native } from '../lib/native.js';
 import { dropoutFactors, loraBackwardRef, loraForwardRef, mergeRef, randomF32, relErr } from './helpers/reference.js';
 import { ALL_ISAS, supportedIsas } from './helpers/isa.js';
@@ -85,5 +85,58 @@ describe('LOWRANK_ISA', () => {
     });
     expect(r.stderr).toBe('');
     expect(r.stdout.trim()).toBe(isa);
+  });
+});
+
+describe('cache-derived blocking', () => {
+  const root = new URL('..', import.meta.url).pathname;
+  const cpuOf = (env: Record<string, string>) => {
+    const script = `console.log(JSON.stringify(require('node-gyp-build')(${JSON.stringify(root)}).backends().cpu))`;
+    const r = spawnSync(process.execPath, ['-e', script], { cwd: root, env: { ...process.env, ...env }, encoding: 'utf8' });
+    expect(r.stderr).toBe('');
+    return JSON.parse(r.stdout) as ReturnType<typeof backends>['cpu'];
+  };
+
+  it.each(supported)('%s: the caches are read, and kc, mc, nc fit the kernel geometry and the caches', (isa) => {
+    const cpu = cpuOf({ LOWRANK_ISA: isa });
+    expect(cpu.caches.l1d).toBeGreaterThan(0);
+    expect(cpu.caches.l2).toBeGreaterThan(cpu.caches.l1d);
+    const b = cpu.blocking;
+    expect(b.mc % b.mr).toBe(0);
+    expect(b.nc % b.nr).toBe(0);
+    expect(b.kc).toBeGreaterThanOrEqual(64);
+    if (b.rule === 'derived') {
+      expect((b.mr + b.nr) * b.kc * 4).toBeLessThanOrEqual(cpu.caches.l1d); // the micro-panels in L1d
+      expect(b.mc * b.kc * 4).toBeLessThanOrEqual(cpu.caches.l2); // A's block in L2
+    }
+  });
+
+  it('LOWRANK_KC / LOWRANK_MC / LOWRANK_NC override the blocking (rounded to the kernel multiples), and results stay right', () => {
+    const cpu = cpuOf({ LOWRANK_KC: '100', LOWRANK_MC: '50', LOWRANK_NC: '70' });
+    const b = cpu.blocking;
+    expect(b.rule).toBe('env');
+    expect(b.kc).toBe(100);
+    expect(b.mc).toBe(Math.floor(50 / b.mr) * b.mr || b.mr);
+    expect(b.nc).toBe(Math.floor(70 / b.nr) * b.nr || b.nr);
+    // a product over several blocks in every dimension against the float64 reference
+    const script = `
+      const { linear, tensor } = await import(${JSON.stringify(new URL('../dist/index.js', import.meta.url).href)});
+      const T = 131, I = 333, O = 97;
+      const x = Float32Array.from({ length: T * I }, (_, i) => Math.sin(i)), W = Float32Array.from({ length: O * I }, (_, i) => Math.cos(i * 0.7));
+      const y = linear.forward(tensor(x, [T, I]), tensor(W, [O, I])).y.toFloat32Array();
+      let err = 0, scale = 0;
+      for (let t = 0; t < T; t++) for (let o = 0; o < O; o++) {
+        let s = 0, a = 0;
+        for (let i = 0; i < I; i++) { s += x[t * I + i] * W[o * I + i]; a += Math.abs(x[t * I + i] * W[o * I + i]); }
+        err = Math.max(err, Math.abs(y[t * O + o] - s)); scale = Math.max(scale, a);
+      }
+      console.log(err / scale);`;
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], {
+      cwd: root,
+      env: { ...process.env, LOWRANK_KC: '100', LOWRANK_MC: '50', LOWRANK_NC: '70' },
+      encoding: 'utf8',
+    });
+    expect(r.stderr).toBe('');
+    expect(Number(r.stdout)).toBeLessThan(1e-6);
   });
 });

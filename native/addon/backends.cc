@@ -13,6 +13,23 @@ Napi::Value Backends(const Napi::CallbackInfo& info) {
   Napi::Object cpu = Napi::Object::New(env);
   cpu.Set("isa", cpu::gemm_isa());
   cpu.Set("threads", cpu::threads());
+  const cpu::CpuCaches& caches = cpu::cpu_caches();
+  Napi::Object c = Napi::Object::New(env);
+  c.Set("l1d", static_cast<double>(caches.l1d));
+  c.Set("l2", static_cast<double>(caches.l2));
+  c.Set("l3", static_cast<double>(caches.l3));
+  c.Set("source", caches.source);
+  cpu.Set("caches", c);
+  int mr = 0, nr = 0;
+  const cpu::GemmBlocking b = cpu::gemm_blocking(&mr, &nr);
+  Napi::Object blocking = Napi::Object::New(env);
+  blocking.Set("mr", mr);
+  blocking.Set("nr", nr);
+  blocking.Set("kc", static_cast<double>(b.kc));
+  blocking.Set("mc", static_cast<double>(b.mc));
+  blocking.Set("nc", static_cast<double>(b.nc));
+  blocking.Set("rule", b.rule);
+  cpu.Set("blocking", blocking);
 
   const cuda::Info ci = cuda::info();
   Napi::Object cuda = Napi::Object::New(env);

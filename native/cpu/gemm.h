@@ -82,6 +82,24 @@ void gemm_reference(const GemmArgs& args);
 // supports is chosen at load time; LOWRANK_ISA=avx512|avx2|scalar forces one.
 const char* gemm_isa();
 
+// The data caches this CPU reports (bytes per core for L1d and L2, the whole L3), from
+// /sys/devices/system/cpu/cpu0/cache, else sysconf, else 32 KiB / 512 KiB / 8 MiB.
+struct CpuCaches {
+  int64_t l1d = 0, l2 = 0, l3 = 0;
+  const char* source = "";  // "sysfs", "sysconf" or "default"
+};
+const CpuCaches& cpu_caches();
+
+// The block sizes of the packed product for a micro-kernel of mr x nr (native/cpu/gemm/blocking.cc):
+// kc inner-dimension steps per block, mc rows of A per packed block, nc columns of B per panel.
+struct GemmBlocking {
+  int64_t kc = 0, mc = 0, nc = 0;
+  const char* rule = "";  // "tuned" (a measured choice for these caches), "derived" or "env"
+};
+GemmBlocking blocking_for(const char* isa, int mr, int nr);
+// The blocking of the current ISA's main micro-kernel, and its mr x nr.
+GemmBlocking gemm_blocking(int* mr, int* nr);
+
 // Switches the micro-kernel set (null or "" = the best supported). Returns false, changing
 // nothing, for an unknown name or one this CPU cannot run. Not safe while a GEMM runs.
 bool set_gemm_isa(const char* name);

@@ -29,14 +29,9 @@ namespace {
 using gemm_detail::KernelSet;
 using gemm_detail::MicroKernel;
 
-// Tuned on Zen 4 (1 MiB L2 per core). A deep inner-dimension block keeps C's traffic small:
-// C is read and written once per block, so a 4096-deep product passes over C twice, not eight
-// times. The 120 x 2048 block of A (960 KiB) stays in L2 while each 2048 x 32 strip of B
-// (256 KiB) streams past it.
-constexpr int64_t kKC = 2048;      // inner-dimension block
+// The block sizes are chosen at run time (blocking_for, below) from the caches this CPU
+// reports; these are the fixed rules around them.
 constexpr int64_t kKTail = 64;     // a remainder this small joins the previous block
-constexpr int64_t kMC = 120;       // rows of A per packed block (a multiple of every MR)
-constexpr int64_t kNC = 4096;      // columns of B per packed panel (a multiple of every NR)
 constexpr int64_t kStreamK = 128;  // below this block depth, C's traffic decides the loop order
 constexpr int64_t kUpdateK = 512;  // a product accumulated into C this shallow is a rank-r update
 
@@ -105,12 +100,14 @@ struct Plan {
   int mr, nr;
   MicroKernel kernel;
   gemm_detail::UpdateStrip update;  // null: not an update, or no update sweep in this set
+  GemmBlocking block;               // kc, mc (a multiple of mr), nc (a multiple of nr)
 };
 
 Plan plan_for(const KernelSet& ks, const GemmArgs& g, int64_t k_total) {
   if (ks.update.strip && k_total <= kUpdateK && g.beta != 0.0f && !g.bias)
-    return {&ks, ks.update.mr, ks.update.nr, ks.kernel, ks.update.strip};
-  return {&ks, ks.mr, ks.nr, ks.kernel, nullptr};
+    return {&ks,       ks.update.mr,    ks.update.nr,
+            ks.kernel, ks.update.strip, blocking_for(ks.name, ks.update.mr, ks.update.nr)};
+  return {&ks, ks.mr, ks.nr, ks.kernel, nullptr, blocking_for(ks.name, ks.mr, ks.nr)};
 }
 
 // op(A)[i0:i0+mc, k0:k0+kc] (alpha applied) into MR-row strips: strip s holds kc groups of MR.
@@ -271,18 +268,19 @@ int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 void gemm_block(const Plan& plan, const GemmArgs& g, int64_t k_total, int64_t ib, int64_t ie, int64_t jb, int64_t je) {
   const int mr = plan.mr, nr = plan.nr;
   PackBuffers& pack = pack_buffers();
-  const int64_t kc_max = std::min(k_total, kKC + kKTail);
-  float* buf_a = pack.a.get(static_cast<size_t>(round_up(std::min(kMC, ie - ib), mr) * kc_max));
-  float* buf_b = pack.b.get(static_cast<size_t>(round_up(std::min(kNC, je - jb), nr) * kc_max));
-  for (int64_t j0 = jb; j0 < je; j0 += kNC) {
-    const int64_t nc = std::min(kNC, je - j0);
+  const int64_t KC = plan.block.kc, MC = plan.block.mc, NC = plan.block.nc;
+  const int64_t kc_max = std::min(k_total, KC + kKTail);
+  float* buf_a = pack.a.get(static_cast<size_t>(round_up(std::min(MC, ie - ib), mr) * kc_max));
+  float* buf_b = pack.b.get(static_cast<size_t>(round_up(std::min(NC, je - jb), nr) * kc_max));
+  for (int64_t j0 = jb; j0 < je; j0 += NC) {
+    const int64_t nc = std::min(NC, je - j0);
     for (int64_t k0 = 0; k0 < k_total;) {
-      int64_t kc = std::min(kKC, k_total - k0);
+      int64_t kc = std::min(KC, k_total - k0);
       if (k_total - k0 - kc <= kKTail) kc = k_total - k0;
       const bool first = k0 == 0;
       pack_b(plan, g, k0, kc, j0, nc, buf_b);
-      for (int64_t i0 = ib; i0 < ie; i0 += kMC) {
-        const int64_t mc = std::min(kMC, ie - i0);
+      for (int64_t i0 = ib; i0 < ie; i0 += MC) {
+        const int64_t mc = std::min(MC, ie - i0);
         pack_a(plan, g, i0, mc, k0, kc, buf_a);
         if (plan.update) {
           for (int64_t is = 0; is < mc; is += mr)
@@ -336,7 +334,7 @@ void gemm(const GemmArgs& args) {
   // with a full block of rows per thread splits along m: each thread then streams one
   // contiguous run of C's rows (packing all of op(B), which is cheap beside those rows).
   const bool wide = g.n >= 2 * nthreads * plan.nr, tall = g.m >= 2 * nthreads * plan.mr;
-  const bool update_rows = plan.update && g.m >= nthreads * kMC;
+  const bool update_rows = plan.update && g.m >= nthreads * plan.block.mc;
   if (nthreads > 1 && wide && !update_rows) {
     const int64_t cols = round_up((g.n + nthreads - 1) / nthreads, plan.nr);
     const int64_t tasks = (g.n + cols - 1) / cols;
@@ -370,6 +368,12 @@ void gemm_reference(const GemmArgs& g) {
 }
 
 const char* gemm_isa() { return g_kernels->name; }
+
+GemmBlocking gemm_blocking(int* mr, int* nr) {
+  *mr = g_kernels->mr;
+  *nr = g_kernels->nr;
+  return blocking_for(g_kernels->name, g_kernels->mr, g_kernels->nr);
+}
 
 bool set_gemm_isa(const char* name) {
   const KernelSet* ks = name == nullptr || *name == '\0' ? best_supported() : by_name(name);

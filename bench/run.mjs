@@ -367,6 +367,24 @@ async function benchCpu() {
     rows,
   };
   writeResult(result, '');
+  // The probe is the ceiling of every rate in this run, lowrank's or a peer's: a row above it
+  // means the probe read low (load, frequency ramp), and every "% peak" of the run is suspect.
+  // With LOWRANK_ISA forcing a narrower ISA, the peers still run the CPU's best one: their
+  // ceiling is that ISA's peak.
+  let bestPeak = peak.gflops;
+  if (process.env.LOWRANK_ISA) {
+    n._setIsa('');
+    bestPeak = n.probePeak(args.quick ? 0.3 : 1.0).gflops;
+    n._setIsa(isa);
+  }
+  const above = rows.filter((r) => r.gflops > (r.name.startsWith('onnxruntime') ? bestPeak : peak.gflops));
+  if (above.length > 0) {
+    console.error(
+      `lowrank bench: the measured peak (${peak.gflops.toFixed(1)} GFLOP/s) is below ${above.length} timed row(s), ` +
+        `e.g. ${above[0].shape} ${above[0].name} at ${above[0].gflops.toFixed(1)} GFLOP/s: the probe read low; rerun on a quiet machine`,
+    );
+    process.exitCode = 1;
+  }
 }
 
 // ---- CUDA ------------------------------------------------------------------------------------

@@ -160,6 +160,7 @@ async function benchCpu() {
   }
 
   const rows = [];
+  let blasMissing = null; // why OpenBLAS could not be timed, once known
   function record(shape, name, ms, flops, extra = {}) {
     const gflops = flops / (ms / 1000) / 1e9;
     rows.push({ shape, name, ms, gflops, peakPct: (100 * gflops) / peak.gflops, ...extra });
@@ -333,11 +334,33 @@ async function benchCpu() {
       await session.release();
       await baseSession.release();
     }
+    // OpenBLAS's sgemm on the same base product (x·Wᵀ, row-major), when libopenblas is installed.
+    const blasOut = new Float32Array(t * out);
+    const blas = () => n._openblasSgemm({ m: t, n: out, k: inDim, a: xs, b: Ws, c: blasOut, threads });
+    const missing = blas();
+    if (typeof missing === 'string') {
+      if (!blasMissing) console.log(`OpenBLAS: ${missing}; its column stays empty`);
+      blasMissing = missing;
+    } else {
+      const blasMs = await time(blas);
+      record(name, 'OpenBLAS sgemm base product', blasMs, baseFlops, { ratioBase: blasMs / g.base.ms });
+      rows.find((row) => row.shape === name && row.name === 'base product x·Wᵀ').ratioBlas = g.base.ms / blasMs;
+    }
     for (const tns of [x, W, A, B, dy]) tns.dispose();
   }
 
   const fmt = (v, d = 2) => (v === undefined ? '' : v.toFixed(d));
-  const header = ['shape', 'case', 'median ms', 'GFLOP/s', '% peak', '× base (or as noted)', '× onnxruntime', 'kept for backward'];
+  const header = [
+    'shape',
+    'case',
+    'median ms',
+    'GFLOP/s',
+    '% peak',
+    '× base (or as noted)',
+    '× onnxruntime',
+    '× OpenBLAS',
+    'kept for backward',
+  ];
   const table = rows.map((r) => [
     r.shape,
     r.name,
@@ -346,6 +369,7 @@ async function benchCpu() {
     r.gflops > 0 ? fmt(r.peakPct, 1) : '',
     r.ratioFloor !== undefined ? `${fmt(r.ratioFloor)} × floor` : `${fmt(r.ratioBase, 3)}${r.vs ? ` × ${r.vs}` : ''}`,
     fmt(r.ratioOrt, 3),
+    fmt(r.ratioBlas, 3),
     r.savedBytes !== undefined ? `${(r.savedBytes / 2 ** 20).toFixed(2)} MiB` : '',
   ]);
   printTable(header, table);
@@ -364,6 +388,7 @@ async function benchCpu() {
       copyGBs: bandwidth,
     },
     onnxruntime: ort ? (await import('onnxruntime-node/package.json', { with: { type: 'json' } })).default.version : null,
+    openblas: blasMissing ?? 'loaded',
     rows,
   };
   writeResult(result, '');
@@ -377,7 +402,7 @@ async function benchCpu() {
     bestPeak = n.probePeak(args.quick ? 0.3 : 1.0).gflops;
     n._setIsa(isa);
   }
-  const above = rows.filter((r) => r.gflops > (r.name.startsWith('onnxruntime') ? bestPeak : peak.gflops));
+  const above = rows.filter((r) => r.gflops > (/^(onnxruntime|OpenBLAS)/.test(r.name) ? bestPeak : peak.gflops));
   if (above.length > 0) {
     console.error(
       `lowrank bench: the measured peak (${peak.gflops.toFixed(1)} GFLOP/s) is below ${above.length} timed row(s), ` +

@@ -203,6 +203,16 @@ export interface Native extends Ops {
   backends(): NativeBackends;
   setThreads(n: number): number;
   _setIsa(name: '' | 'avx512' | 'avx2' | 'scalar'): string;
+  /** Bench peer: c[m, n] = a[m, k] · b[n, k]ᵀ by OpenBLAS's cblas_sgemm (loaded at run time), or why it is missing. */
+  _openblasSgemm(args: {
+    m: number;
+    n: number;
+    k: number;
+    a: Float32Array;
+    b: Float32Array;
+    c: Float32Array;
+    threads: number;
+  }): string | undefined;
   _philox(args: { counter: Uint32Array; key: Uint32Array; out: Uint32Array }): void;
   _dropoutMask(args: { out: Uint8Array; offset: number; p: number; seed: Seed }): void;
   _gemm(args: {

@@ -140,3 +140,23 @@ describe('cache-derived blocking', () => {
     expect(Number(r.stdout)).toBeLessThan(1e-6);
   });
 });
+
+describe("the bench's OpenBLAS peer (loaded at run time, never linked)", () => {
+  it('computes a·bᵀ when libopenblas is installed, else says why not', () => {
+    const m = 7,
+      n = 5,
+      k = 33;
+    const a = randomF32(m * k, 90),
+      b = randomF32(n * k, 91),
+      c = new Float32Array(m * n).fill(NaN);
+    const r = native()._openblasSgemm({ m, n, k, a, b, c, threads: 1 });
+    if (typeof r === 'string') {
+      console.log(`test/11-isa: OpenBLAS peer not checked: ${r}`);
+      expect(r).toMatch(/libopenblas/);
+      return;
+    }
+    const ref = new Float64Array(m * n);
+    for (let i = 0; i < m; i++) for (let j = 0; j < n; j++) for (let p = 0; p < k; p++) ref[i * n + j] += a[i * k + p] * b[j * k + p];
+    expect(relErr(c, ref)).toBeLessThan(1e-5);
+  });
+});

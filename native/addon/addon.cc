@@ -37,6 +37,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   set("_gemm", Gemm);
   set("probePeak", ProbePeak);
   set("probeBandwidth", ProbeBandwidth);
+  set("_openblasSgemm", OpenBlasSgemm);
   set("_cudaDropoutMask", CudaDropoutMask);
   set("_cudaLoraMergeHost", CudaLoraMergeHost);
   set("cudaAlloc", CudaAlloc);

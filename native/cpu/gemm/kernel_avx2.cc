@@ -139,8 +139,88 @@ __attribute__((target("avx2,fma"))) void update_strip(int64_t kc, const float* _
   }
 }
 
+// r[0..7] (rows) ← their transpose: r[p] holds column p of the 8 x 8 block.
+__attribute__((target("avx2"))) inline void transpose8(__m256 (&r)[8]) {
+  __m256 t[8];
+  for (int i = 0; i < 8; i += 2) {
+    t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+    t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+  }
+  __m256 u[8];
+  for (int i = 0; i < 8; i += 4) {
+    u[i] = _mm256_shuffle_ps(t[i], t[i + 2], 0x44);
+    u[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], 0xEE);
+    u[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+    u[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
+  }
+  for (int i = 0; i < 4; ++i) {
+    r[i] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x20);
+    r[i + 4] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x31);
+  }
+}
+
+// rows[16][2] (16 rows of 16 values) transposed into dst: dst row p (p = 0..15, dst_stride
+// apart) gets column p, its first `lanes` values (rows 0..lanes-1).
+__attribute__((target("avx2"))) void store_transposed(__m256 (&rows)[16][2], float* __restrict dst, int64_t dst_stride,
+                                                      int lanes) {
+  const __m256i m0 = column_mask(lanes), m1 = column_mask(lanes - 8);
+  for (int half = 0; half < 2; ++half) {  // columns 8·half .. 8·half + 7
+    __m256 lo[8], hi[8];                  // rows 0..7 and 8..15 of those columns
+    for (int i = 0; i < 8; ++i) {
+      lo[i] = rows[i][half];
+      hi[i] = rows[i + 8][half];
+    }
+    transpose8(lo);
+    transpose8(hi);
+    for (int p = 0; p < 8; ++p) {
+      float* d = dst + (8 * half + p) * dst_stride;
+      if (lanes >= 16) {
+        _mm256_storeu_ps(d, lo[p]);
+        _mm256_storeu_ps(d + 8, hi[p]);
+      } else {
+        _mm256_maskstore_ps(d, m0, lo[p]);
+        if (lanes > 8) _mm256_maskstore_ps(d + 8, m1, hi[p]);
+      }
+    }
+  }
+}
+
+// The packing transpose (kernels.h, Transpose16): 16 steps of `rows` rows (the rest zero),
+// scaled by alpha, into 16 destination rows of `lanes` values.
+__attribute__((target("avx2"))) void transpose16(const float* __restrict src, int64_t ld, int rows,
+                                                 float* __restrict dst, int64_t dst_stride, int lanes, float alpha) {
+  __m256 r[16][2];
+  const __m256 scale = _mm256_set1_ps(alpha);
+  for (int i = 0; i < 16; ++i) {
+    if (i < rows) {
+      r[i][0] = _mm256_mul_ps(scale, _mm256_loadu_ps(src + i * ld));
+      r[i][1] = _mm256_mul_ps(scale, _mm256_loadu_ps(src + i * ld + 8));
+    } else {
+      r[i][0] = r[i][1] = _mm256_setzero_ps();
+    }
+  }
+  store_transposed(r, dst, dst_stride, lanes);
+}
+
+// The same from bfloat16 (the top half of a float32: widened by a 16-bit left shift).
+__attribute__((target("avx2"))) void transpose16_bf16(const uint16_t* __restrict src, int64_t ld, int rows,
+                                                      float* __restrict dst, int64_t dst_stride, int lanes) {
+  __m256 r[16][2];
+  for (int i = 0; i < 16; ++i) {
+    if (i < rows) {
+      const __m128i h0 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + i * ld));
+      const __m128i h1 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + i * ld + 8));
+      r[i][0] = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h0), 16));
+      r[i][1] = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h1), 16));
+    } else {
+      r[i][0] = r[i][1] = _mm256_setzero_ps();
+    }
+  }
+  store_transposed(r, dst, dst_stride, lanes);
+}
+
 }  // namespace
 
-const KernelSet kAvx2 = {"avx2", kMR, kNR, kernel, nullptr, nullptr, {kUpdateMR, kUpdateNR, update_strip}};
+const KernelSet kAvx2 = {"avx2", kMR, kNR, kernel, transpose16, transpose16_bf16, {kUpdateMR, kUpdateNR, update_strip}};
 
 }  // namespace lowrank::cpu::gemm_detail

@@ -61,6 +61,31 @@ ${main}`,
     if (exitInside) expect(r.stdout).toContain('worker exit 0');
   });
 
+  it('a worker that alone loaded lowrank and asked for the backends, terminated, five times: no crash at exit', () => {
+    // When only a worker had loaded the addon, its end unloaded the library (with the CUDA
+    // runtime linked into it, in CUDA builds) and the process crashed at exit.
+    for (let i = 0; i < 5; i++) {
+      const r = child(
+        `worker-only-${i}`,
+        `import { Worker } from 'node:worker_threads';
+const w = new Worker(${JSON.stringify(`import(${JSON.stringify(INDEX)}).then((m) => require('node:worker_threads').parentPort.postMessage(String(m.backends().cuda.available)));`)}, { eval: true });
+w.on('message', async () => {
+  await w.terminate();
+  // the library stays mapped (pinned) after the only environment that loaded it ended
+  const maps = (await import('node:fs')).readFileSync('/proc/self/maps', 'utf8');
+  console.log(maps.includes('lowrank.node') ? 'pinned' : 'unloaded');
+  process.exitCode = 3;
+});`,
+      );
+      expect({ status: r.status, signal: r.signal, stderr: r.stderr, out: r.stdout.trim() }).toEqual({
+        status: 3,
+        signal: null,
+        stderr: '',
+        out: 'pinned',
+      });
+    }
+  });
+
   it('process.exit(0) in the main thread with its own async ops pending: no abort', () => {
     const r = child(
       'teardown-main',

@@ -1,7 +1,10 @@
 // The export table of lowrank.node. lib/native.ts is the typed description of these names.
 // The ops come from the op list (native/core/ops.def), one export each, all through
 // dispatch() (marshal.h); the rest are the runtime's plain functions.
+#include <dlfcn.h>
 #include <napi.h>
+
+#include <mutex>
 
 #include "backends.h"
 #include "device.h"
@@ -22,7 +25,21 @@ namespace {
   }
 #include "../core/ops.def"
 
+// Keeps this library loaded for the life of the process. Node dlcloses an addon when the last
+// environment that loaded it ends; when only a worker thread loaded lowrank and then ended, that
+// unloaded the library with its statically linked CUDA runtime still holding threads and exit
+// handlers, and the process crashed at exit. RTLD_NODELETE makes that dlclose a no-op.
+void pin_library() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    Dl_info self{};
+    if (dladdr(reinterpret_cast<void*>(&pin_library), &self) != 0 && self.dli_fname != nullptr)
+      (void)dlopen(self.dli_fname, RTLD_NOW | RTLD_NOLOAD | RTLD_NODELETE);
+  });
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  pin_library();
   const auto set = [&](const char* name, Napi::Value (*fn)(const Napi::CallbackInfo&)) {
     exports.Set(name, Napi::Function::New(env, fn, name));
   };
